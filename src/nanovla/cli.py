@@ -1,0 +1,81 @@
+"""The `nanovla` command.
+
+Each subcommand lives beside the code it drives and exposes `main(argv: list[str]) -> int`;
+this file only dispatches, so `nanovla --help` stays instant (nothing heavy is imported until a
+subcommand runs) and each module owns its own tyro-generated `--help`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> (module with main(argv), one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "world": (
+        "nanovla.world.cli",
+        "look at the embedded tabletop world: `show` a scene, `demo` the expert",
+    ),
+    "collect": (
+        "nanovla.data.collect",
+        "record expert or policy rollouts as a LeRobot v3.0 dataset",
+    ),
+    "train": ("nanovla.train.cli", "the main job: collect -> train a VLA policy by BC -> evaluate"),
+    "eval": (
+        "nanovla.eval.cli",
+        "evaluate a checkpoint on fixed seeded episodes (95% Wilson intervals)",
+    ),
+    "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: nanovla COMMAND [ARGS...]",
+        "",
+        "Train Vision-Language-Action robot policies from scratch on a CPU, offline.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "`nanovla COMMAND --help` explains every option of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nanovla` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        from nanovla import __version__
+
+        print(f"nanovla {__version__}")
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        print(
+            f"nanovla: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(args[1:]) or 0)
+    except KeyboardInterrupt:
+        print(f"nanovla {name}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        # Bad input is the user's to fix: one line naming what was wrong, not a traceback.
+        # NANOVLA_DEBUG=1 shows the traceback for bug reports.
+        if os.environ.get("NANOVLA_DEBUG"):
+            raise
+        print(f"nanovla {name}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
