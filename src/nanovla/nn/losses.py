@@ -1,0 +1,172 @@
+"""Losses: Smooth L1 (Huber), masked weighted regression for action sequences, and InfoNCE (CLIP).
+
+Each one starts from the seed's sketch (`SmoothL1Loss`, `CustomLoss`, `contrastive_loss`) and is
+checked against `torch.nn.functional` in `tests/test_nn_losses.py`.
+
+Departures from the seed:
+- `smooth_l1_loss` takes `reduction` like `F.smooth_l1_loss` and treats `beta == 0` as plain L1
+  (the seed's `0.5 * diff**2 / beta` divides by zero there; torch does the same special case).
+- `masked_weighted_regression` generalises the seed's `CustomLoss`, which hard-coded two named
+  terms (`position`, `velocity`): here any number of action dimensions get a weight each, the mask
+  marks valid (not padded) steps, and the mean is over valid *entries* (step x dimension), so a
+  batch with more padding does not get a smaller loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_REDUCTIONS = ("mean", "sum", "none")
+_REGRESSION_KINDS = ("smooth_l1", "mse")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def smooth_l1_loss(
+    pred: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean"
+) -> Tensor:
+    """Smooth L1 (Huber-like) loss, equal to `F.smooth_l1_loss(pred, target, reduction, beta)`.
+
+    loss = 0.5 * d**2 / beta   if d < beta   (quadratic near zero: smooth gradient)
+           d - 0.5 * beta      otherwise     (linear far away: robust to outliers)
+    with d = |pred - target|, elementwise. `beta == 0` is plain L1.
+
+    Args:
+        pred, target: tensors of the same shape (any).
+        beta: where the quadratic part turns linear; >= 0.
+        reduction: "mean" | "sum" | "none" (elementwise, same shape as `pred`).
+    """
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    _check_reduction(reduction)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {pred.shape} and {target.shape}"
+        )
+    diff = (pred - target).abs()
+    if beta == 0:
+        return _reduce(diff, reduction)
+    loss = torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+class SmoothL1Loss(nn.Module):
+    """Module form of `smooth_l1_loss` (the seed's `SmoothL1Loss`, plus `reduction`)."""
+
+    def __init__(self, beta: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__()
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        _check_reduction(reduction)
+        self.beta = beta
+        self.reduction = reduction
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return smooth_l1_loss(pred, target, beta=self.beta, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, reduction={self.reduction!r}"
+
+
+def _broadcast_mask(mask: Tensor, pred: Tensor) -> Tensor:
+    """(…) step mask or (…, D) entry mask -> float (…, D), 1 = valid."""
+    if mask.shape == pred.shape[:-1]:
+        mask = mask.unsqueeze(-1)  # (..., 1): one flag per step, shared by its D dimensions
+    elif mask.shape != pred.shape:
+        raise ValueError(
+            f"mask must have shape {tuple(pred.shape[:-1])} (per step) or {tuple(pred.shape)} "
+            f"(per entry), got {tuple(mask.shape)}"
+        )
+    if not mask.is_floating_point():
+        mask = mask != 0  # bool or integer flags
+    return mask.to(pred.dtype).expand_as(pred)
+
+
+def masked_weighted_regression(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    weights: Tensor | None = None,
+    kind: str = "smooth_l1",
+    beta: float = 1.0,
+) -> Tensor:
+    """Regression loss over action sequences with per-dimension weights and padded steps masked.
+
+    loss = sum_{valid entries} w_d * l(pred, target) / (number of valid entries)
+
+    Symbol  | shape                     | meaning
+    --------|---------------------------|--------------------------------------------------
+    pred    | (..., D), e.g. (B, T, D)  | predicted actions
+    target  | (..., D)                  | expert actions
+    mask    | (...) or (..., D)         | 1/True = valid, 0/False = padding; None = all valid
+    weights | (D,)                      | weight of each action dimension; None = all 1
+
+    With all weights 1 and no mask this is the plain mean (`F.mse_loss` / `F.smooth_l1_loss`).
+    A mask with no valid entry gives 0 (still connected to the graph). Returns a scalar.
+
+    Args:
+        kind: "smooth_l1" (robust to outlier demonstrations) or "mse".
+        beta: Smooth L1 transition point (ignored for "mse").
+    """
+    if kind not in _REGRESSION_KINDS:
+        raise ValueError(f"kind must be one of {_REGRESSION_KINDS}, got {kind!r}")
+    if pred.shape != target.shape or pred.dim() == 0:
+        raise ValueError(
+            f"pred and target must have the same shape (..., D), got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if kind == "mse":
+        loss = F.mse_loss(pred, target, reduction="none")  # (..., D)
+    else:
+        loss = smooth_l1_loss(pred, target, beta=beta, reduction="none")  # (..., D)
+    if weights is not None:
+        if weights.shape != pred.shape[-1:]:
+            raise ValueError(
+                f"weights must have shape ({pred.shape[-1]},) (one per action dimension), "
+                f"got {tuple(weights.shape)}"
+            )
+        loss = loss * weights.to(loss.dtype)  # (..., D) * (D,)
+    if mask is None:
+        return loss.mean()
+    valid = _broadcast_mask(mask, pred)  # (..., D)
+    return (loss * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def info_nce(logits_per_image: Tensor, logits_per_text: Tensor | None = None) -> Tensor:
+    """CLIP's symmetric InfoNCE loss: matching (image, text) pairs sit on the diagonal.
+
+    loss = (CE(logits_per_image, arange(B)) + CE(logits_per_text, arange(B))) / 2
+
+    Args:
+        logits_per_image: (B, B) similarity logits, row i = image i against every text (already
+            multiplied by the temperature / logit scale).
+        logits_per_text: (B, B); defaults to `logits_per_image.T`, as CLIP computes it.
+    """
+    if logits_per_image.dim() != 2 or logits_per_image.shape[0] != logits_per_image.shape[1]:
+        raise ValueError(
+            f"logits_per_image must be square (B, B), got {tuple(logits_per_image.shape)}"
+        )
+    if logits_per_text is None:
+        logits_per_text = logits_per_image.t()
+    elif logits_per_text.shape != logits_per_image.shape:
+        raise ValueError(
+            f"logits_per_text must have shape {tuple(logits_per_image.shape)}, got "
+            f"{tuple(logits_per_text.shape)}"
+        )
+    labels = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)  # (B,)
+    loss_image = F.cross_entropy(logits_per_image, labels)  # image -> its text
+    loss_text = F.cross_entropy(logits_per_text, labels)  # text -> its image
+    return (loss_image + loss_text) / 2

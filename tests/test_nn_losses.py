@@ -1,0 +1,113 @@
+"""Losses against torch.nn.functional and hand computations."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nanovla.nn.losses import SmoothL1Loss, info_nce, masked_weighted_regression, smooth_l1_loss
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.3, 2.5, 0.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_smooth_l1_matches_torch(beta: float, reduction: str) -> None:
+    torch.manual_seed(0)
+    pred = torch.randn(4, 5, 3, requires_grad=True)
+    target = torch.randn(4, 5, 3) * 2
+    ours = smooth_l1_loss(pred, target, beta=beta, reduction=reduction)
+    ref = F.smooth_l1_loss(pred, target, reduction=reduction, beta=beta)
+    torch.testing.assert_close(ours, ref)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), pred)
+    (grad_ref,) = torch.autograd.grad(ref.sum(), pred)
+    torch.testing.assert_close(grad_ours, grad_ref)
+    module = SmoothL1Loss(beta=beta, reduction=reduction)
+    torch.testing.assert_close(module(pred, target), ref)
+
+
+def test_smooth_l1_rejects_bad_arguments() -> None:
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="beta"):
+        smooth_l1_loss(x, x, beta=-1.0)
+    with pytest.raises(ValueError, match="reduction"):
+        SmoothL1Loss(reduction="avg")
+    with pytest.raises(ValueError, match="same shape"):
+        smooth_l1_loss(x, torch.zeros(4))
+
+
+@pytest.mark.parametrize("kind", ["mse", "smooth_l1"])
+def test_masked_regression_without_mask_is_plain_mean(kind: str) -> None:
+    torch.manual_seed(1)
+    pred, target = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
+    ref = F.mse_loss(pred, target) if kind == "mse" else F.smooth_l1_loss(pred, target)
+    torch.testing.assert_close(masked_weighted_regression(pred, target, kind=kind), ref)
+
+
+def test_masked_regression_ignores_masked_steps() -> None:
+    torch.manual_seed(2)
+    pred, target = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    lengths = torch.tensor([3, 5])
+    step_mask = torch.arange(5)[None, :] < lengths[:, None]  # (B, T) True = valid
+    loss = masked_weighted_regression(pred, target, mask=step_mask, kind="mse")
+    # Garbage in the padded steps changes nothing.
+    polluted = pred.clone()
+    polluted[0, 3:] = 1e6
+    torch.testing.assert_close(
+        masked_weighted_regression(polluted, target, mask=step_mask, kind="mse"), loss
+    )
+    valid = torch.cat([(pred[0, :3] - target[0, :3]), (pred[1] - target[1])])  # (8, 3)
+    torch.testing.assert_close(loss, (valid**2).mean())
+    # An integer 0/1 per-entry mask means the same.
+    entry_mask = step_mask[..., None].expand(2, 5, 3).long()
+    torch.testing.assert_close(
+        masked_weighted_regression(pred, target, mask=entry_mask, kind="mse"), loss
+    )
+
+
+def test_masked_regression_weights_scale_each_dimension() -> None:
+    torch.manual_seed(3)
+    pred, target = torch.randn(4, 2), torch.randn(4, 2)
+    weights = torch.tensor([2.0, 0.0])
+    loss = masked_weighted_regression(pred, target, weights=weights, kind="mse")
+    expected = (2.0 * (pred[:, 0] - target[:, 0]) ** 2).sum() / 8
+    torch.testing.assert_close(loss, expected)
+
+
+def test_masked_regression_all_masked_is_zero_and_differentiable() -> None:
+    pred = torch.randn(2, 3, requires_grad=True)
+    loss = masked_weighted_regression(
+        pred, torch.zeros(2, 3), mask=torch.zeros(2, dtype=torch.bool)
+    )
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(pred.grad, torch.zeros(2, 3))
+
+
+def test_masked_regression_rejects_bad_arguments() -> None:
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match="kind"):
+        masked_weighted_regression(x, x, kind="l1")
+    with pytest.raises(ValueError, match="weights"):
+        masked_weighted_regression(x, x, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="mask"):
+        masked_weighted_regression(x, x, mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="same shape"):
+        masked_weighted_regression(x, torch.zeros(2, 3, 5))
+
+
+def test_info_nce_matches_hand_computation() -> None:
+    torch.manual_seed(4)
+    logits = torch.randn(5, 5) * 3
+    log_p_rows = logits.log_softmax(dim=1).diagonal()  # image i -> text i
+    log_p_cols = logits.log_softmax(dim=0).diagonal()  # text i -> image i
+    expected = -(log_p_rows.mean() + log_p_cols.mean()) / 2
+    torch.testing.assert_close(info_nce(logits), expected)
+    labels = torch.arange(5)
+    by_torch = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    torch.testing.assert_close(info_nce(logits, logits.t()), by_torch)
+
+
+def test_info_nce_prefers_matching_pairs() -> None:
+    aligned = torch.eye(4) * 10
+    assert info_nce(aligned) < 0.01
+    assert info_nce(aligned.flip(0)) > 5.0
+    with pytest.raises(ValueError, match="square"):
+        info_nce(torch.zeros(3, 4))
