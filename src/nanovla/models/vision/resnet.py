@@ -1,0 +1,188 @@
+"""ResNet-18/34/50 (He et al., "Deep Residual Learning for Image Recognition",
+https://arxiv.org/abs/1512.03385), torchvision-compatible.
+
+Parameter counts and `state_dict` keys and shapes equal torchvision's `resnet18` (11,689,512),
+`resnet34` (21,797,672) and `resnet50` (25,557,032) at 1000 classes, and the forward pass runs
+the same ops in the same order, so a torchvision checkpoint loads with `strict=True` and gives
+the same outputs: `conv1`, `bn1`, `layer{1..4}.{i}.conv1/bn1/conv2/bn2(/conv3/bn3)`,
+`layer{k}.0.downsample.0` (1x1 conv) / `downsample.1` (BN), `fc`.
+
+Departures from the seed's `ResidualBlock` / `ResNet18`, all for torchvision compatibility:
+- convs have no bias (each is followed by BatchNorm, whose shift makes a bias redundant), and
+  the projection shortcut is called `downsample`, not `shortcut`;
+- `Bottleneck` (ResNet-50) puts the stride on the 3x3 conv (ResNet "v1.5", as torchvision);
+- convs use Kaiming-normal (fan-out) initialisation, as torchvision does;
+- `in_chans` other than 3 changes only `conv1`'s input channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nanovla.models.registry import register_model
+from nanovla.models.vision.layers import checkpoint_sequential
+
+
+def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut; ResNet-18/34."""
+
+    expansion = 1
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)  # (B, C_out, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, C_out, H/s, W/s)
+        out = self.bn2(self.conv2(out))
+        out += identity  # the skip connection
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 (carries the stride, v1.5) -> 1x1 expand by 4; ResNet-50."""
+
+    expansion = 4
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)  # (B, 4P, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, P, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (B, P, H/s, W/s)
+        out = self.bn3(self.conv3(out))  # (B, 4P, H/s, W/s)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """ResNet: 7x7 stem + max-pool, four stages of residual blocks, global pool, linear head.
+
+    Args:
+        block: `BasicBlock` (18/34) or `Bottleneck` (50).
+        layers: blocks per stage, e.g. `(2, 2, 2, 2)` for ResNet-18.
+        num_classes: size of the classifier output.
+        in_chans: input image channels.
+
+    `forward_features` returns the last stage's map `(B, 512 * expansion, H/32, W/32)`.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(layers) != 4 or min(layers) < 1:
+            raise ValueError(f"layers must be four positive block counts, got {layers}")
+        if num_classes < 1 or in_chans < 1:
+            raise ValueError(
+                f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}"
+            )
+        self.num_classes = num_classes
+        self.grad_checkpointing = False
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.num_features = 512 * block.expansion
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self._init_weights()
+
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        stage = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        stage += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each residual block in backward instead of storing its activations."""
+        self.grad_checkpointing = enable
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, in_chans, H, W) -> (B, num_features, H/32, W/32)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint_sequential([b for stage in stages for b in stage], x)
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """(B, C, h, w) -> pooled (B, C) if `pre_logits`, else logits (B, num_classes)."""
+        x = torch.flatten(self.avgpool(x), 1)  # (B, C)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register_model
+def resnet18(num_classes: int = 1000, in_chans: int = 3) -> ResNet:
+    """ResNet-18: BasicBlock x (2, 2, 2, 2); 11,689,512 parameters at 1000 classes."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model
+def resnet34(num_classes: int = 1000, in_chans: int = 3) -> ResNet:
+    """ResNet-34: BasicBlock x (3, 4, 6, 3); 21,797,672 parameters at 1000 classes."""
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model
+def resnet50(num_classes: int = 1000, in_chans: int = 3) -> ResNet:
+    """ResNet-50 (v1.5): Bottleneck x (3, 4, 6, 3); 25,557,032 parameters at 1000 classes."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
