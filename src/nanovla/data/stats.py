@@ -1,0 +1,102 @@
+"""Feature statistics in LeRobot's `meta/stats.json` layout: min / max / mean / std / count.
+
+Vector features (N, D) get per-dimension statistics shaped (D,). Image features (N, H, W, 3)
+uint8 get per-channel statistics shaped (3, 1, 1) on the [0, 1] scale, as LeRobot stores them
+(so they broadcast against a (B, 3, H, W) float batch). `count` is shaped (1,).
+
+Departure from LeRobot: LeRobot estimates image statistics from a subsample of downscaled frames;
+we compute them exactly over every pixel, per episode, and pool the episodes (the frames are
+small). Per-episode statistics are pooled with the parallel-variance formula, so the dataset
+statistics equal those of the concatenated data (`aggregate_stats`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+STAT_NAMES = ("min", "max", "mean", "std", "count")
+"""The statistics stored for every feature."""
+
+Stats = dict[str, np.ndarray]
+"""One feature's statistics: name -> array."""
+
+
+def vector_stats(values: np.ndarray) -> Stats:
+    """Per-dimension statistics of a (N, D) array (float64 internally)."""
+    if values.ndim != 2 or len(values) == 0:
+        raise ValueError(f"vector_stats expects a non-empty (N, D) array, got shape {values.shape}")
+    values64 = values.astype(np.float64)
+    return {
+        "min": values64.min(axis=0),  # (D,)
+        "max": values64.max(axis=0),
+        "mean": values64.mean(axis=0),
+        "std": values64.std(axis=0),
+        "count": np.array([len(values)], dtype=np.int64),
+    }
+
+
+def image_stats(frames: np.ndarray) -> Stats:
+    """Per-channel statistics on the [0, 1] scale of (N, H, W, 3) uint8 frames, shaped (3, 1, 1)."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"image_stats expects (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}"
+        )
+    pixels = frames.reshape(-1, 3)  # (N*H*W, 3)
+    total = pixels.sum(axis=0, dtype=np.float64)  # (3,)
+    total_sq = np.einsum("pc,pc->c", pixels, pixels, dtype=np.float64)  # (3,)
+    mean = total / len(pixels)
+    var = np.maximum(total_sq / len(pixels) - mean**2, 0.0)
+    per_channel = {
+        "min": pixels.min(axis=0) / 255.0,
+        "max": pixels.max(axis=0) / 255.0,
+        "mean": mean / 255.0,
+        "std": np.sqrt(var) / 255.0,
+    }
+    out: Stats = {
+        name: value.reshape(3, 1, 1).astype(np.float64) for name, value in per_channel.items()
+    }
+    out["count"] = np.array([len(frames)], dtype=np.int64)
+    return out
+
+
+def aggregate_stats(parts: list[Stats]) -> Stats:
+    """Pool statistics of disjoint parts (e.g. episodes) into those of their union."""
+    if not parts:
+        raise ValueError("aggregate_stats needs at least one part")
+    counts = np.array([int(part["count"][0]) for part in parts], dtype=np.float64)  # (P,)
+    shape = (-1,) + (1,) * parts[0]["mean"].ndim
+    weights = (counts / counts.sum()).reshape(shape)  # (P, 1...) broadcast against stats
+    means = np.stack([part["mean"] for part in parts])  # (P, *S)
+    stds = np.stack([part["std"] for part in parts])
+    mean = (weights * means).sum(axis=0)
+    # Var(union) = E[within-part variance] + Var(part means).
+    var = (weights * (stds**2 + (means - mean) ** 2)).sum(axis=0)
+    return {
+        "min": np.min(np.stack([part["min"] for part in parts]), axis=0),
+        "max": np.max(np.stack([part["max"] for part in parts]), axis=0),
+        "mean": mean,
+        "std": np.sqrt(np.maximum(var, 0.0)),
+        "count": np.array([int(counts.sum())], dtype=np.int64),
+    }
+
+
+def stats_to_json(stats: dict[str, Stats]) -> dict[str, dict[str, Any]]:
+    """Nested lists, as `meta/stats.json` stores them."""
+    return {
+        key: {name: value.tolist() for name, value in feature.items()}
+        for key, feature in stats.items()
+    }
+
+
+def stats_from_json(raw: dict[str, Any], source: str) -> dict[str, Stats]:
+    """Arrays from `meta/stats.json` content; `source` names the file in errors."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: expected a JSON object of features, got {type(raw).__name__}")
+    out: dict[str, Stats] = {}
+    for key, feature in raw.items():
+        if not isinstance(feature, dict):
+            raise ValueError(f"{source}: stats of feature {key!r} must be an object")
+        out[key] = {name: np.asarray(value, dtype=np.float64) for name, value in feature.items()}
+    return out

@@ -1,0 +1,355 @@
+"""Write episodes as a LeRobotDataset v3.0 (images as embedded PNG, one data file).
+
+`DatasetWriter` takes whole episodes as they finish (collection records many envs at once), keeps
+their PNG bytes and vectors in memory, and writes everything on `finalize()` into a temporary
+directory `<root>.tmp-XXXX` that is then renamed to `<root>`: a crash or Ctrl-C never leaves a
+half-written dataset, and an existing dataset is replaced only with `overwrite=True`.
+
+Departure from LeRobot: LeRobot writes each episode as it ends (and rolls files over at 100 MB);
+our datasets are small (tens of MB), so one data file written at the end is simpler and atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nanovla.data.format import (
+    ACTION_KEY,
+    DATA_PATH,
+    EPISODES_PATH,
+    IMAGE_KEY,
+    INFO_PATH,
+    STATE_KEY,
+    STATS_PATH,
+    TASKS_PATH,
+    make_info,
+)
+from nanovla.data.images import IMAGE_STRUCT, encode_png
+from nanovla.data.stats import Stats, aggregate_stats, image_stats, stats_to_json, vector_stats
+
+
+@dataclass
+class Episode:
+    """One recorded episode: the frame observed at each step and the action taken there."""
+
+    images: np.ndarray
+    """(T, H, W, 3) uint8 camera frames"""
+    states: np.ndarray
+    """(T, D) float32 proprioceptive states"""
+    actions: np.ndarray
+    """(T, A) float32 actions taken at each frame"""
+    task: str
+    """the instruction given for the whole episode (LeRobot's task string)"""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """more (T, K) float32 features to store, e.g. `action.expert` next to a policy's action"""
+
+
+class DatasetWriter:
+    """Collects episodes and writes them atomically as a LeRobotDataset v3.0 at `root`.
+
+    Use as a context manager (finalizes on a clean exit, discards on an exception) or call
+    `finalize()` yourself. All episodes must share image shape, state/action sizes and extras.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        fps: int,
+        robot_type: str | None = "nanovla-tabletop",
+        image_key: str = IMAGE_KEY,
+        overwrite: bool = False,
+        names: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        _refuse_existing(self.root, overwrite)
+        self.fps, self.robot_type, self.image_key = fps, robot_type, image_key
+        self.overwrite = overwrite
+        self.names = dict(names or {})
+        self._pngs: list[list[bytes]] = []
+        self._vectors: dict[str, list[np.ndarray]] = {}
+        self._tasks: list[str] = []
+        self._episode_stats: list[dict[str, Stats]] = []
+        self._finalized = False
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self._pngs)
+
+    @property
+    def num_frames(self) -> int:
+        return sum(len(pngs) for pngs in self._pngs)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        # Nothing touches the disk before finalize(), so discarding is just not finalizing.
+        if exc_type is None and not self._finalized:
+            self.finalize()
+
+    def add_episode(self, episode: Episode) -> int:
+        """Encode and keep one episode; returns its episode_index."""
+        if self._finalized:
+            raise ValueError(f"{self.root}: writer already finalized; create a new DatasetWriter")
+        vectors = self._check_episode(episode)
+        self._pngs.append([encode_png(frame) for frame in episode.images])
+        for key, values in vectors.items():
+            self._vectors.setdefault(key, []).append(values)
+        self._tasks.append(episode.task)
+        stats = {key: vector_stats(values) for key, values in vectors.items()}
+        stats[self.image_key] = image_stats(episode.images)
+        self._episode_stats.append(stats)
+        return self.num_episodes - 1
+
+    def _check_episode(self, episode: Episode) -> dict[str, np.ndarray]:
+        """Validated float32 vectors of the episode keyed by feature name."""
+        length = len(episode.images)
+        if length == 0:
+            raise ValueError("episode has no frames")
+        if (
+            episode.images.dtype != np.uint8
+            or episode.images.ndim != 4
+            or episode.images.shape[-1] != 3
+        ):
+            raise ValueError(
+                f"episode images must be (T, H, W, 3) uint8, got {episode.images.shape}"
+            )
+        vectors = {STATE_KEY: episode.states, ACTION_KEY: episode.actions, **episode.extras}
+        out = {}
+        for key, values in vectors.items():
+            values = np.asarray(values, dtype=np.float32)
+            if values.ndim != 2 or len(values) != length:
+                raise ValueError(f"episode {key!r} must be ({length}, K), got shape {values.shape}")
+            if not np.isfinite(values).all():
+                raise ValueError(f"episode {key!r} contains NaN or inf")
+            out[key] = values
+        if self._pngs:
+            first = self._episode_stats[0]
+            if set(out) != set(first) - {self.image_key}:
+                raise ValueError(f"episode features {sorted(out)} differ from the first episode's")
+            for key, values in out.items():
+                if values.shape[1] != len(first[key]["mean"]):
+                    raise ValueError(
+                        f"episode {key!r} has width {values.shape[1]}, first episode had {len(first[key]['mean'])}"
+                    )
+            if episode.images.shape[1:] != self._image_shape:
+                raise ValueError(
+                    f"episode images are {episode.images.shape[1:]}, first episode's were {self._image_shape}"
+                )
+        else:
+            self._image_shape = episode.images.shape[1:]
+        return out
+
+    def finalize(self) -> Path:
+        """Write every file into `<root>.tmp-XXXX`, then rename it to `root`; returns `root`."""
+        if self.num_episodes == 0:
+            raise ValueError(f"{self.root}: no episodes to write")
+        _refuse_existing(self.root, self.overwrite)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{self.root.name}.tmp-", dir=self.root.parent))
+        try:
+            self._write_all(staging)
+            _replace_dir(staging, self.root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._finalized = True
+        return self.root
+
+    def _write_all(self, staging: Path) -> None:
+        tasks = list(dict.fromkeys(self._tasks))
+        task_index = {task: i for i, task in enumerate(tasks)}
+        lengths = np.array([len(pngs) for pngs in self._pngs], dtype=np.int64)  # (E,)
+        features = self._features()
+        _write_parquet(
+            staging / DATA_PATH.format(chunk_index=0, file_index=0),
+            self._data_table(lengths, [task_index[t] for t in self._tasks], features),
+        )
+        _write_parquet(
+            staging / EPISODES_PATH.format(chunk_index=0, file_index=0),
+            self._episodes_table(lengths),
+        )
+        _write_parquet(staging / TASKS_PATH, tasks_table(tasks))
+        keys = list(self._episode_stats[0])
+        stats = {key: aggregate_stats([ep[key] for ep in self._episode_stats]) for key in keys}
+        _write_json(staging / STATS_PATH, stats_to_json(stats))
+        info = make_info(
+            features, self.fps, self.num_episodes, int(lengths.sum()), len(tasks), self.robot_type
+        )
+        _write_json(staging / INFO_PATH, info)
+
+    def _features(self) -> dict[str, dict[str, Any]]:
+        height, width, channels = self._image_shape
+        features: dict[str, dict[str, Any]] = {
+            self.image_key: {
+                "dtype": "image",
+                "shape": [height, width, channels],
+                "names": ["height", "width", "channels"],
+            }
+        }
+        for key, chunks in self._vectors.items():
+            width_k = chunks[0].shape[1]
+            names = self.names.get(key) or [f"{key.split('.')[-1]}_{i}" for i in range(width_k)]
+            if len(names) != width_k:
+                raise ValueError(
+                    f"names for {key!r} has {len(names)} entries, feature has {width_k}"
+                )
+            features[key] = {"dtype": "float32", "shape": [width_k], "names": list(names)}
+        return features
+
+    def _data_table(self, lengths: np.ndarray, task_indices: list[int], features: dict) -> pa.Table:
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (E,)
+        frame_index = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)  # (N,)
+        pngs = [png for episode in self._pngs for png in episode]
+        columns: dict[str, pa.Array] = {
+            self.image_key: pa.array(
+                [{"bytes": png, "path": None} for png in pngs], type=IMAGE_STRUCT
+            ),
+        }
+        for key, chunks in self._vectors.items():
+            values = np.concatenate(chunks)  # (N, K)
+            columns[key] = pa.ListArray.from_arrays(
+                pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32)),
+                pa.array(values.reshape(-1)),
+            )
+        columns["timestamp"] = pa.array((frame_index / self.fps).astype(np.float32))
+        columns["frame_index"] = pa.array(frame_index.astype(np.int64))
+        columns["episode_index"] = pa.array(
+            np.repeat(np.arange(len(lengths)), lengths).astype(np.int64)
+        )
+        columns["index"] = pa.array(np.arange(int(lengths.sum()), dtype=np.int64))
+        columns["task_index"] = pa.array(np.repeat(np.array(task_indices, np.int64), lengths))
+        table = pa.table(columns)
+        return table.replace_schema_metadata(
+            {"huggingface": json.dumps(_hf_features(table, self.image_key))}
+        )
+
+    def _episodes_table(self, lengths: np.ndarray) -> pa.Table:
+        stops = np.cumsum(lengths)
+        columns: dict[str, Any] = {
+            "episode_index": np.arange(len(lengths), dtype=np.int64),
+            "tasks": pa.array([[task] for task in self._tasks], type=pa.list_(pa.string())),
+            "length": lengths,
+            "data/chunk_index": np.zeros(len(lengths), np.int64),
+            "data/file_index": np.zeros(len(lengths), np.int64),
+            "dataset_from_index": stops - lengths,
+            "dataset_to_index": stops,
+            "meta/episodes/chunk_index": np.zeros(len(lengths), np.int64),
+            "meta/episodes/file_index": np.zeros(len(lengths), np.int64),
+        }
+        for key in self._episode_stats[0]:
+            for name in ("min", "max", "mean", "std", "count"):
+                columns[f"stats/{key}/{name}"] = pa.array(
+                    [ep[key][name].tolist() for ep in self._episode_stats]
+                )
+        return pa.table(columns)
+
+
+def tasks_table(tasks: list[str]) -> pa.Table:
+    """`meta/tasks.parquet` as pandas writes LeRobot's DataFrame(task_index, index=task strings)."""
+    table = pa.table(
+        {
+            "task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
+            "__index_level_0__": pa.array(tasks, type=pa.string()),
+        }
+    )
+    pandas_meta = {
+        "index_columns": ["__index_level_0__"],
+        "column_indexes": [],
+        "columns": [
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": None,
+                "field_name": "__index_level_0__",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+        ],
+        "creator": {"library": "nanovla", "version": "0.1.0"},
+    }
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
+
+
+def _hf_features(table: pa.Table, image_key: str) -> dict[str, Any]:
+    """HF datasets' schema note, so `datasets.load_dataset` decodes images as PIL like LeRobot's."""
+    features: dict[str, Any] = {}
+    for column in table.schema:
+        if column.name == image_key:
+            features[column.name] = {"_type": "Image"}
+        elif pa.types.is_list(column.type):
+            value = {"dtype": _hf_dtype(column.type.value_type), "_type": "Value"}
+            features[column.name] = {"feature": value, "_type": "Sequence"}
+        else:
+            features[column.name] = {"dtype": _hf_dtype(column.type), "_type": "Value"}
+    return {"info": {"features": features}}
+
+
+def _hf_dtype(arrow_type: pa.DataType) -> str:
+    """HF `Value` dtype name of an arrow type (arrow says "float" where HF says "float32")."""
+    return {"float": "float32", "double": "float64", "halffloat": "float16"}.get(
+        str(arrow_type), str(arrow_type)
+    )
+
+
+def _refuse_existing(root: Path, overwrite: bool) -> None:
+    if root.exists() and not overwrite:
+        raise FileExistsError(
+            f"{root}: already exists; pass overwrite=True (--overwrite) to replace it"
+        )
+
+
+def _replace_dir(staging: Path, root: Path) -> None:
+    """Rename `staging` to `root`; an existing `root` is moved aside first and deleted after."""
+    if root.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f"{root.name}.old-", dir=root.parent))
+        retired.rmdir()
+        root.rename(retired)
+        staging.rename(root)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(root)
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_dataset(
+    root: Path | str,
+    episodes: list[Episode],
+    fps: int,
+    robot_type: str | None = "nanovla-tabletop",
+    image_key: str = IMAGE_KEY,
+    overwrite: bool = False,
+) -> Path:
+    """Write `episodes` as a LeRobotDataset v3.0 at `root` in one go; returns `root`."""
+    writer = DatasetWriter(
+        root, fps, robot_type=robot_type, image_key=image_key, overwrite=overwrite
+    )
+    for episode in episodes:
+        writer.add_episode(episode)
+    return writer.finalize()
