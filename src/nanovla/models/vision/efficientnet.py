@@ -53,6 +53,18 @@ B0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 )
 
 
+def scaled_stages(
+    width_mult: float, depth_mult: float
+) -> list[tuple[int, int, int, int, int, int]]:
+    """B0's stages after compound scaling: channels `make_divisible(c * width_mult, 8)`, layers
+    `ceil(n * depth_mult)`; same tuple layout as `B0_STAGES`."""
+    return [
+        (t, k, s, make_divisible(c_in * width_mult, 8), make_divisible(c_out * width_mult, 8),
+         int(math.ceil(n * depth_mult)))
+        for t, k, s, c_in, c_out, n in B0_STAGES
+    ]  # fmt: skip
+
+
 class MBConv(nn.Module):
     """Mobile inverted bottleneck with squeeze-excitation: expand 1x1 (SiLU) -> depthwise kxk
     (SiLU) -> SE -> linear 1x1 projection, plus a stochastic-depth residual when the block
@@ -94,6 +106,26 @@ class MBConv(nn.Module):
         return out
 
 
+def _mbconv_stages(
+    stages: list[tuple[int, int, int, int, int, int]], stochastic_depth_prob: float
+) -> list[nn.Sequential]:
+    """One `nn.Sequential` of MBConv blocks per stage; the first block of a stage carries its
+    stride and channel change, and block `i` of `N` drops with `stochastic_depth_prob * i / N`."""
+    total_blocks = sum(stage[5] for stage in stages)
+    block_id = 0
+    sequentials = []
+    for t, k, s, c_in, c_out, n in stages:
+        blocks: list[nn.Module] = []
+        for i in range(n):
+            sd_prob = stochastic_depth_prob * block_id / total_blocks
+            blocks.append(
+                MBConv(c_in if i == 0 else c_out, c_out, t, k, s if i == 0 else 1, sd_prob)
+            )
+            block_id += 1
+        sequentials.append(nn.Sequential(*blocks))
+    return sequentials
+
+
 class EfficientNet(nn.Module):
     """EfficientNet (v1) built from B0's stages by compound scaling.
 
@@ -127,25 +159,11 @@ class EfficientNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.num_classes = num_classes
         self.grad_checkpointing = False
-        stages = [
-            (t, k, s, make_divisible(c_in * width_mult, 8), make_divisible(c_out * width_mult, 8),
-             int(math.ceil(n * depth_mult)))
-            for t, k, s, c_in, c_out, n in B0_STAGES
-        ]  # fmt: skip
+        stages = scaled_stages(width_mult, depth_mult)
         layers: list[nn.Module] = [
             ConvNormAct(in_chans, stages[0][3], stride=2, activation=nn.SiLU)
         ]
-        total_blocks = sum(stage[5] for stage in stages)
-        block_id = 0
-        for t, k, s, c_in, c_out, n in stages:
-            blocks: list[nn.Module] = []
-            for i in range(n):
-                sd_prob = stochastic_depth_prob * block_id / total_blocks
-                blocks.append(
-                    MBConv(c_in if i == 0 else c_out, c_out, t, k, s if i == 0 else 1, sd_prob)
-                )
-                block_id += 1
-            layers.append(nn.Sequential(*blocks))
+        layers += _mbconv_stages(stages, stochastic_depth_prob)
         self.num_features = 4 * stages[-1][4]
         layers.append(
             ConvNormAct(stages[-1][4], self.num_features, kernel_size=1, activation=nn.SiLU)
