@@ -1,0 +1,252 @@
+"""`nanovla collect`: record expert (or policy) rollouts of the world as a LeRobotDataset v3.0.
+
+The world is vectorized and auto-resets: when env i reports terminated | truncated at a step,
+the observation returned by that step is already the first frame of env i's next episode. So
+each env keeps its own episode buffer; a finished buffer becomes an `Episode` (kept if it
+succeeded, or always with `--keep-failures`) and a fresh buffer starts from the returned frame.
+Each recorded frame pairs the observation with the action executed from it; with `--policy`
+the expert's action for the same state is stored too, as `action.expert` (DAgger labels).
+
+Exactly `--episodes` episodes are written. Episodes still running when the last one is kept are
+discarded, which slightly favours shorter episodes; the alternative (waiting for all envs) would
+write more episodes than asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+from tqdm.auto import tqdm
+
+from nanovla.data.format import ACTION_KEY
+from nanovla.data.writer import DatasetWriter, Episode
+
+EXPERT_ACTION_KEY = ACTION_KEY + ".expert"
+"""Extra feature holding the expert's action when a policy drives the rollouts."""
+DEFAULT_FPS = 10
+"""Control rate written to info.json when the world does not state its own `fps`."""
+
+ActFn = Callable[[dict[str, Any]], np.ndarray]
+"""Maps the world's observation dict to (N, A) actions."""
+
+
+@dataclass
+class CollectConfig:
+    """Record rollouts in the embedded world. Options you will most likely change come first."""
+
+    task: str = "suite"
+    """task family (reach, push, pick_place, sort), `suite`, or a comma-separated list of families"""
+    episodes: int = 300
+    """episodes to write (exactly this many are kept)"""
+    out: Path = Path("data/suite")
+    """dataset directory to create (LeRobotDataset v3.0 layout)"""
+    num_envs: int = 32
+    """parallel environments; more is faster until the 2 CPU cores are busy"""
+    image_size: int = 64
+    """camera frames are image_size x image_size RGB"""
+    instructions: str = "train+ko"
+    """instruction set: train | heldout | ko | ko_heldout | train+ko"""
+    seed: int = 0
+    """seed of the world's initial states (the same seed records the same dataset)"""
+    expert_noise: float = 0.0
+    """std of Gaussian noise the world adds to expert actions (more varied demonstrations)"""
+    policy: Path | None = None
+    """checkpoint directory (pretrained_model/) whose actions drive the rollouts instead of the expert"""
+    keep_failures: bool = False
+    """keep unsuccessful episodes too (by default only successful ones are written)"""
+    overwrite: bool = False
+    """replace an existing dataset at --out"""
+    max_attempts_per_episode: float = 5.0
+    """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
+    progress: bool = True
+    """show a progress bar over kept episodes"""
+
+
+@dataclass
+class CollectReport:
+    """What a collection run did; `success_rate` is over all finished rollouts."""
+
+    episodes: int = 0
+    """episodes written"""
+    frames: int = 0
+    """frames written"""
+    attempts: int = 0
+    """rollouts that finished (kept or not)"""
+    successes: int = 0
+    """finished rollouts that succeeded"""
+    seconds: float = 0.0
+    """wall time of the rollouts"""
+    per_family: dict[str, list[int]] = field(default_factory=dict)
+    """family -> [successes, attempts]"""
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(self.attempts, 1)
+
+    def summary(self) -> str:
+        families = ", ".join(f"{name} {s}/{n}" for name, (s, n) in sorted(self.per_family.items()))
+        return (
+            f"{self.episodes} episodes, {self.frames} frames in {self.seconds:.1f} s; "
+            f"success {100 * self.success_rate:.1f}% ({self.successes}/{self.attempts} rollouts"
+            f"{': ' + families if families else ''})"
+        )
+
+
+@dataclass
+class _EpisodeBuffer:
+    """Per-env frames of the episode in progress."""
+
+    task: str
+    family: str
+    images: list[np.ndarray] = field(default_factory=list)
+    states: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    expert: list[np.ndarray] = field(default_factory=list)
+
+    def to_episode(self, with_expert: bool) -> Episode:
+        extras = {EXPERT_ACTION_KEY: np.stack(self.expert)} if with_expert else {}
+        return Episode(
+            images=np.stack(self.images),  # (T, H, W, 3)
+            states=np.stack(self.states).astype(np.float32),  # (T, D)
+            actions=np.stack(self.actions).astype(np.float32),  # (T, A)
+            task=self.task,
+            extras=extras,
+        )
+
+
+def record_episodes(
+    world: Any,
+    writer: DatasetWriter,
+    num_episodes: int,
+    act: ActFn | None = None,
+    keep_failures: bool = False,
+    seed: int = 0,
+    max_attempts: int | None = None,
+    progress: bool = True,
+) -> CollectReport:
+    """Roll out `world` until `num_episodes` episodes are added to `writer`.
+
+    `act` picks the executed actions (None: the world's expert). Raises ValueError when
+    `max_attempts` rollouts finish without enough episodes to keep.
+    """
+    report, start = CollectReport(), time.perf_counter()
+    obs = world.reset(seed=seed)
+    buffers = [_EpisodeBuffer(obs["instruction"][i], obs["task"][i]) for i in range(world.num_envs)]
+    bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
+    while report.episodes < num_episodes:
+        expert = np.asarray(world.expert_action(), dtype=np.float32)  # (N, A)
+        action = expert if act is None else np.asarray(act(obs), dtype=np.float32)
+        for i, buffer in enumerate(buffers):
+            buffer.images.append(obs["image"][i])
+            buffer.states.append(obs["state"][i])
+            buffer.actions.append(action[i])
+            buffer.expert.append(expert[i])
+        obs, _, terminated, truncated, info = world.step(action)
+        for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)).tolist():
+            success = bool(info["success"][i])
+            _count(report, buffers[i].family, success)
+            if (success or keep_failures) and report.episodes < num_episodes:
+                writer.add_episode(buffers[i].to_episode(with_expert=act is not None))
+                report.episodes += 1
+                report.frames += len(buffers[i].actions)
+                bar.update(1)
+                bar.set_postfix(success=f"{100 * report.success_rate:.0f}%")
+            buffers[i] = _EpisodeBuffer(obs["instruction"][i], obs["task"][i])
+        if (
+            max_attempts is not None
+            and report.attempts >= max_attempts
+            and report.episodes < num_episodes
+        ):
+            bar.close()
+            raise ValueError(
+                f"only {report.episodes} of {num_episodes} episodes kept after {report.attempts} "
+                f"rollouts (success {100 * report.success_rate:.1f}%); use --keep-failures or a better policy"
+            )
+    bar.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _count(report: CollectReport, family: str, success: bool) -> None:
+    report.attempts += 1
+    report.successes += success
+    tally = report.per_family.setdefault(family, [0, 0])
+    tally[0] += success
+    tally[1] += 1
+
+
+def _check_config(config: CollectConfig) -> None:
+    if config.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
+    if config.num_envs < 1:
+        raise ValueError(f"--num-envs must be >= 1, got {config.num_envs}")
+    if config.image_size < 8:
+        raise ValueError(f"--image-size must be >= 8, got {config.image_size}")
+    if config.expert_noise < 0:
+        raise ValueError(f"--expert-noise must be >= 0, got {config.expert_noise}")
+    if config.max_attempts_per_episode <= 0:
+        raise ValueError(
+            f"--max-attempts-per-episode must be > 0, got {config.max_attempts_per_episode}"
+        )
+    if config.policy is not None and not Path(config.policy).is_dir():
+        raise FileNotFoundError(f"{config.policy}: --policy checkpoint directory not found")
+    if Path(config.out).exists() and not config.overwrite:
+        raise FileExistsError(f"{config.out}: already exists; pass --overwrite to replace it")
+
+
+def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:
+    """Build the world, record `config.episodes` episodes to `config.out`; returns (path, report)."""
+    _check_config(config)
+    from nanovla.world import make_world
+
+    tasks = config.task.split(",") if "," in config.task else config.task
+    world = make_world(
+        tasks,
+        num_envs=config.num_envs,
+        image_size=config.image_size,
+        seed=config.seed,
+        instructions=config.instructions,
+        expert_noise=config.expert_noise,
+    )
+    act: ActFn | None = None
+    if config.policy is not None:
+        from nanovla.models.policy import Policy  # heavy import only on this path
+
+        act = Policy.from_pretrained(config.policy).select_action
+    writer = DatasetWriter(
+        config.out, fps=int(getattr(world, "fps", DEFAULT_FPS)), overwrite=config.overwrite
+    )
+    max_attempts = int(np.ceil(config.max_attempts_per_episode * config.episodes)) + config.num_envs
+    report = record_episodes(
+        world,
+        writer,
+        config.episodes,
+        act=act,
+        keep_failures=config.keep_failures,
+        seed=config.seed,
+        max_attempts=max_attempts,
+        progress=config.progress,
+    )
+    return writer.finalize(), report
+
+
+def collect(config: CollectConfig) -> Path:
+    """Record a dataset as `config` says and print a one-line summary; returns its directory."""
+    path, report = collect_with_report(config)
+    print(f"collect: wrote {path}: {report.summary()}")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    """`nanovla collect ...`"""
+    config = tyro.cli(
+        CollectConfig, args=argv, prog="nanovla collect", description=__doc__.split("\n\n")[0]
+    )
+    collect(config)
+    return 0
