@@ -1,0 +1,228 @@
+"""The batched tabletop world: `World` and `make_world`.
+
+Observations (a dict, batched over N envs):
+
+=============== ================ =============================================================
+key             shape / type     meaning
+=============== ================ =============================================================
+image           (N, H, W, 3) u8  top-down RGB frame (absent when render=False; see `render()`)
+state           (N, 4) float32   proprioception only: gripper x, y in table units [0, 1]
+                                 (slightly beyond at the rim), gripper closed (0/1),
+                                 holding something (0/1). Object positions are *not* here:
+                                 the policy must find them in the image.
+instruction     list[str]        the episode's instruction
+task            list[str]        the episode's family name
+=============== ================ =============================================================
+
+`step` returns `(obs, reward, terminated, truncated, info)`: reward (N,) float32 is 1.0 on the
+step an episode succeeds, else 0.0; terminated = success; truncated = the family's step limit was
+hit without success. Envs reset themselves: where an episode ended, `info["success"]` tells
+whether it succeeded and the returned observation is already the next episode's first.
+`info["episode_step"]` (N,) is the step index of the returned observation within its episode.
+
+Determinism: `reset(seed=s)` reseeds the world, so the same seed gives identical scenes, images
+and instructions, and (for the same actions) the same sequence of later episodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanovla.world.annotate import DETECTION_CLASSES, box_arrays, box_lists, caption_en, caption_ko
+from nanovla.world.dynamics import step_dynamics
+from nanovla.world.experts import expert_action
+from nanovla.world.instructions import resolve_templates, sample_instructions
+from nanovla.world.render import Renderer
+from nanovla.world.scene import SceneState, allowed_target_combos, sample_scenes
+from nanovla.world.tasks import MAX_STEPS, TASK_FAMILIES, parse_tasks, step_limits, success
+
+STATE_DIM = 4
+ACTION_DIM = 3
+MIN_IMAGE_SIZE = 32
+
+
+class World:
+    """N tabletop envs stepped together with numpy. Build it with `make_world`."""
+
+    def __init__(
+        self,
+        tasks: str | list[str] | tuple[str, ...],
+        num_envs: int = 1,
+        image_size: int = 64,
+        seed: int = 0,
+        instructions: str | list[str] | tuple[str, ...] = "train",
+        targets: str = "all",
+        expert_noise: float = 0.0,
+        render: bool = True,
+        autoreset: bool = True,
+    ) -> None:
+        self.families = parse_tasks(tasks)
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs: must be an integer >= 1, got {num_envs!r}")
+        if not isinstance(image_size, int | np.integer) or image_size < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size: must be an integer >= {MIN_IMAGE_SIZE} (e.g. 64, 96, 128, 224), "
+                f"got {image_size!r}"
+            )
+        if not np.isfinite(expert_noise) or expert_noise < 0:
+            raise ValueError(f"expert_noise: must be a finite number >= 0, got {expert_noise!r}")
+        self.num_envs, self.image_size = int(num_envs), int(image_size)
+        self.state_dim, self.action_dim = STATE_DIM, ACTION_DIM
+        self.max_steps = {family: MAX_STEPS[family] for family in self.families}
+        self.expert_noise = float(expert_noise)
+        self.render_images, self.autoreset = render, autoreset
+        self.templates = resolve_templates(instructions, self.families)
+        self._target_mask = allowed_target_combos(targets)
+        self._family_ids = np.array([TASK_FAMILIES.index(f) for f in self.families])
+        self._renderer = Renderer(self.image_size)
+        self._seed = seed
+        self.reset(seed=seed)
+
+    # ----------------------------------------------------------------- episodes
+    def reset(self, seed: int | None = None) -> dict:
+        """Starts a fresh episode in every env; `seed` reseeds the world first."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self._noise_rng = np.random.default_rng([seed, 1])
+        n = self.num_envs
+        self.state = self._sample(n)
+        self.instructions = sample_instructions(self._rng, self.state, np.arange(n), self.templates)
+        self._static_rgb = np.zeros((n, self.image_size, self.image_size, 3), dtype=np.uint8)
+        self._static_ids = np.zeros((n, self.image_size, self.image_size), dtype=np.int16)
+        self._stale = np.ones(n, dtype=bool)  # static layer must be redrawn
+        return self._observe()
+
+    def _sample(self, count: int) -> SceneState:
+        family = self._family_ids[self._rng.integers(0, len(self._family_ids), size=count)]
+        return sample_scenes(self._rng, family, self._target_mask)
+
+    def _restart(self, envs: np.ndarray) -> None:
+        """Starts new episodes in `envs` (auto-reset)."""
+        self.state.assign(envs, self._sample(len(envs)))
+        texts = sample_instructions(self._rng, self.state, envs, self.templates)
+        for env, text in zip(envs.tolist(), texts, strict=True):
+            self.instructions[env] = text
+        self._stale[envs] = True
+
+    def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Applies actions (N, 3) in [-1, 1] (dx, dy, grip; grip > 0 closes; values outside
+        [-1, 1] are clipped). Returns obs, reward (N,), terminated (N,), truncated (N,), info."""
+        actions = self._check_actions(actions)
+        step_dynamics(self.state, actions)
+        solved = success(self.state)
+        truncated = (self.state.episode_step >= step_limits(self.state)) & ~solved
+        done = solved | truncated
+        if self.autoreset and done.any():
+            self._restart(np.flatnonzero(done))
+        info = {"success": solved, "episode_step": self.state.episode_step.copy()}
+        return self._observe(), solved.astype(np.float32), solved, truncated, info
+
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, ACTION_DIM):
+            raise ValueError(
+                f"actions: expected shape ({self.num_envs}, {ACTION_DIM}) = (num_envs, dx/dy/grip),"
+                f" got {actions.shape}"
+            )
+        if not np.isfinite(actions).all():
+            raise ValueError("actions: contain NaN or inf; allowed values are finite, in [-1, 1]")
+        return np.clip(actions, -1.0, 1.0)
+
+    # ----------------------------------------------------------------- observing
+    def proprio(self) -> np.ndarray:
+        """(N, 4) float32: gripper x, y, closed, holding."""
+        s = self.state
+        return np.concatenate(
+            [s.gripper, s.closed[:, None], (s.held >= 0)[:, None]], axis=1
+        ).astype(np.float32)
+
+    def _observe(self) -> dict:
+        obs = {
+            "state": self.proprio(),
+            "instruction": list(self.instructions),
+            "task": [TASK_FAMILIES[f] for f in self.state.family],
+        }
+        if self.render_images:
+            obs["image"] = self.render()
+        return obs
+
+    def _refresh_static(self) -> None:
+        if self._stale.any():
+            envs = np.flatnonzero(self._stale)
+            sub = SceneState.from_dict(
+                {k: v[envs] for k, v in self.state.to_dict().items()}, len(envs)
+            )
+            self._static_rgb[envs], self._static_ids[envs] = self._renderer.static(sub)
+            self._stale[:] = False
+
+    def render(self) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames of the current state."""
+        self._refresh_static()
+        return self._renderer.rgb(self.state, self._static_rgb)
+
+    def annotations(self) -> dict:
+        """Labels of the current frame: instance `masks` (N, H, W) int16 (0 = table, object
+        slot + 1, then bowls, then the gripper), `boxes` (per env, a list of (class_name, x0, y0,
+        x1, y1) in pixels), `box_array` (N, K, 4) float32 and `box_class` (N, K) int64 (-1 =
+        absent) indexed by instance id - 1, `classes` (DETECTION_CLASSES), and `caption_en` /
+        `caption_ko` (list[str])."""
+        self._refresh_static()
+        boxes, classes = box_arrays(self.state, self.image_size)
+        envs = range(self.num_envs)
+        return {
+            "masks": self._renderer.masks(self.state, self._static_ids),
+            "boxes": box_lists(boxes, classes),
+            "box_array": boxes,
+            "box_class": classes,
+            "classes": DETECTION_CLASSES,
+            "caption_en": [caption_en(self.state, env) for env in envs],
+            "caption_ko": [caption_ko(self.state, env) for env in envs],
+        }
+
+    # ----------------------------------------------------------------- experts and state
+    def expert_action(self, noise: float | None = None) -> np.ndarray:
+        """(N, 3) float32 scripted-expert actions for the current state, plus Gaussian noise of
+        std `noise` (default: the world's `expert_noise`), clipped to [-1, 1]."""
+        actions = expert_action(self.state)
+        std = self.expert_noise if noise is None else float(noise)
+        if std < 0 or not np.isfinite(std):
+            raise ValueError(f"noise: must be a finite number >= 0, got {noise!r}")
+        if std > 0:
+            actions = actions + self._noise_rng.normal(0.0, std, size=actions.shape)
+            actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return actions
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A copy of the full world state (numpy arrays, including the instructions)."""
+        arrays = self.state.to_dict()
+        arrays["instruction"] = np.array(self.instructions)
+        return arrays
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restores a dict from `get_state` (copied). The random stream is not part of it."""
+        self.state = SceneState.from_dict(state, self.num_envs)
+        if "instruction" in state:
+            self.instructions = [str(text) for text in state["instruction"]]
+        self._stale[:] = True
+
+
+def make_world(
+    tasks: str | list[str] | tuple[str, ...],
+    num_envs: int = 1,
+    image_size: int = 64,
+    seed: int = 0,
+    instructions: str | list[str] | tuple[str, ...] = "train",
+    targets: str = "all",
+    expert_noise: float = 0.0,
+    render: bool = True,
+) -> World:
+    """Builds a batched tabletop world.
+
+    tasks: a family in TASK_FAMILIES, "suite" (all of them), or a list of families (each episode
+    draws its family uniformly). instructions: "train" | "heldout" | "ko" | "ko_heldout", several
+    joined with "+" ("train+ko"), or a list of templates with an `{object}` slot. targets: "all" |
+    "train" | "heldout" restricts the (kind, color) of target objects (see HELDOUT_COMBOS).
+    expert_noise: default std of the Gaussian noise on expert actions. render=False skips images
+    in observations (state-only stepping is much faster); `World.render()` still works.
+    """
+    return World(tasks, num_envs, image_size, seed, instructions, targets, expert_noise, render)

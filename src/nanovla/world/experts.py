@@ -1,0 +1,135 @@
+"""Scripted experts: deterministic, vectorized functions of the full world state.
+
+Every expert is a *memoryless* map state -> action, so it can be asked at any state (DAgger asks
+it at states a learner reached) and the same situation always gets the same action. Motions are
+straight lines at full speed toward a waypoint (`_toward`), which is what a policy cloning them
+from 64x64 images learns most easily. Every decision depends only on what the image and the
+proprioceptive state show (object, gripper and place positions; gripper closed / holding).
+
+- reach: move to the point where the gripper's rim touches the target; gripper open.
+- pick_place: approach the target (closing on the last approach step), carry it until its centre
+  is over the bowl's centre, open. Holding a wrong object -> open first.
+- push: gripper open throughout. In the frame of the object (u along the push direction toward the
+  zone, v across it): beside or in front -> step sideways clear of it; clear -> back up behind it;
+  behind -> line up on the push axis and push through, re-centring the contact as it goes.
+- sort: the pick_place expert on the first pair that is not yet in its bowl.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanovla.world.dynamics import MAX_SPEED, clip_planar
+from nanovla.world.scene import GRIPPER_RADIUS, ZONE_RECTS, SceneState
+from nanovla.world.tasks import in_bowl
+
+RELEASE_DISTANCE = 0.03
+"""open the gripper once the carried object's centre is this close to the bowl's centre"""
+PUSH_STANDOFF = 0.015
+"""extra clearance kept when manoeuvring around an object before a push"""
+
+
+def _toward(gripper: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
+    """(N, 2) planar command reaching `waypoint` at full speed (exactly on the last step)."""
+    return clip_planar((waypoint - gripper) / MAX_SPEED)
+
+
+def _target(state: SceneState, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(object slot (N,), position (N, 2), radius (N,)) of target k (slot 0 where unused)."""
+    rows = np.arange(state.gripper.shape[0])
+    slot = np.maximum(state.target_obj[:, k], 0)
+    return slot, state.obj_pos[rows, slot], state.radii()[rows, slot]
+
+
+def _contact_point(gripper: np.ndarray, pos: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """(N, 2) gripper position touching the object at pos on the side facing the gripper."""
+    diff = gripper - pos
+    dist = np.linalg.norm(diff, axis=-1, keepdims=True)
+    unit = np.where(dist > 1e-9, diff / np.maximum(dist, 1e-9), [0.0, -1.0])
+    return pos + unit * (radius + GRIPPER_RADIUS)[:, None]
+
+
+def reach_expert(state: SceneState) -> np.ndarray:
+    """(N, 3) actions: straight to the target's rim with the gripper open."""
+    _, pos, radius = _target(state, 0)
+    move = _toward(state.gripper, _contact_point(state.gripper, pos, radius))
+    return np.concatenate([move, -np.ones((len(move), 1))], axis=1)
+
+
+def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
+    """(N, 3) actions moving target k (a scalar or (N,) per env) into its bowl."""
+    rows = np.arange(state.gripper.shape[0])
+    k = np.broadcast_to(np.asarray(k), rows.shape)
+    slot = np.maximum(state.target_obj[rows, k], 0)
+    pos = state.obj_pos[rows, slot]
+    radius = state.radii()[rows, slot]
+    bowl = state.bowl_pos[rows, np.maximum(state.target_place[rows, k], 0)]
+    holding_target = state.held == slot
+    holding_other = (state.held >= 0) & ~holding_target
+    # Approach: to the rim, closing on the step that will make contact.
+    approach = _toward(state.gripper, _contact_point(state.gripper, pos, radius))
+    gap = np.linalg.norm(pos - state.gripper, axis=-1) - radius - GRIPPER_RADIUS
+    approach_grip = np.where(gap <= MAX_SPEED, 1.0, -1.0)
+    # Carry: the object's centre to the bowl's centre, then open.
+    carry = _toward(state.gripper, bowl - state.held_offset)
+    carry_grip = np.where(np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE, -1.0, 1.0)
+    move = np.where(holding_target[:, None], carry, approach)
+    move = np.where(holding_other[:, None], 0.0, move)
+    grip = np.where(holding_target, carry_grip, approach_grip)
+    grip = np.where(holding_other, -1.0, grip)
+    return np.concatenate([move, grip[:, None]], axis=1)
+
+
+def _push_goal(state: SceneState, radius: np.ndarray) -> np.ndarray:
+    """(N, 2) where to push the target: its zone's centre, kept reachable on the table."""
+    rows = np.arange(state.gripper.shape[0])
+    rect = ZONE_RECTS[state.zone_id[rows, np.maximum(state.target_place[:, 0], 0)]]
+    centre = (rect[:, :2] + rect[:, 2:]) / 2
+    return np.clip(centre, radius[:, None], 1 - radius[:, None])
+
+
+def push_expert(state: SceneState) -> np.ndarray:
+    """(N, 3) actions pushing target 0 into its zone without ever closing the gripper."""
+    _, pos, radius = _target(state, 0)
+    goal = _push_goal(state, radius)
+    axis = goal - pos
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)  # (N, 2)
+    across = np.stack([-axis[:, 1], axis[:, 0]], axis=1)
+    rel = state.gripper - pos
+    u = (rel * axis).sum(-1)  # along the push direction (negative = behind)
+    v = (rel * across).sum(-1)
+    touch = radius + GRIPPER_RADIUS
+    standoff = touch + PUSH_STANDOFF
+    side = np.where(v >= 0, 1.0, -1.0)
+    behind = u <= -0.7 * standoff
+    aligned = behind & (np.abs(v) <= 0.4 * touch)
+    # Waypoints in the object frame, for each situation.
+    sidestep = pos + axis * u[:, None] + across * (side * (standoff + 0.02))[:, None]
+    back_up = pos - axis * standoff[:, None] + across * v[:, None]
+    line_up = pos - axis * standoff[:, None]
+    push = pos - axis * (touch - MAX_SPEED)[:, None]
+    waypoint = np.where((np.abs(v) < standoff)[:, None], sidestep, back_up)
+    waypoint = np.where(behind[:, None], line_up, waypoint)
+    waypoint = np.where(aligned[:, None], push, waypoint)
+    move = _toward(state.gripper, waypoint)
+    return np.concatenate([move, -np.ones((len(move), 1))], axis=1)
+
+
+def sort_expert(state: SceneState) -> np.ndarray:
+    """(N, 3) actions: pick_place on the first target not yet in its bowl."""
+    k = np.where(in_bowl(state, 0), 1, 0)
+    return pick_place_expert(state, k)
+
+
+EXPERTS = (reach_expert, push_expert, pick_place_expert, sort_expert)
+"""indexed like TASK_FAMILIES"""
+
+
+def expert_action(state: SceneState) -> np.ndarray:
+    """(N, 3) float32 expert actions in [-1, 1] for every env's own task family."""
+    actions = np.zeros((state.gripper.shape[0], 3))
+    for family, expert in enumerate(EXPERTS):
+        mask = state.family == family
+        if mask.any():
+            actions = np.where(mask[:, None], expert(state), actions)
+    return np.clip(actions, -1.0, 1.0).astype(np.float32)

@@ -1,0 +1,86 @@
+"""Task families, their success checks and step limits.
+
+=========== ================================================================ ==========
+family      success (checked after every step)                               step limit
+=========== ================================================================ ==========
+reach       the gripper touches the target object (rim gap <= GRASP_GAP)     40
+push        the target's centre lies inside the target zone and the target   80
+            was never grasped during the episode ("without grasping")
+pick_place  the target's centre lies inside the target bowl and it is not    80
+            held (it has been released)
+sort        both targets lie in their own bowls, neither held                160
+=========== ================================================================ ==========
+
+The limits leave a wide margin over the scripted experts' longest episodes (see
+tests/test_world_experts.py), so that learned policies are judged on competence, not on speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanovla.world.dynamics import GRASP_GAP, surface_gap
+from nanovla.world.scene import BOWL_RADIUS, ZONE_RECTS, SceneState
+
+TASK_FAMILIES: tuple[str, ...] = ("reach", "push", "pick_place", "sort")
+MAX_STEPS: dict[str, int] = {"reach": 40, "push": 80, "pick_place": 80, "sort": 160}
+SUITE: tuple[str, ...] = TASK_FAMILIES
+"""the families that `make_world("suite")` mixes"""
+
+
+def parse_tasks(tasks: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Normalizes a family name, "suite", or a list of family names into a tuple of families."""
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    if names == ["suite"]:
+        return SUITE
+    allowed = (*TASK_FAMILIES, "suite")
+    bad = [name for name in names if name not in TASK_FAMILIES]
+    if not names or bad:
+        raise ValueError(
+            f"tasks: unknown task {bad[0] if bad else tasks!r}; choose one of {allowed} "
+            "or a list of family names"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _target_values(state: SceneState, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, object slot, object position (N, 2)) of target k (slot 0 where unused)."""
+    rows = np.arange(state.family.shape[0])
+    slot = np.maximum(state.target_obj[:, k], 0)
+    return rows, slot, state.obj_pos[rows, slot]
+
+
+def in_bowl(state: SceneState, k: int) -> np.ndarray:
+    """(N,) target k's centre is inside its bowl and the object is not held."""
+    rows, slot, pos = _target_values(state, k)
+    bowl = state.bowl_pos[rows, np.maximum(state.target_place[:, k], 0)]
+    inside = np.linalg.norm(pos - bowl, axis=-1) <= BOWL_RADIUS
+    return inside & (state.held != slot) & (state.target_obj[:, k] >= 0)
+
+
+def in_zone(state: SceneState) -> np.ndarray:
+    """(N,) target 0's centre is inside its target zone."""
+    rows, _, pos = _target_values(state, 0)
+    rect = ZONE_RECTS[state.zone_id[rows, state.target_place[:, 0]]]  # (N, 4)
+    return (
+        (pos[:, 0] >= rect[:, 0])
+        & (pos[:, 0] <= rect[:, 2])
+        & (pos[:, 1] >= rect[:, 1])
+        & (pos[:, 1] <= rect[:, 3])
+    )
+
+
+def success(state: SceneState) -> np.ndarray:
+    """(N,) bool: each env's task is solved in the current state."""
+    rows, slot, _ = _target_values(state, 0)
+    reach = surface_gap(state)[rows, slot] <= GRASP_GAP
+    push = in_zone(state) & ~state.obj_grasped[rows, slot]
+    pick_place = in_bowl(state, 0)
+    sort = pick_place & in_bowl(state, 1)
+    return np.choose(state.family, [reach, push, pick_place, sort])
+
+
+def step_limits(state: SceneState) -> np.ndarray:
+    """(N,) the step limit of each env's family."""
+    limits = np.array([MAX_STEPS[name] for name in TASK_FAMILIES])
+    return limits[state.family]
