@@ -1,0 +1,441 @@
+"""The training engine: a step-based loop over any model that follows the house protocol.
+
+A model trained here is an `nn.Module` with
+  - `model(batch) -> (loss, metrics)`: a scalar loss tensor and a dict of floats / 0-d tensors,
+  - `model.save_pretrained(dir)`: writes `config.json` + `model.safetensors` into `dir`,
+  - `model.config`: its config dataclass (compared with `config.json` on resume).
+Batches come from a loader with `next_batch() -> dict` (infinite), `state_dict()` (a snapshot of
+its RNG and position, copies not views) and `load_state_dict(state)`.
+
+One optimizer step, as the seed's clipping/accumulation/mixed-precision sketches put it together:
+
+    for each of grad_accum micro-batches:      # loss scaled by 1/grad_accum, so the summed
+        loss, metrics = model(batch)           #   gradient is that of the mean over all frames
+        backward(loss / grad_accum)            # (through GradScaler for fp16)
+    unscale; clip_grad_norm_(grad_clip); optimizer.step(); scheduler.step(); zero_grad(None)
+
+Departures from the seed's sketches: the optimizer is AdamW over two parameter groups (weight
+decay on matrices and conv kernels, none on biases and norm scales, as nanoGPT does) holding only
+parameters with `requires_grad`; schedules are torch's (see `schedules.py`); `.item()` and the
+progress bar run only every `log_every` steps, so the per-step overhead stays far below a ~5 ms
+step; Ctrl-C is deferred to the end of the current step and a checkpoint is saved before
+`KeyboardInterrupt` is re-raised (a second Ctrl-C quits at once without saving).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nanovla.train.checkpoint import (
+    CONFIG_FILE,
+    PRETRAINED_DIR,
+    TRAIN_CONFIG_FILE,
+    TRAINING_STATE_DIR,
+    WEIGHTS_FILE,
+    capture_rng_state,
+    check_weights,
+    config_differences,
+    json_normalize,
+    latest_checkpoint,
+    load_checkpoint_dir,
+    load_training_state,
+    model_config_dict,
+    restore_rng_state,
+    save_training_state,
+    seed_everything,
+    write_checkpoint,
+    write_json,
+)
+from nanovla.train.logger import LOSS_PLOT, PLOTS_DIR, MetricsLogger, TrainWindow, plot_loss
+from nanovla.train.schedules import build_optimizer, build_scheduler
+
+SCHEDULER_NAMES = ("cosine", "onecycle", "constant")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. Options you will most likely change come first."""
+
+    steps: int = 3000
+    """optimizer steps in the whole run (the schedule spans exactly this many)"""
+    lr: float = 1e-3
+    """peak learning rate of AdamW (after warmup)"""
+    batch_size: int = 64
+    """frames per micro-batch, as the loader was built; used for samples/s and saved in the
+    checkpoint's train_config.json (the loader decides the real batch)"""
+    grad_accum: int = 1
+    """micro-batches per optimizer step; each loss is scaled by 1/grad_accum, so 2 x 32 frames
+    give the gradient of one 64-frame batch"""
+    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
+    """learning-rate schedule: linear warmup + cosine decay, torch's OneCycleLR, or constant"""
+    warmup_steps: int = 100
+    """steps of linear warmup (cosine), or of the rising phase (onecycle); 0 = none"""
+    min_lr_ratio: float = 0.1
+    """final learning rate as a fraction of lr (cosine floor; onecycle end)"""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay on matrices/conv kernels (never on biases and norms)"""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW (beta1, beta2); onecycle cycles beta1 between 0.85 and 0.95 itself"""
+    grad_clip: float = 1.0
+    """clip the global gradient norm to this value; 0 = off (the norm is still logged)"""
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    """autocast precision: bf16 (CPU or CUDA) or fp16 with GradScaler (CUDA only)"""
+    seed: int = 0
+    """seeds Python, numpy and torch when the trainer is built"""
+    log_every: int = 50
+    """steps between log events (JSONL/TensorBoard) and progress-bar updates"""
+    save_every: int = 0
+    """steps between checkpoints; 0 = only at the end (and on Ctrl-C)"""
+    keep_last: int = 2
+    """step checkpoints kept on disk (the newest ones; `last` always survives); 0 = all"""
+    eval_every: int = 0
+    """steps between calls of the eval function (and at the last step); 0 = never"""
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    """where to train; auto = CUDA when available, else CPU"""
+    compile: bool = False
+    """wrap the model's forward in torch.compile (slow start, may pay off on long runs)"""
+    num_threads: int = 0
+    """torch intra-op CPU threads; 0 = torch's default"""
+    resume: bool = False
+    """continue from out_dir/checkpoints/last (model, optimizer, scheduler, RNG, loader, step)"""
+    tensorboard: bool = True
+    """also write TensorBoard events beside the JSONL log when tensorboard is installed"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("save_every", "keep_last", "eval_every", "num_threads", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError(
+                f"grad_clip and weight_decay must be >= 0; got {self.grad_clip}, "
+                f"{self.weight_decay}"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.scheduler not in SCHEDULER_NAMES:
+            raise ValueError(
+                f"scheduler must be one of {', '.join(SCHEDULER_NAMES)}; got {self.scheduler!r}"
+            )
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps must be < steps={self.steps}; got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}")
+
+
+EvalFn = Callable[[nn.Module, int], dict[str, float]]
+"""`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""
+
+
+class BatchLoader(Protocol):
+    """What the engine needs from a loader (the data package's BatchLoader has this face)."""
+
+    def next_batch(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu` | `cuda` | `auto` (CUDA when available) -> a torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be one of cpu, cuda, auto; got {name!r}")
+    return torch.device(name)
+
+
+class DeferredInterrupt:
+    """Context manager: the first Ctrl-C only sets `requested` (the loop saves at the end of
+    the step), a second one sets `aborted` and raises KeyboardInterrupt at once.
+
+    Signal handlers can only be installed from the main thread; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.aborted = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            self.aborted = True
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit at once)")
+
+    def __enter__(self) -> DeferredInterrupt:
+        self.requested = self.aborted = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class Trainer:
+    """Train `model` on batches from `loader` for `config.steps` optimizer steps.
+
+    Checkpoints, logs and the loss plot go under `out_dir`. `eval_fn(model, step)` runs every
+    `config.eval_every` steps (and at the last step) in eval mode with the training RNG streams
+    set aside, so turning evaluation on or off does not change the trained weights.
+    `train_config_extra` is saved with the resolved `TrainConfig` in each checkpoint's
+    train_config.json (`{"train": {...}, **extra}`). `resume` (default: `config.resume`) restores
+    model, optimizer, scheduler, loss scaler, RNG, loader and step from
+    `out_dir/checkpoints/last` before anything is written.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: BatchLoader,
+        config: TrainConfig,
+        out_dir: str | Path,
+        eval_fn: EvalFn | None = None,
+        train_config_extra: dict[str, Any] | None = None,
+        resume: bool | None = None,
+    ) -> None:
+        if not callable(getattr(model, "save_pretrained", None)):
+            raise ValueError("model must have save_pretrained(dir) (config.json + safetensors)")
+        extra = dict(train_config_extra or {})
+        if "train" in extra:
+            raise ValueError("train_config_extra must not have a 'train' key (the TrainConfig's)")
+        self.config, self.loader, self.eval_fn = config, loader, eval_fn
+        self.out_dir = Path(out_dir)
+        self.train_config = {"train": json_normalize(dataclasses.asdict(config)), **extra}
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+        if config.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("amp='fp16' needs CUDA (GradScaler); on CPU use amp='bf16' or 'none'")
+        self.model = model.to(self.device)
+        self._forward = torch.compile(self.model) if config.compile else self.model
+        self.optimizer = build_optimizer(self.model, config.lr, config.weight_decay, config.betas)
+        self.scheduler = build_scheduler(
+            self.optimizer, config.scheduler, config.steps, config.warmup_steps, config.min_lr_ratio
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+        self.step = 0
+        self.resumed_from: Path | None = None
+        self._interrupt = DeferredInterrupt()
+        if config.resume if resume is None else resume:
+            self._resume()
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> dict[str, float]:
+        """Train up to `config.steps`; returns the last logged metrics (and final eval).
+
+        On Ctrl-C (or a KeyboardInterrupt raised by the loader or model) the state at the end
+        of the last completed step is checkpointed, then KeyboardInterrupt is re-raised.
+        """
+        cfg = self.config
+        self.model.train()
+        resume_step = self.step if self.resumed_from is not None else None
+        logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not cfg.progress)
+        window = TrainWindow(cfg.batch_size * cfg.grad_accum)
+        final: dict[str, float] = {}
+        saved_step = self.step if self.resumed_from is not None else -1
+        snapshot: tuple[dict, dict] | None = None
+        try:
+            with self._interrupt:
+                while self.step < cfg.steps:
+                    log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+                    snapshot = (self.loader.state_dict(), capture_rng_state())
+                    self._run_step(window, log_now)
+                    snapshot = None
+                    if log_now:
+                        final = window.flush(self.step)
+                        logger.log(self.step, final)
+                        bar.set_postfix(window.postfix(final), refresh=False)
+                        bar.update(self.step - bar.n)
+                    if cfg.eval_every > 0 and self._eval_due():
+                        final.update(self._evaluate(logger))
+                    if self._save_due() or self._interrupt.requested:
+                        self.save_checkpoint()
+                        saved_step = self.step
+                    if self._interrupt.requested:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if not self._interrupt.aborted and saved_step != self.step:
+                self._save_after_interrupt(snapshot)
+            raise
+        finally:
+            bar.close()
+            logger.close()
+        plot_loss(logger.path, self.out_dir / PLOTS_DIR / LOSS_PLOT)
+        return {"step": float(self.step), **final}
+
+    def _run_step(self, window: TrainWindow, log_now: bool) -> None:
+        """One optimizer step over `grad_accum` micro-batches (see the module docstring)."""
+        cfg = self.config
+        start = time.perf_counter()
+        loss_sum = None
+        for _ in range(cfg.grad_accum):
+            batch = self._to_device(self.loader.next_batch())
+            with torch.autocast(
+                self.device.type, dtype=self._amp_dtype(), enabled=cfg.amp != "none"
+            ):
+                loss, metrics = _check_output(self._forward(batch))
+            scaled = loss / cfg.grad_accum if cfg.grad_accum > 1 else loss
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            detached = loss.detach().float()
+            loss_sum = detached if loss_sum is None else loss_sum + detached
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = self._clip_or_measure(log_now)
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        window.add(loss_sum / cfg.grad_accum, time.perf_counter() - start)
+        if log_now:
+            window.note(lr=lr, grad_norm=grad_norm, metrics=metrics)
+
+    def _clip_or_measure(self, log_now: bool) -> torch.Tensor | None:
+        """Clip to `grad_clip` (returns the pre-clip norm); with clipping off, measure on logs."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.config.grad_clip > 0:
+            return nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        if log_now:
+            grads = [p.grad for p in params if p.grad is not None]
+            return nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        return None
+
+    def _amp_dtype(self) -> torch.dtype:
+        return torch.float16 if self.config.amp == "fp16" else torch.bfloat16
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.device.type == "cpu":
+            return batch
+        return {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }
+
+    def _eval_due(self) -> bool:
+        return self.step % self.config.eval_every == 0 or self.step == self.config.steps
+
+    def _save_due(self) -> bool:
+        every = self.config.save_every
+        return self.step == self.config.steps or (every > 0 and self.step % every == 0)
+
+    def _evaluate(self, logger: MetricsLogger) -> dict[str, float]:
+        """Run eval_fn in eval mode; the RNG streams training uses are restored afterwards."""
+        rng = capture_rng_state()
+        self.model.eval()
+        try:
+            raw = self.eval_fn(self.model, self.step) if self.eval_fn is not None else {}
+        finally:
+            self.model.train()
+            restore_rng_state(rng)
+        metrics = {f"eval/{k}": float(v) for k, v in raw.items()}
+        if metrics:
+            logger.log(self.step, metrics)
+        return metrics
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, loader_state: dict | None = None, rng: dict | None = None) -> Path:
+        """Atomically write `out_dir/checkpoints/<step>/` and point `last` at it.
+
+        `loader_state` / `rng` default to the current ones; the interrupt path passes the
+        snapshot taken at the start of the unfinished step instead.
+        """
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng_state() if rng is None else rng,
+            "loader": self.loader.state_dict() if loader_state is None else loader_state,
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+
+        def write(directory: Path) -> None:
+            pretrained = directory / PRETRAINED_DIR
+            pretrained.mkdir()
+            self.model.save_pretrained(pretrained)
+            write_json(pretrained / TRAIN_CONFIG_FILE, self.train_config)
+            save_training_state(directory / TRAINING_STATE_DIR, state)
+
+        return write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
+
+    def _save_after_interrupt(self, snapshot: tuple[dict, dict] | None) -> None:
+        """Checkpoint the last completed step; a half-done step is rewound (grads dropped)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loader_state, rng = snapshot if snapshot is not None else (None, None)
+        path = self.save_checkpoint(loader_state, rng)
+        tqdm.write(f"interrupted at step {self.step}: checkpoint saved to {path}")
+
+    def _resume(self) -> None:
+        """Restore everything from `out_dir/checkpoints/last`; all files are read and checked
+        before any state is touched."""
+        checkpoint = latest_checkpoint(self.out_dir)
+        if checkpoint is None:
+            last = self.out_dir / "checkpoints" / "last"
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from (drop --resume)")
+        saved_config, weights = load_checkpoint_dir(checkpoint)
+        config_file = checkpoint / PRETRAINED_DIR / CONFIG_FILE
+        diffs = config_differences(model_config_dict(self.model), saved_config)
+        if diffs:
+            raise ValueError(
+                f"{config_file}: checkpoint is from a different model config; "
+                f"differing keys: {'; '.join(diffs)}"
+            )
+        check_weights(self.model, weights, checkpoint / PRETRAINED_DIR / WEIGHTS_FILE)
+        state = load_training_state(checkpoint / TRAINING_STATE_DIR)
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["grad_scaler"] is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
+        self.loader.load_state_dict(state["loader"])
+        restore_rng_state(state["rng"])
+        self.step = state["step"]
+        self.resumed_from = checkpoint
+
+
+def _check_output(output: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The model's `(loss, metrics)`, or one ValueError saying what came back instead."""
+    if not (isinstance(output, tuple) and len(output) == 2):
+        raise ValueError(f"model(batch) must return (loss, metrics); got {type(output).__name__}")
+    loss, metrics = output
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ValueError("model(batch) must return a scalar loss tensor as its first element")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"model(batch) metrics must be a dict; got {type(metrics).__name__}")
+    return loss, metrics

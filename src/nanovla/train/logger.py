@@ -1,0 +1,182 @@
+"""Training logs: JSONL always, TensorBoard when installed, and a loss-curve PNG.
+
+One JSON object per log event in `<out_dir>/logs/metrics.jsonl`, e.g.
+`{"step": 500, "train/loss": 0.031, "train/lr": 0.00098, "train/samples_per_s": 9120.4}`.
+Keys are namespaced (`train/...`, `eval/...`) as CleanRL and LeRobot do, so TensorBoard groups
+them into sections. TensorBoard event files go to `<out_dir>/logs/` beside the JSONL; if
+`torch.utils.tensorboard` cannot be imported (tensorboard not installed) the logger silently
+writes JSONL only.
+(Named `logger.py`, not `logging.py`, so that it never shadows the standard library.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LOGS_DIR = "logs"
+METRICS_FILE = "metrics.jsonl"
+PLOTS_DIR = "plots"
+LOSS_PLOT = "loss.png"
+
+
+class MetricsLogger:
+    """Append namespaced scalar metrics to `<out_dir>/logs/metrics.jsonl` (and TensorBoard).
+
+    With `resume_step` set, records from a previous run past that step (logged after the
+    checkpoint being resumed from, and about to be redone) are dropped first, so the file reads
+    as one run.
+    """
+
+    def __init__(
+        self, out_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None
+    ) -> None:
+        self.log_dir = Path(out_dir) / LOGS_DIR
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.log_dir / METRICS_FILE
+        if resume_step is not None:
+            _drop_records_after(self.path, resume_step)
+        self._file = self.path.open("a")
+        self._writer = _tensorboard_writer(self.log_dir) if tensorboard else None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Write one event: `{"step": step, **metrics}`; non-finite values are kept as JSON."""
+        record: dict[str, Any] = {"step": int(step)}
+        record.update({key: float(value) for key, value in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self._writer.add_scalar(key, value, global_step=step)
+
+    def close(self) -> None:
+        """Flush and close the JSONL file and the TensorBoard writer."""
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tensorboard_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional: any import problem means JSONL only
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """All records of a metrics.jsonl file (a torn last line from a crash is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+
+
+def plot_loss(metrics_path: str | Path, png_path: str | Path) -> Path | None:
+    """Draw `train/loss` (log scale) and `train/lr` against step into a PNG.
+
+    Returns the PNG path, or None when the log holds no loss yet.
+    """
+    all_records = read_metrics(metrics_path)
+    records = [r for r in all_records if "train/loss" in r]
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    losses = [r["train/loss"] for r in records]
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(6, 5), sharex=True, height_ratios=[3, 1])
+    ax_loss.plot(steps, losses, color="tab:blue", label="train/loss")
+    eval_records = [r for r in all_records if "eval/loss" in r]
+    if eval_records:
+        ax_loss.plot(
+            [r["step"] for r in eval_records],
+            [r["eval/loss"] for r in eval_records],
+            "o-",
+            color="tab:orange",
+            label="eval/loss",
+        )
+    if all(v > 0 and math.isfinite(v) for v in losses):
+        ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(steps, [r.get("train/lr", float("nan")) for r in records], color="tab:green")
+    ax_lr.set_ylabel("lr")
+    ax_lr.set_xlabel("optimizer step")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+class TrainWindow:
+    """Loss and timing accumulated between two log events (tensors, no per-step sync)."""
+
+    def __init__(self, samples_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
+        self.loss_sum: torch.Tensor | None = None
+        self.steps, self.seconds = 0, 0.0
+        self.noted: dict[str, Any] = {}
+
+    def add(self, loss: torch.Tensor, seconds: float) -> None:
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.steps += 1
+        self.seconds += seconds
+
+    def note(self, lr: float, grad_norm: torch.Tensor | None, metrics: dict[str, Any]) -> None:
+        self.noted = {"lr": lr, "grad_norm": grad_norm, "metrics": metrics}
+
+    def flush(self, step: int) -> dict[str, float]:
+        """The `train/...` record of this window; then start a new one."""
+        seconds = max(self.seconds, 1e-9)
+        record = {
+            "train/loss": float(self.loss_sum) / self.steps,
+            "train/lr": float(self.noted["lr"]),
+            "train/samples_per_s": self.steps * self.samples_per_step / seconds,
+            "train/step_time_ms": 1000.0 * seconds / self.steps,
+        }
+        if self.noted["grad_norm"] is not None:
+            record["train/grad_norm"] = float(self.noted["grad_norm"])
+        for name, value in self.noted["metrics"].items():
+            record.setdefault(f"train/{name}", float(value))
+        self.loss_sum, self.steps, self.seconds = None, 0, 0.0
+        return record
+
+    @staticmethod
+    def postfix(record: dict[str, float]) -> dict[str, str]:
+        return {
+            "loss": f"{record['train/loss']:.4f}",
+            "lr": f"{record['train/lr']:.2e}",
+            "samples/s": f"{record['train/samples_per_s']:.0f}",
+        }
