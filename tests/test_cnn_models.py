@@ -33,6 +33,15 @@ def test_lenet_rejects_too_small_or_mismatched_images() -> None:
         create_model("lenet")(torch.randn(1, 1, 32, 32))
 
 
+def test_simple_cnn_takes_any_size_and_doubles_widths() -> None:
+    model = create_model("simple_cnn", num_classes=4, in_chans=1, width=8, num_blocks=3).eval()
+    assert [block.conv2.out_channels for block in model.blocks] == [8, 16, 32]
+    assert model.forward_features(torch.randn(2, 1, 17, 9)).shape == (2, 32, 4, 2)
+    assert model(torch.randn(2, 1, 4, 4)).shape == (2, 4)
+    with pytest.raises(ValueError, match="width and num_blocks"):
+        create_model("simple_cnn", num_blocks=0)
+
+
 @pytest.mark.parametrize(("height", "width"), [(16, 16), (13, 19), (5, 8)])
 def test_unet_keeps_any_input_size(height: int, width: int) -> None:
     model = create_model("unet", num_classes=3, base_width=4, depth=2).eval()

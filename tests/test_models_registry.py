@@ -56,6 +56,7 @@ CASES: dict[str, Case] = {
 # name -> parameters at 1000 classes (torchvision / timm) or at the seed's defaults.
 PARAM_COUNTS: dict[str, int] = {
     "lenet": 44_426,  # the seed's LeNet at 10 classes (its default)
+    "simple_cnn": 289_194,  # three BasicCNNBlocks 32-64-128 + linear, 10 classes (its default)
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,
@@ -152,7 +153,7 @@ def test_grad_checkpointing_matches(name: str) -> None:
 def test_parameter_count(name: str) -> None:
     if name not in list_models():
         pytest.skip(f"{name} is not registered yet")
-    kwargs = {} if name in ("lenet", "unet") else {"num_classes": 1000}
+    kwargs = {} if name in ("lenet", "simple_cnn", "unet") else {"num_classes": 1000}
     with torch.device("meta"):
         model = create_model(name, **kwargs)
     assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[name]

@@ -1,4 +1,6 @@
-"""LeNet-5 as the seed writes it (LeCun et al., "Gradient-Based Learning Applied to Document
+"""The seed's "CNN basics" section: LeNet-5 and a small stack of its BasicCNNBlocks.
+
+LeNet-5 as the seed writes it (LeCun et al., "Gradient-Based Learning Applied to Document
 Recognition", http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf).
 
 conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 -> flatten ->
@@ -13,6 +15,10 @@ Departures from the seed:
 - ReLU and max-pooling as in the seed, not the paper's scaled tanh and trainable subsampling.
 - `forward_features` returns the `(B, 16, s, s)` map; `forward_head(pre_logits=True)` returns
   the 84-wide penultimate activations.
+
+`SimpleCNN` (`simple_cnn`) is not in the seed as a model: it stacks the seed's `BasicCNNBlock`
+with 2x2 max-pools between blocks and a global-average-pool linear head, so that, unlike LeNet,
+it takes any input size and colour images; the labs use it as a fast small baseline.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nanovla.models.registry import register_model
+from nanovla.models.vision.layers import BasicCNNBlock, checkpoint_sequential
 
 MIN_IMG_SIZE = 16
 """smallest input side for which both 5x5 convs and both 2x2 pools leave at least 1 pixel"""
@@ -82,3 +89,70 @@ class LeNet(nn.Module):
 def lenet(num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> LeNet:
     """The seed's LeNet-5; 44,426 parameters at 10 classes, 1x28x28 input."""
     return LeNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size)
+
+
+class SimpleCNN(nn.Module):
+    """`num_blocks` of the seed's BasicCNNBlock, widths `width * 2**i`, a 2x2 max-pool before
+    every block but the first, then global average pooling and a linear classifier.
+
+    Args:
+        num_classes: size of the classifier output.
+        in_chans: input image channels.
+        width: channels of the first block; doubles at each block.
+        num_blocks: number of BasicCNNBlocks; inputs need sides >= `2**(num_blocks - 1)`.
+        dropout: dropout probability before the classifier.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        width: int = 32,
+        num_blocks: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if width < 1 or num_blocks < 1:
+            raise ValueError(f"width and num_blocks must be >= 1, got {width}, {num_blocks}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_classes = num_classes
+        self.grad_checkpointing = False
+        widths = [width * 2**i for i in range(num_blocks)]
+        self.blocks = nn.ModuleList(
+            BasicCNNBlock(c_in, c_out) for c_in, c_out in zip([in_chans] + widths[:-1], widths)
+        )
+        self.pool = nn.MaxPool2d(2, 2)
+        self.num_features = widths[-1]
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in backward instead of storing its activations."""
+        self.grad_checkpointing = enable
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, in_chans, H, W) -> (B, num_features, H / 2**(n-1), W / 2**(n-1))."""
+        stages = [self.blocks[0]] + [nn.Sequential(self.pool, block) for block in self.blocks[1:]]
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint_sequential(stages, x)
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """(B, C, h, w) -> pooled (B, C) if `pre_logits`, else logits (B, num_classes)."""
+        x = x.mean(dim=(2, 3))  # (B, C)
+        return x if pre_logits else self.fc(self.dropout(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register_model
+def simple_cnn(
+    num_classes: int = 10, in_chans: int = 3, width: int = 32, num_blocks: int = 3
+) -> SimpleCNN:
+    """Three BasicCNNBlocks (32-64-128) with max-pools and a linear head; 289,194 parameters
+    at 10 classes."""
+    return SimpleCNN(num_classes=num_classes, in_chans=in_chans, width=width, num_blocks=num_blocks)
