@@ -95,6 +95,10 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if num_classes < 1 or in_chans < 1:
+            raise ValueError(
+                f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}"
+            )
         self.num_classes = num_classes
         self.grad_checkpointing = False
         input_channel = make_divisible(32 * width_mult, round_nearest)

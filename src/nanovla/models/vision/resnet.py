@@ -49,9 +49,9 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)  # (B, C_out, H/s, W/s)
         out = self.relu(self.bn1(self.conv1(x)))  # (B, C_out, H/s, W/s)
         out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)  # (B, C_out, H/s, W/s)
         out += identity  # the skip connection
         return self.relu(out)
 
@@ -75,10 +75,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)  # (B, 4P, H/s, W/s)
         out = self.relu(self.bn1(self.conv1(x)))  # (B, P, H, W)
         out = self.relu(self.bn2(self.conv2(out)))  # (B, P, H/s, W/s)
         out = self.bn3(self.conv3(out))  # (B, 4P, H/s, W/s)
+        identity = x if self.downsample is None else self.downsample(x)  # (B, 4P, H/s, W/s)
         out += identity
         return self.relu(out)
 
