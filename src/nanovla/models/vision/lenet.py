@@ -17,8 +17,8 @@ Departures from the seed:
   the 84-wide penultimate activations.
 
 `SimpleCNN` (`simple_cnn`) is not in the seed as a model: it stacks the seed's `BasicCNNBlock`
-with 2x2 max-pools between blocks and a global-average-pool linear head, so that, unlike LeNet,
-it takes any input size and colour images; the labs use it as a fast small baseline.
+with 2x2 max-pools between blocks and a global-average-pool linear head, so that, unlike LeNet's
+fixed flatten, it takes any input size: a fast small baseline for the labs.
 """
 
 from __future__ import annotations
