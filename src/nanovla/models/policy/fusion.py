@@ -1,0 +1,96 @@
+"""Vision-language fusion, chosen by name: "concat" (the seed's SimpleVLA) or "film".
+
+Both read the vision token grid ``(B, C, h, w)`` and return one vector per sample for the head.
+The grid is read out by `GridReadout` (spatial-softmax keypoints + mean activation per channel),
+never by global average pooling alone, so the head knows *where* things are.
+
+- `ConcatFusion`: readout(grid) ++ text ++ state. The seed's SimpleVLA concatenates pooled
+  vision with language; vision then cannot know *which* object the instruction names, and the
+  head must untangle "all objects' positions" x "the instruction" on its own.
+- `FiLMFusion` (Perez et al. 2018, https://arxiv.org/abs/1709.07871): the text vector produces a
+  per-channel scale gamma and shift beta for residual conv blocks on the grid,
+  ``x + ReLU(gamma * BN(conv(x)) + beta)``, so the channels light up where *the named* object
+  is before the spatial softmax reads its position. gamma = 1 + delta with delta, beta from a
+  near-zero-initialised Linear: training starts close to plain (unconditioned) conv blocks, but
+  not exactly at zero, which would block the text encoder's gradient on the first step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nanovla.models.vision.vla_cnn import SpatialSoftmax
+
+
+class GridReadout(nn.Module):
+    """Grid (B, C, h, w) -> (B, 3C): expected (x, y) of each channel + its mean activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keypoints = SpatialSoftmax()
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        keypoints = self.keypoints(grid).flatten(1)  # (B, 2C)
+        return torch.cat([keypoints, grid.mean(dim=(2, 3))], dim=1)  # (B, 3C)
+
+
+class ConcatFusion(nn.Module):
+    """readout(grid) ++ text ++ state -> (B, 3C + text_dim + state_dim)."""
+
+    def __init__(self, channels: int, text_dim: int, state_dim: int) -> None:
+        super().__init__()
+        self.readout = GridReadout()
+        self.out_dim = 3 * channels + text_dim + state_dim
+
+    def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.readout(grid), text, state], dim=1)
+
+
+class FiLMBlock(nn.Module):
+    """Residual FiLM block: x + ReLU(gamma * BN(conv3x3(x)) + beta), gamma/beta per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(channels, affine=False)  # FiLM provides the affine part
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """x (B, C, h, w); gamma, beta (B, C)."""
+        y = self.norm(self.conv(x))  # (B, C, h, w)
+        y = y * gamma[:, :, None, None] + beta[:, :, None, None]
+        return x + self.act(y)
+
+
+class FiLMFusion(nn.Module):
+    """Instruction-conditioned conv blocks on the grid, then readout ++ state -> (B, 3C + D)."""
+
+    def __init__(self, channels: int, text_dim: int, state_dim: int, num_blocks: int = 2):
+        super().__init__()
+        if num_blocks < 1:
+            raise ValueError(f"fusion='film' needs film_blocks >= 1, got {num_blocks}")
+        self.blocks = nn.ModuleList(FiLMBlock(channels) for _ in range(num_blocks))
+        self.film = nn.Linear(text_dim, 2 * channels * num_blocks)  # text -> all (delta, beta)
+        nn.init.normal_(self.film.weight, std=1e-2)
+        nn.init.zeros_(self.film.bias)
+        self.readout = GridReadout()
+        self.out_dim = 3 * channels + state_dim
+
+    def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """grid (B, C, h, w), text (B, Dt), state (B, D) -> (B, 3C + D)."""
+        params = self.film(text).view(text.shape[0], len(self.blocks), 2, -1)  # (B, n, 2, C)
+        for i, block in enumerate(self.blocks):
+            grid = block(grid, 1.0 + params[:, i, 0], params[:, i, 1])
+        return torch.cat([self.readout(grid), state], dim=1)
+
+
+def build_fusion(
+    name: str, channels: int, text_dim: int, state_dim: int, film_blocks: int
+) -> FiLMFusion | ConcatFusion:
+    """The fusion module named `name` ("film" | "concat"), with an `out_dim` attribute."""
+    if name == "film":
+        return FiLMFusion(channels, text_dim, state_dim, film_blocks)
+    if name == "concat":
+        return ConcatFusion(channels, text_dim, state_dim)
+    raise ValueError(f"fusion must be one of ('film', 'concat'), got {name!r}")

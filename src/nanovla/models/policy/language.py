@@ -1,0 +1,114 @@
+"""Instruction strings -> text vectors, with per-string caching.
+
+Instructions repeat a lot (a few hundred templates over thousands of frames), so:
+
+- every batch is deduplicated: each distinct string is encoded once and the rows are gathered;
+- token ids are cached per string always (tokenising is parameter-free);
+- text *features* are cached per string when they cannot change: always for the frozen MiniLM,
+  and for the trainable encoders only in eval mode (`select_action`). Entering train mode or
+  loading weights empties the cache. So `select_action` costs only the vision pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nanovla.models.policy.configuration_policy import PolicyConfig
+from nanovla.models.text.lstm import LSTMTextEncoder
+from nanovla.models.text.tokenizer import Tokenizer
+
+MAX_CACHED = 4096  # distinct strings kept; a pathological stream of new strings cannot grow it
+
+
+def _build_transformer(config: PolicyConfig, tokenizer: Tokenizer) -> nn.Module:
+    try:
+        from nanovla.models.text.transformer import TransformerTextEncoder
+    except ImportError as error:
+        raise ValueError(
+            "text='transformer' needs nanovla.models.text.transformer.TransformerTextEncoder, "
+            f"which is not available in this install ({error}); use text='lstm' or 'minilm'"
+        ) from None
+    return TransformerTextEncoder(
+        vocab_size=tokenizer.vocab_size, out_dim=config.text_dim, pad_id=tokenizer.pad_id
+    )
+
+
+class InstructionEncoder(nn.Module):
+    """list of B instruction strings -> (B, out_dim) float tensor on `device`."""
+
+    def __init__(self, config: PolicyConfig, tokenizer: Tokenizer | None = None) -> None:
+        super().__init__()
+        self.kind = config.text
+        self.tokenizer = tokenizer
+        if self.kind == "minilm":
+            from nanovla.models.text.minilm import MiniLMTextEncoder
+
+            self.encoder: nn.Module = MiniLMTextEncoder()
+        else:
+            if tokenizer is None:
+                raise ValueError(
+                    f"text={self.kind!r} needs a tokenizer: Tokenizer.from_texts(dataset.tasks) "
+                    "or Policy.from_dataset(config, dataset)"
+                )
+            if self.kind == "lstm":
+                self.encoder = LSTMTextEncoder(
+                    tokenizer.vocab_size, config.text_embed_dim, config.text_hidden_dim,
+                    config.text_dim, pad_id=tokenizer.pad_id,
+                )  # fmt: skip
+            else:
+                self.encoder = _build_transformer(config, tokenizer)
+        self.out_dim: int = self.encoder.out_dim
+        self._token_cache: dict[str, list[int]] = {}
+        self._feature_cache: dict[str, torch.Tensor] = {}
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.clear_cache())
+
+    @property
+    def frozen(self) -> bool:
+        return self.kind == "minilm"
+
+    def clear_cache(self) -> None:
+        self._feature_cache.clear()
+
+    def train(self, mode: bool = True) -> InstructionEncoder:
+        if mode and not self.frozen:
+            self.clear_cache()  # weights are about to change
+        return super().train(mode)
+
+    def forward(self, texts: Sequence[str], device: torch.device | None = None) -> torch.Tensor:
+        """`texts`: B strings -> (B, out_dim); each distinct string is encoded once."""
+        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
+            raise ValueError("instructions must be a list of strings")
+        unique = list(dict.fromkeys(texts))
+        index = {text: i for i, text in enumerate(unique)}
+        rows = torch.tensor([index[text] for text in texts], device=device)  # (B,)
+        use_cache = self.frozen or not self.training
+        if not use_cache:
+            return self._encode(unique, device)[rows]  # (B, out_dim)
+        missing = [text for text in unique if text not in self._feature_cache]
+        if missing:
+            if len(self._feature_cache) + len(missing) > MAX_CACHED:
+                self._feature_cache.clear()
+            with torch.no_grad():
+                features = self._encode(missing, device)
+            self._feature_cache.update(zip(missing, features))
+        stacked = torch.stack([self._feature_cache[text] for text in unique])  # (U, out_dim)
+        return stacked.to(device)[rows]  # (B, out_dim)
+
+    def _encode(self, texts: list[str], device: torch.device | None) -> torch.Tensor:
+        """Uncached encoding of distinct strings -> (U, out_dim)."""
+        if self.frozen:
+            return self.encoder(texts).to(device)
+        ids, lengths = self._tokenize(texts)
+        return self.encoder(ids.to(device), lengths.to(device))
+
+    def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids (U, T) and lengths (U,), tokenising each string only the first time."""
+        if len(self._token_cache) + len(texts) > MAX_CACHED:
+            self._token_cache.clear()
+        for text in texts:
+            if text not in self._token_cache:
+                self._token_cache[text] = self.tokenizer.tokenize(text)
+        return Tokenizer.pad([self._token_cache[text] for text in texts])  # (U, T), (U,)
