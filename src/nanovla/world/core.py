@@ -149,10 +149,8 @@ class World:
     def _refresh_static(self) -> None:
         if self._stale.any():
             envs = np.flatnonzero(self._stale)
-            sub = SceneState.from_dict(
-                {k: v[envs] for k, v in self.state.to_dict().items()}, len(envs)
-            )
-            self._static_rgb[envs], self._static_ids[envs] = self._renderer.static(sub)
+            static = self._renderer.static(self.state.take(envs))
+            self._static_rgb[envs], self._static_ids[envs] = static
             self._stale[:] = False
 
     def render(self) -> np.ndarray:

@@ -26,8 +26,8 @@ MAX_SPEED = 0.05
 """gripper displacement per step at full command"""
 GRASP_GAP = 0.012
 """an object whose surface is within this distance of the gripper's counts as touching"""
-RELAX_ITERS = 4
-"""contact relaxation sweeps per step"""
+RELAX_ITERS = 6
+"""at most this many contact relaxation sweeps per step (they stop once nothing overlaps)"""
 
 
 def clip_planar(actions: np.ndarray) -> np.ndarray:
@@ -74,52 +74,59 @@ def _grasp(state: SceneState, close: np.ndarray) -> None:
     state.obj_grasped[rows[grab], nearest[grab]] = True
 
 
-def _push_out(pos: np.ndarray, pusher: np.ndarray, need: np.ndarray, mask: np.ndarray) -> None:
-    """Moves objects pos (N, M, 2) out of an immovable disc at pusher (N, 2) in place.
-
-    need: (N, M) required centre distance; mask: (N, M) objects that may be moved.
-    """
-    diff = pos - pusher[:, None, :]  # (N, M, 2)
-    dist = np.linalg.norm(diff, axis=-1)  # (N, M)
-    normal = np.where(dist[..., None] > 1e-9, diff / np.maximum(dist, 1e-9)[..., None], [1.0, 0])
-    depth = np.where(mask, np.maximum(need - dist, 0.0), 0.0)
-    pos += normal * depth[..., None]
-
-
-def _relax_pairs(pos: np.ndarray, radii: np.ndarray, mobile: np.ndarray) -> None:
-    """One Jacobi sweep separating overlapping objects pairwise, in place.
-
-    mobile: (N, M) float, 1 for free objects, 0 for the held one and empty slots (an empty slot
-    never touches anything because its radius is treated as -inf by the caller's mask).
-    """
-    diff = pos[:, :, None, :] - pos[:, None, :, :]  # (N, M, M, 2)
-    dist = np.linalg.norm(diff, axis=-1)  # (N, M, M)
-    m = pos.shape[1]
+def _overlaps(pos: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise overlap depths (N, K, K) (0 on the diagonal and where apart) and unit normals
+    (N, K, K, 2) pointing from body j to body i, for bodies pos (N, K, 2) of radii (N, K)."""
+    diff = pos[:, :, None, :] - pos[:, None, :, :]  # (N, K, K, 2)
+    dist = np.sqrt((diff * diff).sum(-1))  # (N, K, K)
     overlap = radii[:, :, None] + radii[:, None, :] - dist
-    overlap[:, np.arange(m), np.arange(m)] = 0.0
-    overlap = np.maximum(overlap, 0.0)
+    k = pos.shape[1]
+    overlap[:, np.arange(k), np.arange(k)] = 0.0
+    # Coincident centres separate along +x (any fixed direction keeps it deterministic).
+    normal = np.where(dist[..., None] > 1e-9, diff / np.maximum(dist, 1e-9)[..., None], [1.0, 0])
+    return np.maximum(overlap, 0.0), normal
+
+
+def _relax(pos: np.ndarray, radii: np.ndarray, mobile: np.ndarray) -> np.ndarray:
+    """Jacobi relaxation of overlapping discs; returns new positions (N, K, 2).
+
+    mobile: (N, K) 1.0 for bodies that may move, 0.0 for fixed ones. A mobile body touching a
+    fixed one takes the whole correction; two mobile bodies split it. Mobile bodies are clamped
+    to the table after every sweep.
+    """
+    low, high = radii[..., None], 1.0 - radii[..., None]
     both = mobile[:, :, None] + mobile[:, None, :]
-    share = np.where(both > 0, mobile[:, :, None] / np.maximum(both, 1e-9), 0.0)
-    normal = diff / np.maximum(dist, 1e-9)[..., None]
-    pos += (normal * (overlap * share)[..., None]).sum(axis=2)
+    share = np.where(both > 0, mobile[:, :, None] / np.maximum(both, 1e-9), 0.0)  # (N, K, K)
+    for _ in range(RELAX_ITERS):
+        overlap, normal = _overlaps(pos, radii)
+        if not overlap.any():
+            break
+        pos = pos + (normal * (overlap * share)[..., None]).sum(axis=2)
+        pos = np.where(mobile[..., None] > 0, np.clip(pos, low, high), pos)
+    return pos
 
 
 def resolve_contacts(state: SceneState) -> None:
-    """Pushes objects out of the gripper, the held object and each other (in place)."""
-    rows = np.arange(state.gripper.shape[0])
-    radii = np.where(state.obj_active, state.radii(), -1.0)  # empty slots never overlap
-    holding = state.held >= 0
+    """Pushes free objects out of the gripper, the held object and each other (in place).
+
+    The gripper and the held object are fixed bodies (the gripper goes where it is commanded);
+    only envs with at least one overlap are relaxed, so quiet steps cost one overlap test.
+    """
+    n = state.gripper.shape[0]
+    rows = np.arange(n)
     free = state.obj_active.copy()
+    holding = state.held >= 0
     free[rows[holding], state.held[holding]] = False
-    held_pos = state.obj_pos[rows, np.maximum(state.held, 0)]
-    held_r = radii[rows, np.maximum(state.held, 0)]
-    low, high = radii[..., None], 1.0 - radii[..., None]
-    for _ in range(RELAX_ITERS):
-        _push_out(state.obj_pos, state.gripper, radii + GRIPPER_RADIUS, free)
-        _push_out(state.obj_pos, held_pos, radii + held_r[:, None], free & holding[:, None])
-        _relax_pairs(state.obj_pos, radii, free.astype(np.float64))
-        clamped = np.clip(state.obj_pos, low, high)
-        state.obj_pos = np.where(free[..., None], clamped, state.obj_pos)
+    pos = np.concatenate([state.obj_pos, state.gripper[:, None]], axis=1)  # (N, M + 1, 2)
+    radii = np.concatenate(
+        [np.where(state.obj_active, state.radii(), -1.0), np.full((n, 1), GRIPPER_RADIUS)], 1
+    )
+    mobile = np.concatenate([free, np.zeros((n, 1), dtype=bool)], axis=1).astype(np.float64)
+    overlap, _ = _overlaps(pos, radii)
+    envs = np.flatnonzero((overlap * (mobile[:, :, None] + mobile[:, None, :])).any(axis=(1, 2)))
+    if len(envs):
+        relaxed = _relax(pos[envs], radii[envs], mobile[envs])
+        state.obj_pos[envs] = relaxed[:, :-1]
 
 
 def step_dynamics(state: SceneState, actions: np.ndarray) -> None:

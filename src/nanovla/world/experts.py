@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from nanovla.world.dynamics import MAX_SPEED, clip_planar
-from nanovla.world.scene import GRIPPER_RADIUS, ZONE_RECTS, SceneState
+from nanovla.world.dynamics import GRASP_GAP, MAX_SPEED, clip_planar
+from nanovla.world.scene import GRIPPER_RADIUS, GRIPPER_RANGE, ZONE_RECTS, SceneState
 from nanovla.world.tasks import in_bowl
 
 RELEASE_DISTANCE = 0.03
 """open the gripper once the carried object's centre is this close to the bowl's centre"""
 PUSH_STANDOFF = 0.015
 """extra clearance kept when manoeuvring around an object before a push"""
+DETOUR_CLEARANCE = 0.02
+"""clearance kept when steering around an object in the way"""
+GRASP_TURNS = (0, 30, -30, 60, -60, 90, -90, 120, -120, 150, -150, 180)
+"""approach angles tried, in order, relative to the side of the object facing the gripper"""
 
 
 def _toward(gripper: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
@@ -49,6 +53,56 @@ def _contact_point(gripper: np.ndarray, pos: np.ndarray, radius: np.ndarray) -> 
     return pos + unit * (radius + GRIPPER_RADIUS)[:, None]
 
 
+def _others(state: SceneState, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (N, M, 2), radii (N, M)) of the objects other than `slot` and the held one;
+    excluded slots get radius -1 so they never block anything."""
+    columns = np.arange(state.obj_pos.shape[1])[None, :]
+    other = state.obj_active & (columns != slot[:, None]) & (columns != state.held[:, None])
+    return state.obj_pos, np.where(other, state.radii(), -1.0)
+
+
+def _grasp_point(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray):
+    """(N, 2) where to stand to grasp the object: on the side facing the gripper, turned by
+    the smallest multiple of 30 degrees that keeps the gripper clear of every other object (so
+    closing there grasps the intended object, not a neighbour)."""
+    bearing = np.arctan2(*(state.gripper - pos)[:, ::-1].T)  # (N,)
+    turns = np.radians(GRASP_TURNS)  # (K,)
+    angle = bearing[:, None] + turns[None, :]
+    reach = (radius + GRIPPER_RADIUS)[:, None, None]
+    cand = pos[:, None, :] + reach * np.stack([np.cos(angle), np.sin(angle)], -1)  # (N, K, 2)
+    obj, obj_r = _others(state, slot)
+    dist = np.linalg.norm(cand[:, :, None, :] - obj[:, None, :, :], axis=-1)  # (N, K, M)
+    clear = (dist - obj_r[:, None, :] - GRIPPER_RADIUS).min(-1) > 2 * GRASP_GAP
+    clear &= (cand >= GRIPPER_RANGE[0]).all(-1) & (cand <= GRIPPER_RANGE[1]).all(-1)
+    pick = np.where(clear.any(1), clear.argmax(1), 0)
+    return cand[np.arange(len(pick)), pick]
+
+
+def _detour(state: SceneState, goal: np.ndarray, obj: np.ndarray, obj_r: np.ndarray) -> np.ndarray:
+    """(N, 2) the next waypoint toward `goal`: the goal itself if the straight path is clear,
+    else a point beside the first object (positions obj (N, M, 2), radii obj_r (N, M)) whose
+    disc, grown by the gripper radius, the path would cut."""
+    start = state.gripper
+    seg = goal - start
+    length = np.linalg.norm(seg, axis=-1, keepdims=True)  # (N, 1)
+    unit = seg / np.maximum(length, 1e-9)
+    rel = obj - start[:, None, :]  # (N, M, 2)
+    along = (rel * unit[:, None, :]).sum(-1)  # (N, M)
+    closest = start[:, None, :] + unit[:, None, :] * np.clip(along, 0, length)[..., None]
+    offset = closest - obj
+    dist = np.linalg.norm(offset, axis=-1)
+    need = obj_r + GRIPPER_RADIUS
+    blocking = (obj_r > 0) & (along > 0) & (along < length - 1e-3) & (dist < need - 1e-3)
+    first = np.where(blocking, along, np.inf).argmin(axis=1)
+    rows = np.arange(len(first))
+    side = np.stack([-unit[:, 1], unit[:, 0]], -1)  # fall back to the path's left side
+    away = offset[rows, first]
+    away_len = np.linalg.norm(away, axis=-1, keepdims=True)
+    away = np.where(away_len > 1e-6, away / np.maximum(away_len, 1e-9), side)
+    around = obj[rows, first] + away * (need[rows, first] + DETOUR_CLEARANCE)[:, None]
+    return np.where(blocking.any(1)[:, None], around, goal)
+
+
 def reach_expert(state: SceneState) -> np.ndarray:
     """(N, 3) actions: straight to the target's rim with the gripper open."""
     _, pos, radius = _target(state, 0)
@@ -66,10 +120,14 @@ def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
     bowl = state.bowl_pos[rows, np.maximum(state.target_place[rows, k], 0)]
     holding_target = state.held == slot
     holding_other = (state.held >= 0) & ~holding_target
-    # Approach: to the rim, closing on the step that will make contact.
-    approach = _toward(state.gripper, _contact_point(state.gripper, pos, radius))
-    gap = np.linalg.norm(pos - state.gripper, axis=-1) - radius - GRIPPER_RADIUS
-    approach_grip = np.where(gap <= MAX_SPEED, 1.0, -1.0)
+    # Approach: around anything in the way to a clear grasp point, closing on arrival.
+    stand = _grasp_point(state, slot, pos, radius)
+    obj, obj_r = _others(state, slot)
+    obj = np.concatenate([obj, pos[:, None]], axis=1)  # the target itself is in the way too
+    obj_r = np.concatenate([obj_r, radius[:, None]], axis=1)
+    approach = _toward(state.gripper, _detour(state, stand, obj, obj_r))
+    arriving = np.linalg.norm(stand - state.gripper, axis=-1) <= MAX_SPEED
+    approach_grip = np.where(arriving, 1.0, -1.0)
     # Carry: the object's centre to the bowl's centre, then open.
     carry = _toward(state.gripper, bowl - state.held_offset)
     carry_grip = np.where(np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE, -1.0, 1.0)
@@ -129,7 +187,9 @@ def expert_action(state: SceneState) -> np.ndarray:
     """(N, 3) float32 expert actions in [-1, 1] for every env's own task family."""
     actions = np.zeros((state.gripper.shape[0], 3))
     for family, expert in enumerate(EXPERTS):
-        mask = state.family == family
-        if mask.any():
-            actions = np.where(mask[:, None], expert(state), actions)
+        envs = np.flatnonzero(state.family == family)
+        if len(envs) == len(actions):
+            actions = expert(state)
+        elif len(envs):
+            actions[envs] = expert(state.take(envs))
     return np.clip(actions, -1.0, 1.0).astype(np.float32)

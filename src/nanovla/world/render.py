@@ -48,6 +48,23 @@ GRIPPER_ID = MAX_OBJECTS + NUM_BOWLS + 1
 """instance id of the gripper in masks; objects are slot + 1, bowls MAX_OBJECTS + 1 + slot"""
 
 
+SUPERSAMPLE = 4
+"""sub-samples per pixel axis when deciding which pixels a shape covers"""
+
+
+def _covered(inside_fn, ry: np.ndarray, rx: np.ndarray) -> np.ndarray:
+    """Pixels (same shape as ry) at least half covered by the shape `inside_fn(ry, rx)`, where
+    ry, rx are pixel-centre offsets from the shape's centre (supersampled so edges are round)."""
+    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE - 0.5
+    sy = ry[..., None, None] + sub[:, None]
+    sx = rx[..., None, None] + sub[None, :]
+    return inside_fn(sy, sx).mean(axis=(-2, -1)) >= 0.5
+
+
+def _disc(radius: float):
+    return lambda y, x: np.hypot(y, x) <= radius
+
+
 def _sprite(shape: str, radius_px: float, phase_y: int, phase_x: int) -> tuple[list, list]:
     """Pixel offsets (dy, dx) and shades of one sprite at one sub-pixel phase."""
     extent = int(np.ceil(radius_px)) + 1
@@ -55,45 +72,89 @@ def _sprite(shape: str, radius_px: float, phase_y: int, phase_x: int) -> tuple[l
     dy, dx = np.meshgrid(grid, grid, indexing="ij")
     ry = dy + 0.5 - (phase_y + 0.5) / PHASES  # pixel centre relative to the sprite centre
     rx = dx + 0.5 - (phase_x + 0.5) / PHASES
-    dist = np.hypot(ry, rx)
-    shade = np.zeros_like(dist, dtype=np.int64)
+    shade = np.zeros(dy.shape, dtype=np.int64)
     if shape == "box":
         half = radius_px * np.sqrt(np.pi) / 2  # same area as the disc
-        cheb = np.maximum(np.abs(ry), np.abs(rx))
-        inside = cheb <= half
-        shade[cheb > half - 1.0] = 1
+        inside = _covered(lambda y, x: np.maximum(np.abs(y), np.abs(x)) <= half, ry, rx)
+        shade[~_covered(lambda y, x: np.maximum(np.abs(y), np.abs(x)) <= half - 1, ry, rx)] = 1
     elif shape == "ball":
-        inside = dist <= radius_px
+        inside = _covered(_disc(radius_px), ry, rx)
         glint = np.hypot(ry + 0.35 * radius_px, rx + 0.35 * radius_px)
-        light = (glint <= 0.3 * radius_px) | (glint == glint[inside].min())
-        shade[light] = 2
+        shade[(glint <= 0.3 * radius_px) | (glint == glint[inside].min())] = 2
     elif shape == "ring":
-        inside = (dist <= radius_px) & (dist > radius_px - max(1.0, 0.3 * radius_px))
+        hole = _covered(_disc(radius_px - max(1.0, 0.3 * radius_px)), ry, rx)
+        inside = _covered(_disc(radius_px), ry, rx) & ~hole
     elif shape == "disc":
-        inside = dist <= radius_px
+        inside = _covered(_disc(radius_px), ry, rx)
     else:  # bowl: ring (shade 0) around a pale floor (shade 1)
-        inside = dist <= radius_px
-        shade[dist <= radius_px - max(1.2, 0.22 * radius_px)] = 1
+        inside = _covered(_disc(radius_px), ry, rx)
+        shade[_covered(_disc(radius_px - max(1.2, 0.22 * radius_px)), ry, rx)] = 1
     return np.stack([dy[inside], dx[inside]], 1).tolist(), shade[inside].tolist()
 
 
-def _bank(specs: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (S, P, P, L, 2) and shades (S, P, P, L) for sprites `specs` (padded with repeats
-    of their first pixel, which rewrite the same value)."""
-    sprites = [
-        [[_sprite(shape, r, py, px) for px in range(PHASES)] for py in range(PHASES)]
-        for shape, r in specs
-    ]
-    length = max(len(s[0]) for per_shape in sprites for row in per_shape for s in row)
-    offsets = np.zeros((len(specs), PHASES, PHASES, length, 2), dtype=np.int64)
-    shades = np.zeros((len(specs), PHASES, PHASES, length), dtype=np.int64)
-    for s, per_shape in enumerate(sprites):
-        for py, row in enumerate(per_shape):
-            for px, (offs, shade) in enumerate(row):
-                pad = length - len(offs)
-                offsets[s, py, px] = offs + [offs[0]] * pad
-                shades[s, py, px] = shade + [shade[0]] * pad
-    return offsets, shades
+VOID3 = np.dtype((np.void, 3))
+"""one RGB pixel as a single 3-byte item: fancy assignment of whole pixels, 3x cheaper"""
+
+
+class SpriteBank:
+    """Precomputed sprites at one image size: for every (shape, sub-pixel phase) a padded list
+    of flat pixel offsets (dy * W + dx) and shades; the last entry is an empty sprite (all
+    offsets 0) used for absent objects, whose writes go to the canvas's spare trash pixel."""
+
+    def __init__(self, specs: list[tuple[str, float]], image_size: int, checked: bool) -> None:
+        sprites = [
+            _sprite(shape, r, py, px)
+            for shape, r in specs
+            for py in range(PHASES)
+            for px in range(PHASES)
+        ]
+        length = max(len(offs) for offs, _ in sprites)
+        dydx = np.zeros((len(sprites) + 1, length, 2), dtype=np.int64)
+        shade = np.zeros((len(sprites) + 1, length), dtype=np.int64)
+        for i, (offs, shades) in enumerate(sprites):
+            pad = length - len(offs)  # repeats of the first pixel rewrite the same value
+            dydx[i] = offs + [offs[0]] * pad
+            shade[i] = shades + [shades[0]] * pad
+        self.size, self.checked, self.empty = image_size, checked, len(sprites)
+        self.dydx, self.shade = dydx, shade
+        self.flat = dydx[..., 0] * image_size + dydx[..., 1]  # (S*P*P + 1, L)
+
+    def indices(
+        self, sprite: np.ndarray, pos: np.ndarray, visible: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat canvas indices (N, L) and shades (N, L) of one sprite per env.
+
+        sprite: (N,) shape id; pos: (N, 2) table coordinates; visible: (N,) bool. The canvas is
+        N*H*W pixels plus one trash pixel at index N*H*W. Unchecked banks rely on their sprites
+        staying inside the image (objects never leave the table); checked ones (the gripper,
+        bowls) redirect out-of-image pixels to the trash.
+        """
+        size, n = self.size, pos.shape[0]
+        trash = n * size * size
+        centre = pos * size  # (N, 2) continuous pixel coordinates (x, y)
+        base = np.floor(centre).astype(np.int64)
+        phase = np.minimum(((centre - base) * PHASES).astype(np.int64), PHASES - 1)
+        combo = (sprite * PHASES + phase[:, 1]) * PHASES + phase[:, 0]
+        combo = np.where(visible, combo, self.empty)
+        start = np.arange(n) * size * size + base[:, 1] * size + base[:, 0]
+        if not self.checked:
+            start = np.where(visible, start, trash)
+            return start[:, None] + self.flat[combo], self.shade[combo]
+        offs = self.dydx[combo]  # (N, L, 2)
+        rows = base[:, 1:2] + offs[..., 0]
+        cols = base[:, 0:1] + offs[..., 1]
+        inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size) & visible[:, None]
+        return np.where(inside, start[:, None] + self.flat[combo], trash), self.shade[combo]
+
+
+def _pixels(colors: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 colors as (...,) single-item pixels."""
+    return np.ascontiguousarray(colors, dtype=np.uint8).view(VOID3)[..., 0]
+
+
+OBJECT_PIXELS = _pixels(PALETTE).reshape(-1)  # (color * 3 + shade,)
+BOWL_PIXELS = _pixels(BOWL_PALETTE).reshape(-1)  # (color * 2 + shade,)
+GRIPPER_PIXEL = _pixels(GRIPPER_RGB[None])[0]
 
 
 class Renderer:
@@ -102,12 +163,12 @@ class Renderer:
     def __init__(self, image_size: int) -> None:
         self.size = image_size
         radii = SIZE_RADII * image_size
-        # Object sprite id = kind * 3 + size (kinds: box, ball).
-        self.objects = _bank([("box", r) for r in radii] + [("ball", r) for r in radii])
-        self.gripper = _bank(
-            [("ring", GRIPPER_RADIUS * image_size), ("disc", GRIPPER_RADIUS * image_size)]
-        )
-        self.bowl = _bank([("bowl", BOWL_RADIUS * image_size)])
+        grip = GRIPPER_RADIUS * image_size
+        # Object sprite id = kind * 3 + size (kinds: box, ball); gripper: 0 open, 1 closed.
+        specs = [("box", r) for r in radii] + [("ball", r) for r in radii]
+        self.objects = SpriteBank(specs, image_size, checked=False)
+        self.gripper = SpriteBank([("ring", grip), ("disc", grip)], image_size, checked=True)
+        self.bowl = SpriteBank([("bowl", BOWL_RADIUS * image_size)], image_size, checked=True)
         centres = (np.arange(image_size) + 0.5) / image_size
         rects = ZONE_RECTS[:, :, None, None]
         inside = (
@@ -122,33 +183,16 @@ class Renderer:
         )
         self.zone_fill, self.zone_rim = inside, rim
 
-    def _indices(self, bank, sprite: np.ndarray, pos: np.ndarray, visible: np.ndarray):
-        """Flat pixel indices (N, L) and shades (N, L) of one sprite per env (trash = N*H*W)."""
-        offsets, shades = bank
-        size = self.size
-        n = pos.shape[0]
-        centre = pos * size  # (N, 2) continuous pixel coordinates (x, y)
-        base = np.floor(centre).astype(np.int64)
-        phase = np.clip(((centre - base) * PHASES).astype(np.int64), 0, PHASES - 1)
-        offs = offsets[sprite, phase[:, 1], phase[:, 0]]  # (N, L, 2) as (dy, dx)
-        rows = base[:, 1:2] + offs[..., 0]
-        cols = base[:, 0:1] + offs[..., 1]
-        inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size) & visible[:, None]
-        flat = (np.arange(n) * size * size)[:, None] + rows * size + cols
-        return np.where(inside, flat, n * size * size), shades[sprite, phase[:, 1], phase[:, 0]]
-
     def _layers(self, state: SceneState):
-        """Yields (bank, sprite ids, positions, visible, palette (N, shades, 3), instance id)."""
-        n = state.gripper.shape[0]
+        """Yields (flat indices (N, L), pixel colors (N, L) or one pixel, instance id) for every
+        object slot, then the gripper (drawn last, on top)."""
         for m in range(MAX_OBJECTS):
             sprite = state.obj_kind[:, m] * 3 + state.obj_size[:, m]
-            yield (
-                self.objects, sprite, state.obj_pos[:, m], state.obj_active[:, m],
-                PALETTE[state.obj_color[:, m]], m + 1,
-            )  # fmt: skip
-        gripper_palette = np.broadcast_to(GRIPPER_RGB, (n, 1, 3))
-        sprite = state.closed.astype(np.int64)
-        yield self.gripper, sprite, state.gripper, np.ones(n, bool), gripper_palette, GRIPPER_ID
+            flat, shade = self.objects.indices(sprite, state.obj_pos[:, m], state.obj_active[:, m])
+            yield flat, OBJECT_PIXELS[state.obj_color[:, m, None] * 3 + shade], m + 1
+        visible = np.ones(state.gripper.shape[0], dtype=bool)
+        flat, _ = self.gripper.indices(state.closed.astype(np.int64), state.gripper, visible)
+        yield flat, GRIPPER_PIXEL, GRIPPER_ID
 
     def static(self, state: SceneState) -> tuple[np.ndarray, np.ndarray]:
         """The per-episode static layer: RGB (N, H, W, 3) uint8 and instance ids (N, H, W) int16."""
@@ -160,29 +204,29 @@ class Renderer:
         for z in range(state.zone_id.shape[1]):
             image[self.zone_fill[state.zone_id[:, z]]] = ZONE_RGB
             image[self.zone_rim[state.zone_id[:, z]]] = ZONE_RIM_RGB
+        pixels = rgb.view(VOID3)[:, 0]
         for b in range(state.bowl_pos.shape[1]):
-            sprite = np.zeros(n, dtype=np.int64)
-            flat, shade = self._indices(self.bowl, sprite, state.bowl_pos[:, b], np.ones(n, bool))
-            rgb[flat.ravel()] = BOWL_PALETTE[state.bowl_color[:, b, None], shade].reshape(-1, 3)
-            ids[flat.ravel()] = MAX_OBJECTS + 1 + b
+            sprite, visible = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+            flat, shade = self.bowl.indices(sprite, state.bowl_pos[:, b], visible)
+            pixels[flat] = BOWL_PIXELS[state.bowl_color[:, b, None] * 2 + shade]
+            ids[flat] = MAX_OBJECTS + 1 + b
         return image, ids[:-1].reshape(n, size, size)
 
     def rgb(self, state: SceneState, static: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 frames: `static` (N, H, W, 3) plus objects and gripper."""
         n, size = static.shape[0], self.size
-        flat_rgb = np.empty((n * size * size + 1, 3), dtype=np.uint8)
-        flat_rgb[:-1] = static.reshape(-1, 3)
-        for bank, sprite, pos, visible, palette, _ in self._layers(state):
-            flat, shade = self._indices(bank, sprite, pos, visible)
-            flat_rgb[flat.ravel()] = palette[np.arange(n)[:, None], shade].reshape(-1, 3)
-        return flat_rgb[:-1].reshape(n, size, size, 3)
+        canvas = np.empty((n * size * size + 1, 3), dtype=np.uint8)
+        canvas[:-1] = static.reshape(-1, 3)
+        pixels = canvas.view(VOID3)[:, 0]
+        for flat, colors, _ in self._layers(state):
+            pixels[flat] = colors
+        return canvas[:-1].reshape(n, size, size, 3)
 
     def masks(self, state: SceneState, static_ids: np.ndarray) -> np.ndarray:
         """(N, H, W) int16 instance ids: 0 table, objects slot + 1, bowls, gripper GRIPPER_ID."""
         n, size = static_ids.shape[0], self.size
         flat_ids = np.empty(n * size * size + 1, dtype=np.int16)
         flat_ids[:-1] = static_ids.reshape(-1)
-        for bank, sprite, pos, visible, _, instance in self._layers(state):
-            flat, _ = self._indices(bank, sprite, pos, visible)
-            flat_ids[flat.ravel()] = instance
+        for flat, _, instance in self._layers(state):
+            flat_ids[flat] = instance
         return flat_ids[:-1].reshape(n, size, size)

@@ -106,6 +106,10 @@ class SceneState:
             values[name] = value
         return cls(**values)
 
+    def take(self, index: np.ndarray) -> SceneState:
+        """A new state holding copies of the envs at `index` (an index array or bool mask)."""
+        return SceneState(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
     def assign(self, index: np.ndarray, other: SceneState) -> None:
         """Writes `other` (len(index) envs) into the envs at `index`."""
         for f in fields(self):
@@ -135,7 +139,7 @@ def _place_items(
     radius: np.ndarray,
     others: list[tuple[np.ndarray, np.ndarray]],
     zone_rects: np.ndarray,
-    candidates: int = 48,
+    candidates: int = 16,
 ) -> np.ndarray:
     """Rejection-samples one position per env, vectorized over envs and candidates.
 
