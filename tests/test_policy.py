@@ -67,9 +67,12 @@ def test_forward_gives_finite_loss_and_metrics(fusion):
     assert metrics["loss"] == loss.detach()
 
 
-@pytest.mark.parametrize("fusion", ["film", "concat"])
-def test_backward_reaches_every_trainable_parameter(fusion):
-    policy = make_policy(fusion=fusion)
+@pytest.mark.parametrize(
+    "fusion, text, level",
+    [("film", "lstm", "word"), ("concat", "lstm", "word"), ("film", "transformer", "char")],
+)
+def test_backward_reaches_every_trainable_parameter(fusion, text, level):
+    policy = make_policy(fusion=fusion, text=text, tokenizer_level=level)
     loss, _ = policy(make_batch())
     loss.backward()
     for name, parameter in policy.named_parameters():
@@ -142,6 +145,18 @@ def test_action_queue_replans_every_n_steps_and_on_reset():
     np.testing.assert_allclose(action[1], expected[1, 0], atol=1e-5)
     policy.reset()
     np.testing.assert_allclose(policy.select_action(obs), expected[:, 0], atol=1e-5)
+
+
+def test_training_and_validation_still_work_after_acting():
+    """select_action runs under inference_mode; nothing it caches may poison autograd."""
+    policy = make_policy()
+    policy.select_action(make_obs(num_envs=2))
+    loss, _ = policy(make_batch())  # eval mode, autograd on: reuses the text cache
+    loss.backward()
+    policy.train()
+    loss, _ = policy(make_batch())
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 def test_text_cache_matches_uncached_features_and_clears_in_train_mode():

@@ -65,7 +65,7 @@ class PolicyConfig:
     text_embed_dim: int = 64
     """token embedding size of the trainable text encoders"""
     text_hidden_dim: int = 128
-    """LSTM hidden size"""
+    """LSTM hidden size; the Transformer's d_model"""
     hidden_dim: int = 256
     """width of the action head's MLP"""
     head_layers: int = 2

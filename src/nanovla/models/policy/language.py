@@ -32,7 +32,11 @@ def _build_transformer(config: PolicyConfig, tokenizer: Tokenizer) -> nn.Module:
             f"which is not available in this install ({error}); use text='lstm' or 'minilm'"
         ) from None
     return TransformerTextEncoder(
-        vocab_size=tokenizer.vocab_size, out_dim=config.text_dim, pad_id=tokenizer.pad_id
+        vocab_size=tokenizer.vocab_size,
+        d_model=config.text_hidden_dim,
+        max_len=tokenizer.max_length,
+        out_dim=config.text_dim,
+        pad_id=tokenizer.pad_id,
     )
 
 
@@ -91,7 +95,9 @@ class InstructionEncoder(nn.Module):
         if missing:
             if len(self._feature_cache) + len(missing) > MAX_CACHED:
                 self._feature_cache.clear()
-            with torch.no_grad():
+            # no_grad, but not inference tensors: an eval-mode forward with autograd on (a
+            # validation pass) may reuse what select_action cached.
+            with torch.inference_mode(False), torch.no_grad():
                 features = self._encode(missing, device)
             self._feature_cache.update(zip(missing, features))
         stacked = torch.stack([self._feature_cache[text] for text in unique])  # (U, out_dim)

@@ -144,7 +144,8 @@ class Policy(nn.Module):
 
         obs: ``image`` (N,H,W,3) uint8, ``state`` (N,D), ``instruction`` list of N str (a single
         unbatched observation, image (H,W,3) and one str, is accepted and gives shape (A,)).
-        Returns (N, A). Runs in eval mode. With ``n_action_steps > 1`` each env executes its
+        Returns (N, A). Switches the policy to eval mode and leaves it there (call
+        ``policy.train()`` before training on). With ``n_action_steps > 1`` each env executes its
         predicted chunk for that many steps before the policy predicts again; an auto-resetting
         world starts new episodes mid-queue, so after each ``world.step`` call
         ``policy.reset(env_ids=np.flatnonzero(terminated | truncated))``.

@@ -45,11 +45,18 @@ class SpatialSoftmax(nn.Module):
     def _grid(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         key = (height, width, like.device, like.dtype)
         if key not in self._grids:
-            ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
-            xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
-            grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2): (x, y)
-            self._grids[key] = grid.reshape(height * width, 2)
+            # Cached, so it must not be an inference tensor (select_action) that a later
+            # training step would refuse to save for backward.
+            with torch.inference_mode(False):
+                self._grids[key] = self._make_grid(height, width, like)
         return self._grids[key]
+
+    @staticmethod
+    def _make_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2): (x, y)
+        return grid.reshape(height * width, 2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = features.shape
