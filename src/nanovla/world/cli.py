@@ -1,0 +1,187 @@
+"""`nanovla world show|demo`: look at the tabletop world.
+
+nanovla world show --task pick_place --seed 3 --out scene.png
+nanovla world demo --task sort --out demo.gif --episodes 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from nanovla.world.core import World, make_world
+from nanovla.world.tasks import TASK_FAMILIES
+
+
+@dataclass
+class ShowConfig:
+    """Write a PNG of one scene (image, instance masks, boxes) and print its instruction in
+    English and Korean."""
+
+    task: str = "pick_place"
+    """task family: reach, push, pick_place, sort (or suite for a random one)"""
+    seed: int = 0
+    """scene seed (the same seed always gives the same scene)"""
+    out: Path = Path("scene.png")
+    """PNG file to write"""
+    image_size: int = 64
+    """rendered image side in pixels (64, 96, 128, 224, ...; at least 32)"""
+    instructions: str = "train"
+    """paraphrase split: train (Korean: ko) or heldout (Korean: ko_heldout)"""
+
+
+@dataclass
+class DemoConfig:
+    """Record the scripted expert solving episodes as an animated GIF."""
+
+    task: str = "sort"
+    """task family: reach, push, pick_place, sort (or suite to mix them)"""
+    out: Path = Path("demo.gif")
+    """GIF file to write"""
+    episodes: int = 2
+    """episodes to record, one after another"""
+    seed: int = 0
+    """seed of the first scene"""
+    image_size: int = 64
+    """rendered image side in pixels before upscaling"""
+    scale: int = 4
+    """nearest-neighbour upscaling factor so a person can see the frames"""
+    fps: int = 8
+    """GIF frames per second"""
+    noise: float = 0.0
+    """std of Gaussian noise added to the expert's actions"""
+
+
+def _check_out(path: Path, suffix: str) -> None:
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"--out: {str(path)!r} must end in {suffix}")
+
+
+def _bilingual(config: ShowConfig) -> tuple[World, str]:
+    """The scene's world (English split) and its Korean instruction for the same scene."""
+    if config.instructions not in ("train", "heldout"):
+        raise ValueError(
+            f"--instructions: got {config.instructions!r}; choose 'train' or 'heldout'"
+        )
+    world = make_world(
+        config.task, 1, config.image_size, config.seed, instructions=config.instructions
+    )
+    korean_split = "ko_heldout" if config.instructions == "heldout" else "ko"
+    korean = make_world(config.task, 1, config.image_size, config.seed, instructions=korean_split)
+    # Scenes are drawn before instructions, so both worlds hold the same scene.
+    return world, korean.instructions[0]
+
+
+def show(config: ShowConfig) -> int:
+    """Writes the scene PNG and prints the instructions."""
+    _check_out(config.out, ".png")
+    world, korean = _bilingual(config)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    image = world.render()[0]
+    notes = world.annotations()
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title(f"{world.image_size}x{world.image_size} RGB")
+    axes[1].imshow(notes["masks"][0], interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+    axes[1].set_title("instance masks")
+    axes[2].imshow(image, interpolation="nearest")
+    axes[2].set_title("boxes")
+    for name, x0, y0, x1, y1 in notes["boxes"][0]:
+        corner = (x0 - 0.5, y0 - 0.5)
+        axes[2].add_patch(Rectangle(corner, x1 - x0, y1 - y0, fill=False, ec="black", lw=1))
+        axes[2].text(x0 - 0.5, y0 - 1.0, name, fontsize=7, color="black")
+    for axis in axes:
+        axis.set_axis_off()
+    task = TASK_FAMILIES[int(world.state.family[0])]
+    figure.suptitle(f"{task}: {world.instructions[0]}")
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(config.out, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    print(f"task:     {task}")
+    print(f"english:  {world.instructions[0]}")
+    print(f"korean:   {korean}")
+    print(f"caption:  {notes['caption_en'][0]}")
+    print(f"wrote {config.out}")
+    return 0
+
+
+def _caption_strip(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """frame (H, W, 3) with a white strip of text lines below it (PIL's built-in font)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (frame.shape[1], 12 * len(lines) + 4), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        draw.text((3, 2 + 12 * i), line, fill=(0, 0, 0))
+    return np.concatenate([frame, np.asarray(strip)], axis=0)
+
+
+def demo(config: DemoConfig) -> int:
+    """Runs the expert for `episodes` episodes in one env and writes the frames as a GIF."""
+    _check_out(config.out, ".gif")
+    for name, value, low in (("episodes", config.episodes, 1), ("scale", config.scale, 1)):
+        if value < low:
+            raise ValueError(f"--{name}: must be >= {low}, got {value}")
+    if config.fps < 1:
+        raise ValueError(f"--fps: must be >= 1, got {config.fps}")
+    import imageio.v3 as iio
+    from tqdm import tqdm
+
+    world = make_world(config.task, 1, config.image_size, config.seed, expert_noise=config.noise)
+    obs = world.reset(seed=config.seed)
+    frames, finished, successes = [], 0, 0
+    limit = config.episodes * max(world.max_steps.values())
+    with tqdm(total=config.episodes, desc="demo episodes", unit="ep") as bar:
+        for _ in range(limit):
+            text, task = obs["instruction"][0], obs["task"][0]
+            big = obs["image"][0].repeat(config.scale, 0).repeat(config.scale, 1)
+            frames.append(_caption_strip(big, _wrap(f"{task}: {text}", big.shape[1]) + [""]))
+            obs, _, terminated, truncated, info = world.step(world.expert_action())
+            if terminated[0] or truncated[0]:
+                finished += 1
+                successes += int(info["success"][0])
+                label = "success" if info["success"][0] else "failed"
+                frames += [_caption_strip(big, _wrap(f"{task}: {text}", big.shape[1]) + [label])]
+                frames += frames[-1:] * 3  # linger on the outcome
+                bar.update(1)
+                if finished == config.episodes:
+                    break
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    height = max(frame.shape[0] for frame in frames)
+    padded = [
+        np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)), constant_values=255) for f in frames
+    ]
+    iio.imwrite(config.out, np.stack(padded), duration=1000 / config.fps, loop=0)
+    print(f"{successes}/{finished} episodes solved; wrote {len(frames)} frames to {config.out}")
+    return 0
+
+
+def _wrap(text: str, width_px: int, char_px: int = 6) -> list[str]:
+    """Greedy word wrap for PIL's built-in ~6 px wide font."""
+    limit, lines, line = max(8, width_px // char_px - 1), [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > limit:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line]
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `nanovla world`."""
+    config = tyro.extras.subcommand_cli_from_dict(
+        {"show": ShowConfig, "demo": DemoConfig},
+        args=argv,
+        prog="nanovla world",
+        description=f"Look at the tabletop world. Task families: {', '.join(TASK_FAMILIES)}.",
+    )
+    return show(config) if isinstance(config, ShowConfig) else demo(config)
