@@ -1,0 +1,90 @@
+"""Scripted experts: success over 200 seeded episodes per family, from clean starts and after 20
+random actions, well within the step limits; determinism; noise."""
+
+import numpy as np
+import pytest
+
+from nanovla.world import TASK_FAMILIES, make_world
+
+EPISODES = 200
+
+
+def first_episodes(world):
+    """Steps the expert until every env ends its current episode: (success (N,), length (N,))."""
+    n = world.num_envs
+    done = np.zeros(n, dtype=bool)
+    solved = np.zeros(n, dtype=bool)
+    length = np.zeros(n, dtype=np.int64)
+    start = world.state.episode_step.copy()
+    for _ in range(max(world.max_steps.values()) + 1):
+        steps_before = world.state.episode_step.copy()
+        _, _, terminated, truncated, info = world.step(world.expert_action())
+        ended = (terminated | truncated) & ~done
+        solved[ended] = info["success"][ended]
+        length[ended] = (steps_before + 1 - start)[ended]
+        done |= terminated | truncated
+        if done.all():
+            return solved, length
+    raise AssertionError("some episode outlived its step limit")
+
+
+@pytest.mark.parametrize("family", TASK_FAMILIES)
+def test_expert_solves_seeded_episodes(family):
+    world = make_world(family, num_envs=EPISODES, seed=0, render=False)
+    solved, length = first_episodes(world)
+    print(f"{family}: {solved.mean():.1%} of {EPISODES}, longest {length[solved].max()} steps")
+    assert solved.mean() >= 0.98
+    # "Well within" the limit: the slowest solved episode needs at most 3/4 of it.
+    assert length[solved].max() <= 0.75 * world.max_steps[family]
+
+
+@pytest.mark.parametrize("family", TASK_FAMILIES)
+def test_expert_recovers_after_random_actions(family):
+    world = make_world(family, num_envs=EPISODES, seed=1, render=False)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        world.step(rng.uniform(-1, 1, (EPISODES, 3)).astype(np.float32))
+    # Hand the expert the episode where the random actions left it, with a fresh step budget.
+    state = world.get_state()
+    state["episode_step"][:] = 0
+    world.set_state(state)
+    solved, _ = first_episodes(world)
+    print(f"{family} after 20 random actions: {solved.mean():.1%} of {EPISODES}")
+    assert solved.mean() >= 0.95
+
+
+def test_suite_expert():
+    world = make_world("suite", num_envs=EPISODES, seed=2, render=False)
+    solved, _ = first_episodes(world)
+    assert solved.mean() >= 0.98
+
+
+def test_expert_is_a_deterministic_function_of_state():
+    world = make_world("suite", num_envs=32, seed=3, render=False)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        world.step(rng.uniform(-1, 1, (32, 3)))
+    state = world.get_state()
+    first = world.expert_action()
+    other = make_world("suite", num_envs=32, seed=99, render=False)
+    other.set_state(state)
+    assert np.array_equal(first, other.expert_action())
+
+
+def test_expert_noise_is_seeded_and_bounded():
+    world = make_world("push", num_envs=16, seed=0, expert_noise=0.3, render=False)
+    clean = world.expert_action(noise=0.0)
+    noisy = world.expert_action()
+    assert not np.allclose(clean, noisy) and np.all(np.abs(noisy) <= 1.0)
+    again = make_world("push", num_envs=16, seed=0, expert_noise=0.3, render=False)
+    assert np.array_equal(noisy, again.expert_action())
+    with pytest.raises(ValueError, match="noise"):
+        world.expert_action(noise=float("nan"))
+
+
+def test_push_expert_never_grasps():
+    world = make_world("push", num_envs=64, seed=4, render=False)
+    for _ in range(world.max_steps["push"]):
+        action = world.expert_action()
+        assert np.all(action[:, 2] < 0)
+        world.step(action)
