@@ -127,6 +127,23 @@ def resolve_contacts(state: SceneState) -> None:
     if len(envs):
         relaxed = _relax(pos[envs], radii[envs], mobile[envs])
         state.obj_pos[envs] = relaxed[:, :-1]
+        _gripper_yields(state, envs, radii[envs, :-1], free[envs])
+
+
+def _gripper_yields(state: SceneState, envs: np.ndarray, radii: np.ndarray, free: np.ndarray):
+    """Where a free object could not get out of the gripper's way (pinned at a wall or between
+    other objects), the gripper (with what it holds) is pushed back instead. radii, free: (E, M)
+    for the envs `envs`."""
+    diff = state.gripper[envs, None, :] - state.obj_pos[envs]  # (E, M, 2)
+    dist = np.sqrt((diff * diff).sum(-1))
+    depth = np.where(free, np.maximum(radii + GRIPPER_RADIUS - dist, 0.0), 0.0)  # (E, M)
+    if not depth.any():
+        return
+    normal = diff / np.maximum(dist, 1e-9)[..., None]
+    shift = (normal * depth[..., None]).sum(axis=1)  # (E, 2)
+    state.gripper[envs] += shift
+    holding = state.held[envs] >= 0
+    state.obj_pos[envs[holding], state.held[envs[holding]]] += shift[holding]
 
 
 def step_dynamics(state: SceneState, actions: np.ndarray) -> None:
