@@ -83,6 +83,16 @@ def test_bool_and_additive_masks_agree() -> None:
     torch.testing.assert_close(merged, to_additive_mask(mask))
 
 
+def test_fully_blocked_rows_give_zeros_on_both_paths() -> None:
+    q, k, v = _qkv(5)
+    mask = torch.ones(L, S, dtype=torch.bool)
+    mask[2] = False  # query 2 may attend to nothing
+    for need_weights in (False, True):
+        out, _ = scaled_dot_product_attention(q, k, v, mask=mask, need_weights=need_weights)
+        assert torch.equal(out[:, :, 2], torch.zeros(B, H, E // H))
+        assert torch.isfinite(out).all()
+
+
 def test_integer_masks_are_rejected() -> None:
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="bool"):

@@ -112,6 +112,10 @@ def test_loading_checks_the_layer_kind() -> None:
         load_from_torch_layer(
             encoder, nn.TransformerEncoderLayer(D, H, FF, batch_first=True, norm_first=True)
         )
+    with pytest.raises(ValueError, match="activation differs"):
+        load_from_torch_layer(
+            encoder, nn.TransformerEncoderLayer(D, H, FF, activation="gelu", batch_first=True)
+        )
     with pytest.raises(ValueError, match="activation"):
         TransformerEncoderLayer(D, H, FF, activation="tanh")
 

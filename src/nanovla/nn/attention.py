@@ -54,25 +54,24 @@ def scaled_dot_product_attention(
     """
     if mask is not None:
         check_mask(mask)
+    if is_causal and (need_weights or mask is not None):
+        # The fused kernel takes a mask or is_causal, not both; the explicit path needs the mask.
+        mask = merge_masks(mask, causal_mask(q.shape[-2], k.shape[-2], q.device))
+        is_causal = False
     if not need_weights:
-        if is_causal and mask is not None:  # the fused kernel takes one or the other
-            mask, is_causal = (
-                merge_masks(mask, causal_mask(q.shape[-2], k.shape[-2], q.device)),
-                False,
-            )
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
         return out, None
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, L, S)
-    if is_causal:
-        mask = merge_masks(mask, causal_mask(q.shape[-2], k.shape[-2], q.device))
     if mask is not None:
         scores = (
             scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
         )
     weights = scores.softmax(dim=-1)  # (B, H, L, S), each row sums to 1
+    if mask is not None:  # a query with every key blocked gets zeros, as the fused kernel gives
+        weights = weights.masked_fill(scores.isneginf().all(dim=-1, keepdim=True), 0.0)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v, weights  # (B, H, L, Ev)
@@ -119,17 +118,19 @@ class MultiHeadAttention(nn.Module):
 
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, self.d_k).transpose(1, 2)  # (B, H, L, d_k)
+        return x.reshape(batch, length, self.num_heads, self.d_k).transpose(1, 2)  # (B, H, L, d_k)
 
-    def _project(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _project(
+        self, q: Tensor, k: Tensor, v: Tensor, self_attention: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(B, L, E) inputs -> per-head (B, H, L, d_k) queries, keys, values."""
-        if q is k and k is v:  # self-attention: one (E -> 3E) matmul instead of three
+        if self_attention:  # q, k, v are one tensor: one (E -> 3E) matmul instead of three
             weight = torch.cat([self.W_q.weight, self.W_k.weight, self.W_v.weight])  # (3E, E)
             bias = None
             if self.W_q.bias is not None:
                 bias = torch.cat([self.W_q.bias, self.W_k.bias, self.W_v.bias])  # (3E,)
             batch, length, _ = q.shape
-            qkv = F.linear(q, weight, bias).view(batch, length, 3, self.num_heads, self.d_k)
+            qkv = F.linear(q, weight, bias).reshape(batch, length, 3, self.num_heads, self.d_k)
             return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, d_k)
         return (
             self._split_heads(self.W_q(q)),
@@ -184,11 +185,12 @@ class MultiHeadAttention(nn.Module):
         Returns:
             (out (B, L, E), weights (B, H, L, S) or (B, L, S) when averaged, or None).
         """
+        self_attention = q is k and k is v
         if not self.batch_first:
             q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
         batch, length, _ = q.shape
         attn_mask = self._attention_mask(mask, key_padding_mask, batch, k.shape[1])
-        q_heads, k_heads, v_heads = self._project(q, k, v)
+        q_heads, k_heads, v_heads = self._project(q, k, v, self_attention)
         out, weights = scaled_dot_product_attention(
             q_heads,
             k_heads,

@@ -15,8 +15,8 @@ Other conventions you will meet, and how to convert:
 - Hugging Face `attention_mask` (B, S): 1 = real token, 0 = padding — its padding mask is
   `attention_mask == 0`; `lengths_to_padding_mask` builds one from sequence lengths.
 
-A query row whose keys are all blocked has no defined softmax; avoid it (give every sequence at
-least one real token).
+A query row whose keys are all blocked has no defined softmax: both attention paths return zeros
+for it (as `F.scaled_dot_product_attention` does; `nn.MultiheadAttention` returns NaN).
 """
 
 from __future__ import annotations

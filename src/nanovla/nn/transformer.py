@@ -19,6 +19,7 @@ pre-norm stack needs (its residual stream is never normalised otherwise), as tor
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -63,6 +64,7 @@ class TransformerEncoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
+        self.activation = activation
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.feed_forward = feed_forward(d_model, d_ff, dropout, activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -110,6 +112,7 @@ class TransformerDecoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
+        self.activation = activation
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.feed_forward = feed_forward(d_model, d_ff, dropout, activation)
@@ -283,6 +286,15 @@ def convert_torch_layer_state_dict(state_dict: dict[str, Tensor]) -> dict[str, T
     return converted
 
 
+def _activation_name(activation: object) -> str:
+    """torch layers keep their activation as a function or a module; name it as we do."""
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu or isinstance(activation, nn.GELU):
+        return "gelu"
+    return repr(activation)
+
+
 def load_from_torch_layer(
     layer: TransformerEncoderLayer | TransformerDecoderLayer,
     reference: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer,
@@ -300,5 +312,10 @@ def load_from_torch_layer(
     if reference.norm_first != layer.norm_first:
         raise ValueError(
             f"norm_first differs: reference {reference.norm_first}, ours {layer.norm_first}"
+        )
+    reference_activation = _activation_name(reference.activation)
+    if reference_activation != layer.activation:
+        raise ValueError(
+            f"activation differs: reference {reference_activation}, ours {layer.activation!r}"
         )
     layer.load_state_dict(convert_torch_layer_state_dict(reference.state_dict()))
