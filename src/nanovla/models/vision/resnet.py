@@ -7,6 +7,10 @@ the same ops in the same order, so a torchvision checkpoint loads with `strict=T
 the same outputs: `conv1`, `bn1`, `layer{1..4}.{i}.conv1/bn1/conv2/bn2(/conv3/bn3)`,
 `layer{k}.0.downsample.0` (1x1 conv) / `downsample.1` (BN), `fc`.
 
+Checked against torchvision 0.29.2's own code: from the same seed, the same initial weights and
+bit-identical outputs and gradients in eval and train mode; `tests/test_cnn_golden.py` keeps
+outputs recorded from torchvision.
+
 Departures from the seed's `ResidualBlock` / `ResNet18`, all for torchvision compatibility:
 - convs have no bias (each is followed by BatchNorm, whose shift makes a bias redundant), and
   the projection shortcut is called `downsample`, not `shortcut`;
