@@ -189,15 +189,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU + every CUDA device) RNG states, ready for `save_state`."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(legacy=False),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
+def capture_rng_state(torch_only: bool = False) -> dict[str, Any]:
+    """Python, numpy and torch (CPU + every CUDA device) RNG states, ready for `save_state`.
+
+    `torch_only=True` skips Python and numpy, whose state copies cost ~50 and ~170 us on a
+    laptop CPU against ~4 us for torch's (the engine snapshots torch's every step).
+    """
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_initialized():  # cheap, unlike is_available(); an unused CUDA RNG is seeded
         state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    if not torch_only:
+        state["python"] = random.getstate()
+        state["numpy"] = np.random.get_state(legacy=False)
     return state
 
 
@@ -206,7 +209,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "torch_cuda" in state and torch.cuda.is_available():
+    if "torch_cuda" in state:
         torch.cuda.set_rng_state_all(state["torch_cuda"])
 
 

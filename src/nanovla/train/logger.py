@@ -141,27 +141,33 @@ def plot_loss(metrics_path: str | Path, png_path: str | Path) -> Path | None:
 
 
 class TrainWindow:
-    """Loss and timing accumulated between two log events (tensors, no per-step sync)."""
+    """Loss and timing gathered between two log events.
+
+    Losses stay tensors until `flush` (one `torch.stack` and one sync per log event, instead of
+    an `.item()` or a tensor add every step).
+    """
 
     def __init__(self, samples_per_step: int) -> None:
         self.samples_per_step = samples_per_step
-        self.loss_sum: torch.Tensor | None = None
+        self.losses: list[torch.Tensor] = []  # one 0-d tensor per micro-batch
         self.steps, self.seconds = 0, 0.0
         self.noted: dict[str, Any] = {}
 
-    def add(self, loss: torch.Tensor, seconds: float) -> None:
-        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+    def add(self, losses: list[torch.Tensor], seconds: float) -> None:
+        """Record one optimizer step: its micro-batch losses and its wall time."""
+        self.losses.extend(losses)
         self.steps += 1
         self.seconds += seconds
 
     def note(self, lr: float, grad_norm: torch.Tensor | None, metrics: dict[str, Any]) -> None:
+        """The learning rate, pre-clip gradient norm and model metrics of the logged step."""
         self.noted = {"lr": lr, "grad_norm": grad_norm, "metrics": metrics}
 
-    def flush(self, step: int) -> dict[str, float]:
-        """The `train/...` record of this window; then start a new one."""
+    def flush(self) -> dict[str, float]:
+        """The `train/...` record of this window (loss = mean over it); then start anew."""
         seconds = max(self.seconds, 1e-9)
         record = {
-            "train/loss": float(self.loss_sum) / self.steps,
+            "train/loss": float(torch.stack(self.losses).float().mean()),
             "train/lr": float(self.noted["lr"]),
             "train/samples_per_s": self.steps * self.samples_per_step / seconds,
             "train/step_time_ms": 1000.0 * seconds / self.steps,
@@ -170,7 +176,7 @@ class TrainWindow:
             record["train/grad_norm"] = float(self.noted["grad_norm"])
         for name, value in self.noted["metrics"].items():
             record.setdefault(f"train/{name}", float(value))
-        self.loss_sum, self.steps, self.seconds = None, 0, 0.0
+        self.losses, self.steps, self.seconds = [], 0, 0.0
         return record
 
     @staticmethod
