@@ -179,3 +179,12 @@ def test_bad_input_is_a_clear_error() -> None:
         _tiny(global_pool="max")
     with pytest.raises(ValueError, match="multiple of patch_size"):
         _tiny(img_size=30)
+
+
+def test_attention_weights_reproduce_the_fused_attention() -> None:
+    attention = _tiny().eval().blocks[0].attn
+    tokens = torch.randn(2, 17, 64)
+    weights = attention.attention_weights(tokens)  # (B, H, N, N)
+    values = attention.qkv(tokens).reshape(2, 17, 3, 4, 16)[:, :, 2].transpose(1, 2)
+    explicit = attention.proj((weights @ values).transpose(1, 2).reshape(2, 17, 64))
+    torch.testing.assert_close(explicit, attention(tokens), atol=1e-5, rtol=1e-5)

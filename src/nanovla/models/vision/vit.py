@@ -79,10 +79,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, tokens, _ = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, d)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, dim = x.shape  # (B, N, D)
+        q, k, v = self._qkv(x)
         dropout_p = self.attn_drop if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, H, N, d)
         x = x.transpose(1, 2).reshape(batch, tokens, dim)  # (B, N, D)
@@ -90,9 +94,7 @@ class Attention(nn.Module):
 
     def attention_weights(self, x: Tensor) -> Tensor:
         """softmax(QK^T / sqrt(d)) for plots: (B, N, D) -> (B, H, N, N)."""
-        batch, tokens, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, _ = self._qkv(x)
         return (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(dim=-1)
 
 
