@@ -67,6 +67,7 @@ PARAM_COUNTS: dict[str, int] = {
     "efficientnet_b3": 12_233_232,
     "unet": 31_043_586,  # the seed's U-Net, 3 -> 2 classes
     "vit_tiny_patch16_224": 5_717_416,
+    "vit_small_patch16_224": 22_050_664,
     "vit_base_patch16_224": 86_567_656,
 }
 
@@ -157,6 +158,11 @@ def test_parameter_count(name: str) -> None:
     with torch.device("meta"):
         model = create_model(name, **kwargs)
     assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[name]
+
+
+def test_every_case_names_a_registered_model() -> None:
+    stale = sorted(set(CASES) - set(list_models()))
+    assert not stale, f"CASES has entries for unregistered models: {stale}"
 
 
 def test_unknown_model_is_a_clear_error() -> None:
