@@ -39,7 +39,7 @@ COLOR_RGB = np.array(
 """red, green, blue, yellow, purple (indexed like scene.COLORS)"""
 # (color, shade, rgb): shade 0 = base, 1 = dark rim, 2 = highlight
 PALETTE = np.stack(
-    [COLOR_RGB, COLOR_RGB * 0.5, COLOR_RGB + (255 - COLOR_RGB) * 0.65], axis=1
+    [COLOR_RGB, COLOR_RGB * 0.7, COLOR_RGB + (255 - COLOR_RGB) * 0.65], axis=1
 ).astype(np.uint8)
 BOWL_PALETTE = np.stack([COLOR_RGB * 0.85, COLOR_RGB * 0.3 + TABLE_RGB * 0.7], axis=1).astype(
     np.uint8
