@@ -35,7 +35,8 @@ class TransformerTextEncoder(nn.Module):
         vocab_size: tokenizer vocabulary size (ids in [0, vocab_size)).
         d_model: token width. num_heads: attention heads. num_layers: encoder layers.
         d_ff: feed-forward hidden width.
-        max_len: longest token sequence accepted.
+        max_len: longest token sequence accepted (128 = the `Tokenizer`'s default max_length,
+            so char-level instructions fit).
         out_dim: size of the sentence vector; None = d_model (no output projection).
         pad_id: the padding token id (its embedding stays zero and it is never attended to).
         dropout: dropout inside the encoder layers.
@@ -49,7 +50,7 @@ class TransformerTextEncoder(nn.Module):
         num_heads: int = 4,
         num_layers: int = 2,
         d_ff: int = 256,
-        max_len: int = 64,
+        max_len: int = 128,
         out_dim: int | None = None,
         pad_id: int = 0,
         dropout: float = 0.0,
