@@ -82,6 +82,10 @@ EXPECTED_NAMES = [
     "efficientnet_b2",
     "efficientnet_b3",
     "unet",
+    "simple_cnn",
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "vit_base_patch16_224",
 ]
 
 
