@@ -129,3 +129,24 @@ def test_efficientnet_compound_scaling_depths_and_head() -> None:
 def test_bad_arguments_raise_value_error(name: str, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_model(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("resnet18", {}),
+        ("mobilenet_v2", {}),
+        ("efficientnet_b0", {}),
+        ("unet", {"base_width": 4, "depth": 2}),
+        ("simple_cnn", {"width": 8}),
+    ],
+)
+def test_channels_last_gives_the_same_output(name: str, kwargs: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, **kwargs).eval()
+    x = torch.randn(2, 3, 36, 36)
+    with torch.no_grad():
+        contiguous = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)
