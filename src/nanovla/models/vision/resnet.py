@@ -11,6 +11,15 @@ Checked against torchvision 0.29.2's own code: from the same seed, the same init
 bit-identical outputs and gradients in eval and train mode; `tests/test_cnn_golden.py` keeps
 outputs recorded from torchvision.
 
+Using a torchvision checkpoint the user has on disk (nothing is downloaded):
+
+    model = create_model("resnet18")
+    model.load_state_dict(torch.load("resnet18-f37072fd.pth"), strict=True)
+    # new classes: keep the backbone, drop the 1000-way head
+    model = create_model("resnet18", num_classes=10)
+    state = {k: v for k, v in torch.load(path).items() if not k.startswith("fc.")}
+    model.load_state_dict(state, strict=False)
+
 Departures from the seed's `ResidualBlock` / `ResNet18`, all for torchvision compatibility:
 - convs have no bias (each is followed by BatchNorm, whose shift makes a bias redundant), and
   the projection shortcut is called `downsample`, not `shortcut`;
