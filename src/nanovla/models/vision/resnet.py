@@ -14,7 +14,8 @@ outputs recorded from torchvision.
 Using a torchvision checkpoint the user has on disk (nothing is downloaded):
 
     model = create_model("resnet18")
-    model.load_state_dict(torch.load("resnet18-f37072fd.pth"), strict=True)
+    path = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights, saved earlier
+    model.load_state_dict(torch.load(path), strict=True)
     # new classes: keep the backbone, drop the 1000-way head
     model = create_model("resnet18", num_classes=10)
     state = {k: v for k, v in torch.load(path).items() if not k.startswith("fc.")}
