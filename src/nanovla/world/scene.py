@@ -167,35 +167,39 @@ def _place_items(
     return cand[np.arange(n), best]
 
 
-def sample_scenes(
-    rng: np.random.Generator, family: np.ndarray, target_mask: np.ndarray
-) -> SceneState:
-    """Samples len(family) fresh scenes for the given task families (indices into TASK_FAMILIES,
-    order reach, push, pick_place, sort). target_mask: (30,) combos allowed as targets."""
-    n = family.shape[0]
+def _sample_attributes(
+    rng: np.random.Generator, n: int, target_mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (kind, color, size) combos per scene, (N, M, 3), and the active mask (N, M).
+
+    Slots 0 and 1 (the possible targets) are drawn from the combos allowed as targets; slot 1
+    is drawn that way even when only slot 0 is a target, which is harmless.
+    """
     rows = np.arange(n)
-    num_targets = np.where(family == 3, 2, 1)  # sort moves two objects
-    num_objects = rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1, size=n)
-    # Attributes: distinct combos per scene; target slots (0, 1) drawn from allowed combos.
     keys = rng.random((n, len(COMBOS))) + 2.0 * ~target_mask[None, :]
     target_combos = np.argsort(keys, axis=1)[:, :2]  # (N, 2)
     keys = rng.random((n, len(COMBOS)))
     keys[rows[:, None], target_combos] = np.inf
     other_combos = np.argsort(keys, axis=1)[:, : MAX_OBJECTS - 2]
-    combos = np.concatenate([target_combos, other_combos], axis=1)  # (N, M)
-    # Slot 1 is drawn from the target combos even when only slot 0 is a target (harmless).
-    combo = COMBOS[combos]  # (N, M, 3)
+    combo = COMBOS[np.concatenate([target_combos, other_combos], axis=1)]  # (N, M, 3)
+    num_objects = rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1, size=n)
     active = np.arange(MAX_OBJECTS)[None, :] < num_objects[:, None]
-    # Zones: two distinct named regions.
+    return combo, active
+
+
+def _sample_layout(
+    rng: np.random.Generator, radii: np.ndarray, active: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Zones (N, Z), bowls (N, B, 2), objects (N, M, 2) and gripper (N, 2), placed in that
+    order, each clear of what is already there (objects also clear of the drawn zones and
+    0.15 from the walls, so every task starts unsolved and a push can get behind its object)."""
+    n = radii.shape[0]
     zone_id = np.argsort(rng.random((n, len(ZONES))), axis=1)[:, :NUM_ZONES]
     rects = ZONE_RECTS[zone_id]  # (N, Z, 4)
-    # Bowls, then objects, then the gripper; each keeps clear of what is already placed.
     bowl_pos = np.zeros((n, NUM_BOWLS, 2))
     for b in range(NUM_BOWLS):
         others = [(bowl_pos[:, :b], np.full((n, b), 2 * BOWL_RADIUS + 0.08))]
         bowl_pos[:, b] = _place_items(rng, 0.2, 0.8, np.full(n, BOWL_RADIUS + 0.03), others, rects)
-    bowl_color = np.argsort(rng.random((n, len(COLORS))), axis=1)[:, :NUM_BOWLS]
-    radii = SIZE_RADII[combo[..., 2]]  # (N, M)
     obj_pos = np.full((n, MAX_OBJECTS, 2), -1.0)
     for m in range(MAX_OBJECTS):
         others = [
@@ -204,18 +208,28 @@ def sample_scenes(
         ]
         pos = _place_items(rng, 0.15, 0.85, radii[:, m] + 0.02, others, rects)
         obj_pos[:, m] = np.where(active[:, m : m + 1], pos, -1.0)
-    far = np.where(active, 0.0, -10.0)  # inactive slots impose nothing
-    gripper = _place_items(
-        rng,
-        0.1,
-        0.9,
-        np.zeros(n),
-        [(obj_pos, radii + GRIPPER_RADIUS + 0.1 + far)],
-        np.zeros((n, 0, 4)),
-    )
-    target_obj = np.stack([np.zeros(n, dtype=np.int64), np.where(num_targets == 2, 1, -1)], 1)
+    need = np.where(active, radii + GRIPPER_RADIUS + 0.1, -10.0)  # empty slots impose nothing
+    no_zones = np.zeros((n, 0, 4))
+    gripper = _place_items(rng, 0.1, 0.9, np.zeros(n), [(obj_pos, need)], no_zones)
+    return zone_id, bowl_pos, obj_pos, gripper
+
+
+def sample_scenes(
+    rng: np.random.Generator, family: np.ndarray, target_mask: np.ndarray
+) -> SceneState:
+    """Samples len(family) fresh scenes for the given task families (indices into TASK_FAMILIES,
+    order reach, push, pick_place, sort). target_mask: (30,) combos allowed as targets.
+
+    Targets are object slot 0 (and 1 for sort); slot order is invisible to the policy.
+    """
+    n = family.shape[0]
+    combo, active = _sample_attributes(rng, n, target_mask)
+    zone_id, bowl_pos, obj_pos, gripper = _sample_layout(rng, SIZE_RADII[combo[..., 2]], active)
+    bowl_color = np.argsort(rng.random((n, len(COLORS))), axis=1)[:, :NUM_BOWLS]
+    two = family == 3  # sort moves two objects
+    target_obj = np.stack([np.zeros(n, dtype=np.int64), np.where(two, 1, -1)], 1)
     first_place = rng.integers(0, NUM_BOWLS, size=n)  # a bowl slot, or a zone slot for push
-    target_place = np.stack([first_place, np.where(num_targets == 2, 1 - first_place, -1)], 1)
+    target_place = np.stack([first_place, np.where(two, 1 - first_place, -1)], 1)
     return SceneState(
         gripper=gripper,
         closed=np.zeros(n, dtype=bool),
