@@ -205,6 +205,7 @@ class VisionTransformer(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them (same result)."""
         self.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
