@@ -64,6 +64,9 @@ def test_records_whole_successful_episodes(tmp_path: Path) -> None:
     dataset = EpisodeDataset(tmp_path / "ds", progress=False)
     assert dataset.num_episodes == report.episodes == 7 and report.frames == dataset.num_frames
     assert report.successes < report.attempts  # serials 0, 4, ... failed and were dropped
+    serials = dataset.states[dataset.episode_bounds[:, 0], 2]
+    # The first 7 successful rollouts in the order they STARTED, not the order they finished.
+    np.testing.assert_array_equal(serials, [1, 2, 3, 5, 6, 7, 9])
     for lo, hi in dataset.episode_bounds:
         states = dataset.states[lo:hi]  # (T, 4): [env, step, serial, 0]
         serial = int(states[0, 2])

@@ -7,9 +7,11 @@ succeeded, or always with `--keep-failures`) and a fresh buffer starts from the 
 Each recorded frame pairs the observation with the action executed from it; with `--policy`
 the expert's action for the same state is stored too, as `action.expert` (DAgger labels).
 
-Exactly `--episodes` episodes are written. Episodes still running when the last one is kept are
-discarded, which slightly favours shorter episodes; the alternative (waiting for all envs) would
-write more episodes than asked.
+Exactly `--episodes` episodes are written, chosen in the order the episodes STARTED: each
+rollout gets a serial number when it begins, finished rollouts wait until every earlier serial
+has finished, and the first `--episodes` successful ones in serial order are kept. Keeping them in
+the order they finish instead would favour short episodes (reach over pick_place), since those
+finish first; this costs at most one extra episode length of stepping.
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ class _EpisodeBuffer:
     actions: list[np.ndarray] = field(default_factory=list)
     expert: list[np.ndarray] = field(default_factory=list)
 
+    def add(
+        self, image: np.ndarray, state: np.ndarray, action: np.ndarray, expert: np.ndarray
+    ) -> None:
+        self.images.append(image)
+        self.states.append(state)
+        self.actions.append(action)
+        self.expert.append(expert)
+
     def to_episode(self, with_expert: bool) -> Episode:
         extras = {EXPERT_ACTION_KEY: np.stack(self.expert)} if with_expert else {}
         return Episode(
@@ -118,6 +128,40 @@ class _EpisodeBuffer:
             task=self.task,
             extras=extras,
         )
+
+
+@dataclass
+class _StartOrderKeeper:
+    """Holds finished rollouts until every earlier-started one has finished, then keeps or drops
+    them in start order (see the module docstring for why)."""
+
+    writer: DatasetWriter
+    report: CollectReport
+    num_episodes: int
+    keep_failures: bool
+    with_expert: bool
+    bar: Any
+    waiting: dict[int, tuple[_EpisodeBuffer, bool]] = field(default_factory=dict)
+    """serial -> (finished rollout, success)"""
+    next_serial: int = 0
+    """the earliest-started rollout not yet decided"""
+
+    def finish(self, serial: int, buffer: _EpisodeBuffer, success: bool) -> None:
+        self.waiting[serial] = (buffer, success)
+        report = self.report
+        while self.next_serial in self.waiting and report.episodes < self.num_episodes:
+            buffer, success = self.waiting.pop(self.next_serial)
+            self.next_serial += 1
+            report.attempts += 1
+            report.successes += success
+            tally = report.per_family.setdefault(buffer.family, [0, 0])
+            tally[0], tally[1] = tally[0] + success, tally[1] + 1
+            if success or self.keep_failures:
+                self.writer.add_episode(buffer.to_episode(with_expert=self.with_expert))
+                report.episodes += 1
+                report.frames += len(buffer.actions)
+                self.bar.update(1)
+                self.bar.set_postfix(success=f"{100 * report.success_rate:.0f}%")
 
 
 def record_episodes(
@@ -138,47 +182,31 @@ def record_episodes(
     report, start = CollectReport(), time.perf_counter()
     obs = world.reset(seed=seed)
     buffers = [_EpisodeBuffer(obs["instruction"][i], obs["task"][i]) for i in range(world.num_envs)]
+    serials = list(range(world.num_envs))  # serial number of the rollout each env is running
+    next_serial = world.num_envs
     bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
+    keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, act is not None, bar)
     while report.episodes < num_episodes:
         expert = np.asarray(world.expert_action(), dtype=np.float32)  # (N, A)
         action = expert if act is None else np.asarray(act(obs), dtype=np.float32)
         for i, buffer in enumerate(buffers):
-            buffer.images.append(obs["image"][i])
-            buffer.states.append(obs["state"][i])
-            buffer.actions.append(action[i])
-            buffer.expert.append(expert[i])
+            buffer.add(obs["image"][i], obs["state"][i], action[i], expert[i])
         obs, _, terminated, truncated, info = world.step(action)
         for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)).tolist():
-            success = bool(info["success"][i])
-            _count(report, buffers[i].family, success)
-            if (success or keep_failures) and report.episodes < num_episodes:
-                writer.add_episode(buffers[i].to_episode(with_expert=act is not None))
-                report.episodes += 1
-                report.frames += len(buffers[i].actions)
-                bar.update(1)
-                bar.set_postfix(success=f"{100 * report.success_rate:.0f}%")
+            keeper.finish(serials[i], buffers[i], bool(info["success"][i]))
             buffers[i] = _EpisodeBuffer(obs["instruction"][i], obs["task"][i])
-        if (
-            max_attempts is not None
-            and report.attempts >= max_attempts
-            and report.episodes < num_episodes
-        ):
-            bar.close()
-            raise ValueError(
-                f"only {report.episodes} of {num_episodes} episodes kept after {report.attempts} "
-                f"rollouts (success {100 * report.success_rate:.1f}%); use --keep-failures or a better policy"
-            )
+            serials[i], next_serial = next_serial, next_serial + 1
+        if max_attempts is not None and report.attempts >= max_attempts:
+            if report.episodes < num_episodes:
+                bar.close()
+                raise ValueError(
+                    f"only {report.episodes} of {num_episodes} episodes kept after "
+                    f"{report.attempts} rollouts (success {100 * report.success_rate:.1f}%); "
+                    "use --keep-failures or a better policy"
+                )
     bar.close()
     report.seconds = time.perf_counter() - start
     return report
-
-
-def _count(report: CollectReport, family: str, success: bool) -> None:
-    report.attempts += 1
-    report.successes += success
-    tally = report.per_family.setdefault(family, [0, 0])
-    tally[0] += success
-    tally[1] += 1
 
 
 def _check_config(config: CollectConfig) -> None:
