@@ -13,6 +13,7 @@ import numpy as np
 import tyro
 
 from nanovla.world.core import World, make_world
+from nanovla.world.render import GRIPPER_ID
 from nanovla.world.tasks import TASK_FAMILIES
 
 
@@ -90,7 +91,10 @@ def show(config: ShowConfig) -> int:
     figure, axes = plt.subplots(1, 3, figsize=(12, 4.4))
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title(f"{world.image_size}x{world.image_size} RGB")
-    axes[1].imshow(notes["masks"][0], interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+    # Background white, then one distinct color per instance id (objects, bowls, gripper).
+    colors = ["white", *plt.get_cmap("tab10").colors]
+    cmap = matplotlib.colors.ListedColormap(colors[: GRIPPER_ID + 1])
+    axes[1].imshow(notes["masks"][0], interpolation="nearest", cmap=cmap, vmin=0, vmax=GRIPPER_ID)
     axes[1].set_title("instance masks")
     axes[2].imshow(image, interpolation="nearest")
     axes[2].set_title("boxes")

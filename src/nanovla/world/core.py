@@ -22,6 +22,13 @@ whether it succeeded and the returned observation is already the next episode's 
 
 Determinism: `reset(seed=s)` reseeds the world, so the same seed gives identical scenes, images
 and instructions, and (for the same actions) the same sequence of later episodes.
+
+Departures from the seed's DAgger sketch (`state = env.reset()`, `env.step(a) -> (state, reward,
+done, info)`, `expert.get_action(state)` on one env): the world is batched over N envs with numpy,
+returns gymnasium's five-tuple (terminated vs truncated matter for bootstrapping in PPO), resets
+each env itself so a batch never waits for its slowest episode, and keeps the expert inside the
+world (`expert_action()`), because the expert needs the full state while the learner must only
+get the observation.
 """
 
 from __future__ import annotations
