@@ -316,3 +316,40 @@ def test_eval_does_not_change_the_trained_weights(tmp_path: Path) -> None:
     eval_fn = lambda model, step: {"noise": float(torch.rand(()))}  # noqa: E731
     Trainer(with_eval, ToyLoader(), tiny_config(eval_every=2), tmp_path / "b", eval_fn).fit()
     assert_bit_identical(weights(plain), weights(with_eval))
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"grad_accum": 0}, "grad_accum must be >= 1"),
+        ({"keep_last": -1}, "keep_last must be >= 0"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"scheduler": "step"}, "scheduler must be one of cosine, onecycle, constant"),
+        ({"amp": "fp8"}, "amp must be one of none, bf16, fp16"),
+        ({"min_lr_ratio": 2.0}, r"min_lr_ratio must be in \[0, 1\]"),
+        ({"betas": (0.9, 1.0)}, r"betas must be two numbers in \[0, 1\)"),
+    ],
+)
+def test_train_config_rejects_bad_values_by_name(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_warmup_longer_than_the_run_is_capped() -> None:
+    assert tiny_config(steps=10, warmup_steps=100).warmup_steps == 9
+
+
+def test_model_not_following_the_protocol_is_named(tmp_path: Path) -> None:
+    class NoTuple(ToyModel):
+        def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+            return super().forward(batch)[0]
+
+    trainer = Trainer(NoTuple(ToyConfig()), ToyLoader(), tiny_config(), tmp_path)
+    with pytest.raises(ValueError, match=r"must return \(loss, metrics\)"):
+        trainer.fit()
+    with pytest.raises(ValueError, match="save_pretrained"):
+        Trainer(nn.Linear(2, 2), ToyLoader(), tiny_config(), tmp_path)

@@ -74,15 +74,13 @@ class TrainConfig:
     lr: float = 1e-3
     """peak learning rate of AdamW (after warmup)"""
     batch_size: int = 64
-    """frames per micro-batch, as the loader was built; used for samples/s and saved in the
-    checkpoint's train_config.json (the loader decides the real batch)"""
+    """frames per micro-batch, as the loader was built (for samples/s and train_config.json)"""
     grad_accum: int = 1
-    """micro-batches per optimizer step; each loss is scaled by 1/grad_accum, so 2 x 32 frames
-    give the gradient of one 64-frame batch"""
+    """micro-batches per optimizer step, loss scaled by 1/grad_accum (2 x 32 == 1 x 64 frames)"""
     scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
     """learning-rate schedule: linear warmup + cosine decay, torch's OneCycleLR, or constant"""
     warmup_steps: int = 100
-    """steps of linear warmup (cosine), or of the rising phase (onecycle); 0 = none"""
+    """linear-warmup steps (cosine) or rising-phase steps (onecycle); 0 = none; max steps - 1"""
     min_lr_ratio: float = 0.1
     """final learning rate as a fraction of lr (cosine floor; onecycle end)"""
     weight_decay: float = 0.01
@@ -136,8 +134,7 @@ class TrainConfig:
             )
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
-        if self.warmup_steps >= self.steps:
-            raise ValueError(f"warmup_steps must be < steps={self.steps}; got {self.warmup_steps}")
+        self.warmup_steps = min(self.warmup_steps, self.steps - 1)  # see its docstring
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):

@@ -3,11 +3,13 @@
 The engine steps the scheduler once per optimizer step (not per epoch: training here is
 step-based). Three schedules, chosen by name:
 
-| name        | torch classes                                   | lr at optimizer step i                        |
-|-------------|-------------------------------------------------|-----------------------------------------------|
-| `cosine`    | `LinearLR` then `CosineAnnealingLR` (`SequentialLR`) | `lr*(i+1)/W` for i < W, then cosine from `lr` to `lr*min_lr_ratio` at i = steps |
-| `onecycle`  | `OneCycleLR`                                    | torch's one-cycle (cosine up, cosine down)    |
-| `constant`  | `ConstantLR(factor=1)`                          | `lr`                                          |
+| name       | torch classes                                   | lr at optimizer step i       |
+|------------|-------------------------------------------------|------------------------------|
+| `cosine`   | `LinearLR`, then `CosineAnnealingLR` (`SequentialLR`) | `lr*(i+1)/W` for i < W,  |
+|            |                                                 | then cosine down to          |
+|            |                                                 | `lr*min_lr_ratio` at i=steps |
+| `onecycle` | `OneCycleLR`                                    | cosine up, then cosine down  |
+| `constant` | `ConstantLR(factor=1)`                          | `lr`                         |
 
 Departures from the seed: the seed's `WarmupCosineScheduler` is a hand-written class that sets
 `param_group['lr']` itself; here the same curve (linear warmup `(i+1)/W`, then
