@@ -156,3 +156,10 @@ def test_collect_cli_smoke(tmp_path: Path) -> None:
     assert dataset.num_episodes == 4 and dataset.image_shape == (32, 32, 3)
     again = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_collect_does_not_import_torch() -> None:
+    # `nanovla collect` starts in a second instead of waiting seconds for torch on a busy machine.
+    code = "import sys, nanovla.data.collect; assert 'torch' not in sys.modules, 'torch imported'"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
