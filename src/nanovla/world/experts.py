@@ -7,8 +7,10 @@ from 64x64 images learns most easily. Every decision depends only on what the im
 proprioceptive state show (object, gripper and place positions; gripper closed / holding).
 
 - reach: move to the point where the gripper's rim touches the target; gripper open.
-- pick_place: approach the target (closing on the last approach step), carry it until its centre
-  is over the bowl's centre, open. Holding a wrong object -> open first.
+- pick_place: approach the target (closing on the last approach step) at a side clear of other
+  objects, carry it until its centre is over the bowl's centre, open. Holding a wrong object ->
+  open first. Approach and carry steer around objects in the way (`_detour`), so the gripper
+  does not shove a neighbour against the target or knock a sorted object out of its bowl.
 - push: gripper open throughout. In the frame of the object (u along the push direction toward the
   zone, v across it): beside or in front -> step sideways clear of it; clear -> back up behind it;
   behind -> line up on the push axis and push through, re-centring the contact as it goes.
@@ -78,11 +80,18 @@ def _grasp_point(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: n
     return cand[np.arange(len(pick)), pick]
 
 
-def _detour(state: SceneState, goal: np.ndarray, obj: np.ndarray, obj_r: np.ndarray) -> np.ndarray:
-    """(N, 2) the next waypoint toward `goal`: the goal itself if the straight path is clear,
-    else a point beside the first object (positions obj (N, M, 2), radii obj_r (N, M)) whose
-    disc, grown by the gripper radius, the path would cut."""
-    start = state.gripper
+def _detour(
+    start: np.ndarray,
+    goal: np.ndarray,
+    body: np.ndarray | float,
+    obj: np.ndarray,
+    obj_r: np.ndarray,
+    goal_slack: np.ndarray | float = 1e-3,
+) -> np.ndarray:
+    """(N, 2) the next waypoint for a disc of radius `body` going from `start` to `goal`: the
+    goal itself if the straight path is clear, else a point beside the first object (positions
+    obj (N, M, 2), radii obj_r (N, M); radius <= 0 = ignore) whose disc the path would cut.
+    Objects whose nearest point on the path lies within `goal_slack` of the goal are ignored."""
     seg = goal - start
     length = np.linalg.norm(seg, axis=-1, keepdims=True)  # (N, 1)
     unit = seg / np.maximum(length, 1e-9)
@@ -91,8 +100,9 @@ def _detour(state: SceneState, goal: np.ndarray, obj: np.ndarray, obj_r: np.ndar
     closest = start[:, None, :] + unit[:, None, :] * np.clip(along, 0, length)[..., None]
     offset = closest - obj
     dist = np.linalg.norm(offset, axis=-1)
-    need = obj_r + GRIPPER_RADIUS
-    blocking = (obj_r > 0) & (along > 0) & (along < length - 1e-3) & (dist < need - 1e-3)
+    need = obj_r + np.reshape(body, (-1, 1))
+    slack = np.reshape(goal_slack, (-1, 1))
+    blocking = (obj_r > 0) & (along > 0) & (along < length - slack) & (dist < need - 1e-3)
     first = np.where(blocking, along, np.inf).argmin(axis=1)
     rows = np.arange(len(first))
     side = np.stack([-unit[:, 1], unit[:, 0]], -1)  # fall back to the path's left side
@@ -125,11 +135,17 @@ def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
     obj, obj_r = _others(state, slot)
     obj = np.concatenate([obj, pos[:, None]], axis=1)  # the target itself is in the way too
     obj_r = np.concatenate([obj_r, radius[:, None]], axis=1)
-    approach = _toward(state.gripper, _detour(state, stand, obj, obj_r))
+    waypoint = _detour(state.gripper, stand, GRIPPER_RADIUS, obj, obj_r)
+    approach = _toward(state.gripper, waypoint)
     arriving = np.linalg.norm(stand - state.gripper, axis=-1) <= MAX_SPEED
     approach_grip = np.where(arriving, 1.0, -1.0)
-    # Carry: the object's centre to the bowl's centre, then open.
-    carry = _toward(state.gripper, bowl - state.held_offset)
+    # Carry: the object's centre around other objects (say, one already sorted into its bowl)
+    # to the bowl's centre, then open. Objects next to the bowl's centre may be nudged.
+    obj, obj_r = _others(state, slot)
+    slack = obj_r.max(1) + radius
+    via = _detour(pos, bowl, radius, obj, obj_r, goal_slack=slack) - state.held_offset
+    via = _detour(state.gripper, via, GRIPPER_RADIUS, obj, obj_r, goal_slack=slack)  # its holder
+    carry = _toward(state.gripper, via)
     carry_grip = np.where(np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE, -1.0, 1.0)
     move = np.where(holding_target[:, None], carry, approach)
     move = np.where(holding_other[:, None], 0.0, move)

@@ -12,7 +12,7 @@ sort        both targets lie in their own bowls, neither held                120
 =========== ================================================================ ==========
 
 The limits are about twice the scripted experts' longest episodes over 200 seeded scenes (reach
-16, push 38, pick_place 28, sort 64 steps; see tests/test_world_experts.py): room for a slower
+16, push 38, pick_place 30, sort 54 steps; see tests/test_world_experts.py): room for a slower
 learned policy, while short enough to keep training and evaluation rollouts cheap.
 """
 
