@@ -128,6 +128,21 @@ def test_resume_from_state_dict_gives_the_same_batches(dataset: EpisodeDataset) 
     assert resumed.epoch == straight.epoch
 
 
+def test_val_loader_serves_only_its_frames(dataset: EpisodeDataset) -> None:
+    val = BatchLoader(dataset, batch_size=4, split="val", val_fraction=0.25, seed=7)
+    assert len(val.frames) == len(val.rows) < dataset.num_frames  # copies only its own frames
+    batch = val.next_batch()
+    rows = (
+        torch.from_numpy(dataset.episode_bounds[batch["episode_index"].numpy(), 0])
+        + batch["frame_index"]
+    )
+    expected = torch.from_numpy(dataset.images[rows.numpy()]).permute(0, 3, 1, 2)
+    assert torch.equal(batch["observation.image"], expected)
+    outside = torch.tensor([int(BatchLoader(dataset, 4, val_fraction=0.25, seed=7).rows[0])])
+    with pytest.raises(ValueError, match="outside the 'val' split"):
+        val.batch(outside)
+
+
 def test_state_dict_from_another_split_is_refused(dataset: EpisodeDataset) -> None:
     state = BatchLoader(dataset, batch_size=4, split="val", val_fraction=0.25).state_dict()
     with pytest.raises(ValueError, match="split of"):

@@ -19,13 +19,13 @@ episode, so no validation frame shares an episode with a training frame.
 Speed. Advanced indexing and transposes of uint8 tensors are slow on CPU (elementwise kernels:
 ~1.5 ms for a batch of 64 frames of 64x64), while `index_select` copies whole contiguous rows
 (~0.05 ms). So the loader keeps its own channels-first copy of the frames, replicate-padded by
-the shift s: `frames` (N, 3, H+2s, W+2s). Random-shift augmentation (DrQ: replicate-pad by s
+the shift s, holding only the split's M frames: `frames` (M, 3, H+2s, W+2s). Random-shift augmentation (DrQ: replicate-pad by s
 pixels, random crop back to H x W, a different crop per sample) then costs ONE `index_select`:
 every crop row is W contiguous bytes of the padded copy starting at
     n*3*Hp*Wp + c*Hp*Wp + (y + dy)*Wp + dx,   dy, dx in [0, 2s],
 so an `unfold` view of the flat copy whose row i starts at byte i lets `index_select` fetch all
 B*3*H crop rows at once (~0.5 ms for B = 64). The copy costs one extra (padded) frame array in
-memory, built once at construction.
+memory (of this split's frames only), built once at construction.
 """
 
 from __future__ import annotations
@@ -104,10 +104,14 @@ class BatchLoader:
                 f"split {split!r} has {len(self.rows)} frames ({len(self.episodes)} episodes), "
                 f"fewer than batch_size={batch_size}; lower batch_size or val_fraction, or use drop_last=False"
             )
-        self.frames = torch.from_numpy(padded_channels_first(dataset.images, augment_shift))
-        self._rows_of_frames = self.frames.view(-1).unfold(
-            0, dataset.image_shape[1], 1
-        )  # (L, W) view
+        rows_np = self.rows.numpy()
+        self.frames = torch.from_numpy(
+            padded_channels_first(dataset.images, augment_shift, rows_np)
+        )
+        width = dataset.image_shape[1]
+        self._rows_of_frames = self.frames.view(-1).unfold(0, width, 1)  # (L, W) view
+        self._local = torch.full((dataset.num_frames,), -1, dtype=torch.long)  # global -> split
+        self._local[self.rows] = torch.arange(len(self.rows))
         self.states = torch.from_numpy(dataset.states)  # (N, D)
         self.actions = torch.from_numpy(dataset.actions)  # (N, A)
         self.task_index = torch.from_numpy(dataset.task_index)  # (N,)
@@ -174,6 +178,9 @@ class BatchLoader:
 
     def _images(self, rows: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W), each cropped at its own random offset (dy, dx) in [0, 2s]^2."""
+        rows = self._local.index_select(0, rows)  # (B,) positions in this split's frames
+        if bool((rows < 0).any()):
+            raise ValueError(f"batch rows include frames outside the {self.split!r} split")
         if self.augment_shift == 0:
             return self.frames.index_select(0, rows)
         _, channels, padded_h, padded_w = self.frames.shape
@@ -220,12 +227,16 @@ class BatchLoader:
         self.epoch, self._cursor = int(state["epoch"]), int(state["cursor"])
 
 
-def padded_channels_first(images: np.ndarray, pad: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 frames -> contiguous (N, 3, H+2p, W+2p), edges replicated p pixels."""
-    count, height, width, channels = images.shape
-    out = np.empty((count, channels, height + 2 * pad, width + 2 * pad), dtype=np.uint8)
-    for start in range(0, count, 1024):  # blocks keep a memmap-backed cache out of RAM at once
-        block = images[start : start + 1024].transpose(0, 3, 1, 2)  # (b, 3, H, W) view
+def padded_channels_first(
+    images: np.ndarray, pad: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames (only `rows` if given) -> contiguous (M, 3, H+2p, W+2p), edges
+    replicated p pixels."""
+    rows = np.arange(len(images)) if rows is None else rows
+    _, height, width, channels = images.shape
+    out = np.empty((len(rows), channels, height + 2 * pad, width + 2 * pad), dtype=np.uint8)
+    for start in range(0, len(rows), 1024):  # blocks keep a memmap-backed cache out of RAM
+        block = images[rows[start : start + 1024]].transpose(0, 3, 1, 2)  # (b, 3, H, W)
         out[start : start + 1024, :, pad : pad + height, pad : pad + width] = block
     if pad:
         out[:, :, :pad] = out[:, :, pad : pad + 1]
