@@ -106,6 +106,17 @@ def test_refuses_to_overwrite_and_replaces_atomically(root: Path, episodes) -> N
     assert sorted(p.name for p in root.parent.iterdir()) == ["ds"]  # no temp dirs left
 
 
+def test_overwrite_never_deletes_a_directory_that_is_not_a_dataset(
+    tmp_path: Path, episodes
+) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="is not a dataset"):
+        write_dataset(precious, episodes, fps=15, overwrite=True)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
 def test_writer_discards_everything_on_error(tmp_path: Path, episodes) -> None:
     with pytest.raises(RuntimeError), DatasetWriter(tmp_path / "ds", fps=10) as writer:
         writer.add_episode(episodes[0])

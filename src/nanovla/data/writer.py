@@ -174,7 +174,7 @@ class DatasetWriter:
         features = self._features()
         _write_parquet(
             staging / DATA_PATH.format(chunk_index=0, file_index=0),
-            self._data_table(lengths, [task_index[t] for t in self._tasks], features),
+            self._data_table(lengths, [task_index[t] for t in self._tasks]),
         )
         _write_parquet(
             staging / EPISODES_PATH.format(chunk_index=0, file_index=0),
@@ -208,7 +208,7 @@ class DatasetWriter:
             features[key] = {"dtype": "float32", "shape": [width_k], "names": list(names)}
         return features
 
-    def _data_table(self, lengths: np.ndarray, task_indices: list[int], features: dict) -> pa.Table:
+    def _data_table(self, lengths: np.ndarray, task_indices: list[int]) -> pa.Table:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (E,)
         frame_index = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)  # (N,)
         pngs = [png for episode in self._pngs for png in episode]
@@ -310,22 +310,36 @@ def _hf_dtype(arrow_type: pa.DataType) -> str:
 
 
 def _refuse_existing(root: Path, overwrite: bool) -> None:
-    if root.exists() and not overwrite:
+    """FileExistsError unless `root` is free, or `overwrite` and `root` is a dataset (or empty):
+    overwrite never deletes a directory that is not a dataset (a mistyped --out)."""
+    if not root.exists():
+        return
+    if not overwrite:
         raise FileExistsError(
             f"{root}: already exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    is_dataset = (root / INFO_PATH).is_file()
+    if not root.is_dir() or not (is_dataset or not any(root.iterdir())):
+        raise FileExistsError(
+            f"{root}: exists and is not a dataset (no {INFO_PATH}); refusing to overwrite it"
         )
 
 
 def _replace_dir(staging: Path, root: Path) -> None:
-    """Rename `staging` to `root`; an existing `root` is moved aside first and deleted after."""
-    if root.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f"{root.name}.old-", dir=root.parent))
-        retired.rmdir()
-        root.rename(retired)
+    """Rename `staging` to `root`; an existing `root` is moved aside first and deleted after
+    (and moved back if the rename fails, so the old dataset is never lost)."""
+    if not root.exists():
         staging.rename(root)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f"{root.name}.old-", dir=root.parent))
+    retired.rmdir()
+    root.rename(retired)
+    try:
         staging.rename(root)
+    except BaseException:
+        retired.rename(root)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
