@@ -11,12 +11,14 @@ experts that act from any state; a batched sprite renderer with masks, boxes and
     obs, reward, terminated, truncated, info = world.step(world.expert_action())
 
 Importing this package registers the gymnasium ids nanovla/Reach-v0, nanovla/Push-v0,
-nanovla/PickPlace-v0, nanovla/Sort-v0 and nanovla/Suite-v0.
+nanovla/PickPlace-v0, nanovla/Sort-v0 and nanovla/Suite-v0 (`gymnasium.make` gives one env,
+`gymnasium.make_vec(id, num_envs=N)` the natively batched vector env).
 """
 
 from nanovla.world.annotate import DETECTION_CLASSES
 from nanovla.world.core import ACTION_DIM, STATE_DIM, World, make_world
 from nanovla.world.gym_env import GYM_IDS, TabletopEnv, register_envs
+from nanovla.world.gym_vector import TabletopVectorEnv
 from nanovla.world.instructions import SPLITS, TEMPLATES
 from nanovla.world.scene import COLORS, HELDOUT_COMBOS, KINDS, SIZES, ZONES, SceneState
 from nanovla.world.tasks import MAX_STEPS, TASK_FAMILIES
@@ -39,6 +41,7 @@ __all__ = [
     "ZONES",
     "SceneState",
     "TabletopEnv",
+    "TabletopVectorEnv",
     "World",
     "make_world",
     "register_envs",

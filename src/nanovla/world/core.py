@@ -97,14 +97,15 @@ class World:
         self._static_rgb = np.zeros((n, self.image_size, self.image_size, 3), dtype=np.uint8)
         self._static_ids = np.zeros((n, self.image_size, self.image_size), dtype=np.int16)
         self._stale = np.ones(n, dtype=bool)  # static layer must be redrawn
-        return self._observe()
+        return self.observe()
 
     def _sample(self, count: int) -> SceneState:
         family = self._family_ids[self._rng.integers(0, len(self._family_ids), size=count)]
         return sample_scenes(self._rng, family, self._target_mask)
 
-    def _restart(self, envs: np.ndarray) -> None:
-        """Starts new episodes in `envs` (auto-reset)."""
+    def restart(self, envs: np.ndarray) -> None:
+        """Starts new episodes in the envs at indices `envs` (what auto-reset does; call it
+        yourself on a world built with autoreset=False)."""
         self.state.assign(envs, self._sample(len(envs)))
         texts = sample_instructions(self._rng, self.state, envs, self.templates)
         for env, text in zip(envs.tolist(), texts, strict=True):
@@ -120,9 +121,9 @@ class World:
         truncated = (self.state.episode_step >= step_limits(self.state)) & ~solved
         done = solved | truncated
         if self.autoreset and done.any():
-            self._restart(np.flatnonzero(done))
+            self.restart(np.flatnonzero(done))
         info = {"success": solved, "episode_step": self.state.episode_step.copy()}
-        return self._observe(), solved.astype(np.float32), solved, truncated, info
+        return self.observe(), solved.astype(np.float32), solved, truncated, info
 
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.float64)
@@ -143,7 +144,8 @@ class World:
             [s.gripper, s.closed[:, None], (s.held >= 0)[:, None]], axis=1
         ).astype(np.float32)
 
-    def _observe(self) -> dict:
+    def observe(self) -> dict:
+        """The observation dict of the current state (see the module docstring)."""
         obs = {
             "state": self.proprio(),
             "instruction": list(self.instructions),

@@ -3,8 +3,8 @@
 Observation: Dict(image (H, W, 3) uint8, state (4,) float32, instruction Text). Action: Box
 [-1, 1]^3 (dx, dy, grip). Unlike the batched `World`, this view follows the gymnasium protocol: it
 does not reset itself; call `reset()` after `terminated` or `truncated` (the world's step limit
-sets `truncated`, so no TimeLimit wrapper is registered). For batched training use `make_world`,
-which is many times faster than a gymnasium vector env of these.
+sets `truncated`, so no TimeLimit wrapper is registered). `gymnasium.make_vec(id, num_envs=N)`
+gives the natively batched `TabletopVectorEnv` (see gym_vector.py) instead of N copies.
 """
 
 from __future__ import annotations
@@ -36,6 +36,20 @@ def _charset(templates: dict[str, tuple[str, ...]]) -> str:
     return "".join(sorted(set(text)))
 
 
+def observation_space(world: World) -> gym.spaces.Dict:
+    """The single-env observation space of `world`."""
+    size = world.image_size
+    return gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
+            "state": gym.spaces.Box(-1.0, 2.0, (STATE_DIM,), np.float32),
+            "instruction": gym.spaces.Text(
+                MAX_INSTRUCTION_CHARS, charset=_charset(world.templates)
+            ),
+        }
+    )
+
+
 class TabletopEnv(gym.Env):
     """One tabletop env (a `World` with num_envs=1 and no auto-reset) behind the gymnasium API."""
 
@@ -53,16 +67,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
         self.world = World(task, 1, image_size, 0, instructions, targets, autoreset=False)
         self.render_mode = render_mode
-        size = self.world.image_size
-        self.observation_space = gym.spaces.Dict(
-            {
-                "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
-                "state": gym.spaces.Box(-1.0, 2.0, (STATE_DIM,), np.float32),
-                "instruction": gym.spaces.Text(
-                    MAX_INSTRUCTION_CHARS, charset=_charset(self.world.templates)
-                ),
-            }
-        )
+        self.observation_space = observation_space(self.world)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
 
     def _single(self, obs: dict) -> dict[str, Any]:
@@ -104,6 +109,6 @@ def register_envs() -> None:
             gym.register(
                 id=env_id,
                 entry_point="nanovla.world.gym_env:TabletopEnv",
+                vector_entry_point="nanovla.world.gym_vector:TabletopVectorEnv",
                 kwargs={"task": task},
-                disable_env_checker=False,
             )
