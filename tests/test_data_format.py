@@ -163,6 +163,16 @@ def test_wrong_codebase_version(root: Path) -> None:
         EpisodeDataset(root, progress=False)
 
 
+def test_total_frames_disagreeing_with_episodes(root: Path) -> None:
+    info = json.loads((root / "meta/info.json").read_text())
+    info["total_frames"] += 1
+    (root / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(
+        ValueError, match=r"meta/episodes: episodes cover \d+ frames but .*total_frames"
+    ):
+        EpisodeDataset(root, progress=False)
+
+
 def test_truncated_parquet(root: Path) -> None:
     path = root / DATA_FILE
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -320,3 +330,7 @@ def test_loads_lerobot_04_style_dataset(tmp_path: Path, task_column: str) -> Non
     assert dataset.tasks == ["open the drawer", "pick the cube"]
     assert dataset[0]["task"] == "pick the cube" and dataset[4]["task"] == "open the drawer"
     assert dataset.state_dim == 4 and dataset.fps == 30
+    # stats.json held only action mean/std: kept as given, the rest computed from the data.
+    assert dataset.stats["action"]["mean"].tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(dataset.stats["action"]["max"], actions.max(axis=0))
+    assert dataset.stats["observation.images.top"]["mean"].shape == (3, 1, 1)

@@ -37,7 +37,7 @@ from nanovla.data.format import (
     require_feature,
 )
 from nanovla.data.images import decode_image, image_cell_bytes
-from nanovla.data.stats import Stats, stats_from_json
+from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
 
 CacheMode = Literal["memory", "memmap"]
 BOOK_COLUMNS = ("episode_index", "frame_index", "index", "task_index")
@@ -72,17 +72,33 @@ class EpisodeDataset:
         require_feature(self.info, self.root, image_key, ("image",))
         require_feature(self.info, self.root, state_key, ("float32", "float64"))
         require_feature(self.info, self.root, action_key, ("float32", "float64"))
-        episodes = read_episodes(self.root, int(self.info["total_episodes"]))
+        episodes = read_episodes(
+            self.root, int(self.info["total_episodes"]), int(self.info["total_frames"])
+        )
         self.episode_bounds = np.stack(
             [episodes["dataset_from_index"], episodes["dataset_to_index"]], axis=1
         )  # (E, 2)
         self.tasks: list[str] = read_tasks(self.root)
-        self.stats: dict[str, Stats] = stats_from_json(
-            read_json(self.root / STATS_PATH), str(self.root / STATS_PATH)
+        stats_path = self.root / STATS_PATH
+        self.stats: dict[str, Stats] = (
+            stats_from_json(read_json(stats_path), str(stats_path)) if stats_path.is_file() else {}
         )
         self._files = data_files(self.root, self.info, episodes)
         self._load_vectors(episodes)
         self.images = self._load_images(cache, progress)  # (N, H, W, 3) uint8
+        self._complete_stats()
+
+    def _complete_stats(self) -> None:
+        """Compute the statistics of the three features the policy normalizes with where
+        `meta/stats.json` lacks them (or is absent, as in some hand-made LeRobot datasets)."""
+        computed = {
+            self.state_key: lambda: vector_stats(self.states),
+            self.action_key: lambda: vector_stats(self.actions),
+            self.image_key: lambda: image_stats(np.asarray(self.images)),
+        }
+        for key, compute in computed.items():
+            if not set(STAT_NAMES) <= set(self.stats.get(key, {})):
+                self.stats[key] = {**compute(), **self.stats.get(key, {})}
 
     @property
     def num_episodes(self) -> int:

@@ -164,7 +164,9 @@ def _task_string_column(table: pa.Table) -> str | None:
     return strings[0] if len(strings) == 1 else None
 
 
-def read_episodes(root: Path, total_episodes: int) -> dict[str, np.ndarray]:
+def read_episodes(
+    root: Path, total_episodes: int, total_frames: int | None = None
+) -> dict[str, np.ndarray]:
     """Episode table (int64 arrays keyed by column), validated to tile the frame rows in order.
 
     Returns `episode_index`, `length`, `dataset_from_index`, `dataset_to_index`,
@@ -190,6 +192,12 @@ def read_episodes(root: Path, total_episodes: int) -> dict[str, np.ndarray]:
     order = np.argsort(episodes["episode_index"], kind="stable")
     episodes = {name: values[order] for name, values in episodes.items()}
     _check_episode_tiling(episodes, root / EPISODES_DIR, total_episodes)
+    covered = int(episodes["dataset_to_index"][-1])
+    if total_frames is not None and covered != total_frames:
+        raise ValueError(
+            f"{root / EPISODES_DIR}: episodes cover {covered} frames but {root / INFO_PATH} says "
+            f"total_frames={total_frames}"
+        )
     return episodes
 
 
