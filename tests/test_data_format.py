@@ -271,6 +271,12 @@ def _write_lerobot_style(root: Path, task_column: str) -> tuple[np.ndarray, np.n
     )
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(data, root / DATA_FILE)
+    _write_lerobot_meta(root, task_column)
+    return frames, actions
+
+
+def _write_lerobot_meta(root: Path, task_column: str) -> None:
+    """meta/ of the dataset above: episodes with a video column, tasks, info, partial stats."""
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     pq.write_table(
         pa.table(
@@ -318,7 +324,6 @@ def _write_lerobot_style(root: Path, task_column: str) -> tuple[np.ndarray, np.n
     (root / "meta/stats.json").write_text(
         json.dumps({"action": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}})
     )
-    return frames, actions
 
 
 @pytest.mark.parametrize("task_column", ["__index_level_0__", "task"])

@@ -85,29 +85,30 @@ class BatchLoader:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
         self.dataset, self.batch_size, self.chunk = dataset, batch_size, chunk
-        self.split, self.augment_shift, self.seed, self.drop_last = (
-            split,
-            augment_shift,
-            seed,
-            drop_last,
-        )
+        self.split, self.augment_shift = split, augment_shift
+        self.seed, self.drop_last = seed, drop_last
         train, val = split_episodes(dataset.num_episodes, val_fraction, seed)
         self.episodes = {"train": train, "val": val, "all": np.arange(dataset.num_episodes)}[split]
         bounds = dataset.episode_bounds[self.episodes]  # (E_split, 2)
         self.rows = torch.from_numpy(
-            np.concatenate([np.arange(lo, hi) for lo, hi in bounds])
-            if len(bounds)
-            else np.zeros(0, np.int64)
+            np.concatenate([np.arange(lo, hi) for lo, hi in bounds] + [np.zeros(0, np.int64)])
         )  # (M,) global frame indices of this split
         if len(self.rows) == 0 or (drop_last and len(self.rows) < batch_size):
             raise ValueError(
                 f"split {split!r} has {len(self.rows)} frames ({len(self.episodes)} episodes), "
-                f"fewer than batch_size={batch_size}; lower batch_size or val_fraction, or use drop_last=False"
+                f"fewer than batch_size={batch_size}; lower batch_size or val_fraction, "
+                "or use drop_last=False"
             )
-        rows_np = self.rows.numpy()
-        self.frames = torch.from_numpy(
-            padded_channels_first(dataset.images, augment_shift, rows_np)
-        )
+        self._build_tensors(dataset)
+        self._order_rng = torch.Generator().manual_seed(seed)
+        self._augment_rng = torch.Generator().manual_seed(seed + 1)
+        self.epoch = -1
+        self._start_epoch()
+
+    def _build_tensors(self, dataset: EpisodeDataset) -> None:
+        """Padded channels-first frames of the split; per-frame vectors of the whole dataset."""
+        frames = padded_channels_first(dataset.images, self.augment_shift, self.rows.numpy())
+        self.frames = torch.from_numpy(frames)  # (M, 3, H+2s, W+2s) uint8
         width = dataset.image_shape[1]
         self._rows_of_frames = self.frames.view(-1).unfold(0, width, 1)  # (L, W) view
         self._local = torch.full((dataset.num_frames,), -1, dtype=torch.long)  # global -> split
@@ -115,16 +116,10 @@ class BatchLoader:
         self.states = torch.from_numpy(dataset.states)  # (N, D)
         self.actions = torch.from_numpy(dataset.actions)  # (N, A)
         self.task_index = torch.from_numpy(dataset.task_index)  # (N,)
-        self.episode_index = torch.from_numpy(dataset.episode_index)
-        self.frame_index = torch.from_numpy(dataset.frame_index)
-        ends = dataset.episode_bounds[:, 1]
-        self.last_row = torch.from_numpy(
-            np.repeat(ends - 1, ends - dataset.episode_bounds[:, 0])
-        )  # (N,)
-        self._order_rng = torch.Generator().manual_seed(seed)
-        self._augment_rng = torch.Generator().manual_seed(seed + 1)
-        self.epoch = -1
-        self._start_epoch()
+        self.episode_index = torch.from_numpy(dataset.episode_index)  # (N,)
+        self.frame_index = torch.from_numpy(dataset.frame_index)  # (N,)
+        starts, ends = dataset.episode_bounds[:, 0], dataset.episode_bounds[:, 1]
+        self.last_row = torch.from_numpy(np.repeat(ends - 1, ends - starts))  # (N,)
 
     def __len__(self) -> int:
         """Batches per epoch."""
