@@ -46,6 +46,8 @@ from nanovla.world.tasks import MAX_STEPS, TASK_FAMILIES, parse_tasks, step_limi
 STATE_DIM = 4
 ACTION_DIM = 3
 MIN_IMAGE_SIZE = 32
+SCENE_BATCH = 64
+"""scenes sampled at once for auto-resets"""
 
 
 class World:
@@ -93,6 +95,7 @@ class World:
             self._noise_rng = np.random.default_rng([seed, 1])
         n = self.num_envs
         self.state = self._sample(n)
+        self._pool, self._pool_next = self.state.take(np.arange(0)), 0  # empty scene pool
         self.instructions = sample_instructions(self._rng, self.state, np.arange(n), self.templates)
         self._static_rgb = np.zeros((n, self.image_size, self.image_size, 3), dtype=np.uint8)
         self._static_ids = np.zeros((n, self.image_size, self.image_size), dtype=np.int16)
@@ -105,8 +108,20 @@ class World:
 
     def restart(self, envs: np.ndarray) -> None:
         """Starts new episodes in the envs at indices `envs` (what auto-reset does; call it
-        yourself on a world built with autoreset=False)."""
-        self.state.assign(envs, self._sample(len(envs)))
+        yourself on a world built with autoreset=False).
+
+        New scenes come from a pool sampled SCENE_BATCH at a time: sampling is vectorized, and a
+        few envs ending per step would otherwise pay its fixed cost every step. The pool is
+        drawn from the world's seeded stream, so episode sequences stay deterministic.
+        """
+        done = 0
+        while done < len(envs):
+            if self._pool_next == len(self._pool.family):
+                self._pool, self._pool_next = self._sample(SCENE_BATCH), 0
+            count = min(len(envs) - done, len(self._pool.family) - self._pool_next)
+            batch = np.arange(self._pool_next, self._pool_next + count)
+            self.state.assign(envs[done : done + count], self._pool.take(batch))
+            self._pool_next, done = self._pool_next + count, done + count
         texts = sample_instructions(self._rng, self.state, envs, self.templates)
         for env, text in zip(envs.tolist(), texts, strict=True):
             self.instructions[env] = text
