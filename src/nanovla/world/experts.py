@@ -120,38 +120,49 @@ def reach_expert(state: SceneState) -> np.ndarray:
     return np.concatenate([move, -np.ones((len(move), 1))], axis=1)
 
 
+def _approach(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray):
+    """(N, 2) moves and (N,) grips: around anything in the way to a clear grasp point, closing
+    on the step that arrives there."""
+    stand = _grasp_point(state, slot, pos, radius)
+    obj, obj_r = _others(state, slot)
+    obj = np.concatenate([obj, pos[:, None]], axis=1)  # the target itself is in the way too
+    obj_r = np.concatenate([obj_r, radius[:, None]], axis=1)
+    move = _toward(state.gripper, _detour(state.gripper, stand, GRIPPER_RADIUS, obj, obj_r))
+    arriving = np.linalg.norm(stand - state.gripper, axis=-1) <= MAX_SPEED
+    return move, np.where(arriving, 1.0, -1.0)
+
+
+def _carry(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray, bowl):
+    """(N, 2) moves and (N,) grips: the held object's centre, steered (with its holder) around
+    other objects such as one already sorted into its bowl, to the bowl's centre (N, 2); then
+    open. Objects right next to the bowl's centre may be nudged."""
+    obj, obj_r = _others(state, slot)
+    slack = obj_r.max(1) + radius
+    via = _detour(pos, bowl, radius, obj, obj_r, goal_slack=slack) - state.held_offset
+    via = _detour(state.gripper, via, GRIPPER_RADIUS, obj, obj_r, goal_slack=slack)
+    arrived = np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE
+    return _toward(state.gripper, via), np.where(arrived, -1.0, 1.0)
+
+
 def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
-    """(N, 3) actions moving target k (a scalar or (N,) per env) into its bowl."""
+    """(N, 3) actions moving target k (a scalar or (N,) per env) into its bowl. Holding a wrong
+    object -> open first. (Each branch is computed only if some env is in it.)"""
     rows = np.arange(state.gripper.shape[0])
     k = np.broadcast_to(np.asarray(k), rows.shape)
     slot = np.maximum(state.target_obj[rows, k], 0)
     pos = state.obj_pos[rows, slot]
     radius = state.radii()[rows, slot]
     bowl = state.bowl_pos[rows, np.maximum(state.target_place[rows, k], 0)]
-    holding_target = state.held == slot
-    holding_other = (state.held >= 0) & ~holding_target
-    # Approach: around anything in the way to a clear grasp point, closing on arrival.
-    stand = _grasp_point(state, slot, pos, radius)
-    obj, obj_r = _others(state, slot)
-    obj = np.concatenate([obj, pos[:, None]], axis=1)  # the target itself is in the way too
-    obj_r = np.concatenate([obj_r, radius[:, None]], axis=1)
-    waypoint = _detour(state.gripper, stand, GRIPPER_RADIUS, obj, obj_r)
-    approach = _toward(state.gripper, waypoint)
-    arriving = np.linalg.norm(stand - state.gripper, axis=-1) <= MAX_SPEED
-    approach_grip = np.where(arriving, 1.0, -1.0)
-    # Carry: the object's centre around other objects (say, one already sorted into its bowl)
-    # to the bowl's centre, then open. Objects next to the bowl's centre may be nudged.
-    obj, obj_r = _others(state, slot)
-    slack = obj_r.max(1) + radius
-    via = _detour(pos, bowl, radius, obj, obj_r, goal_slack=slack) - state.held_offset
-    via = _detour(state.gripper, via, GRIPPER_RADIUS, obj, obj_r, goal_slack=slack)  # its holder
-    carry = _toward(state.gripper, via)
-    carry_grip = np.where(np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE, -1.0, 1.0)
-    move = np.where(holding_target[:, None], carry, approach)
-    move = np.where(holding_other[:, None], 0.0, move)
-    grip = np.where(holding_target, carry_grip, approach_grip)
-    grip = np.where(holding_other, -1.0, grip)
-    return np.concatenate([move, grip[:, None]], axis=1)
+    actions = np.zeros((len(rows), 3))
+    actions[:, 2] = -1.0  # holding a wrong object: stand still and open
+    empty, holding_target = state.held < 0, state.held == slot
+    if empty.any():
+        move, grip = _approach(state, slot, pos, radius)
+        actions[empty] = np.column_stack([move, grip])[empty]
+    if holding_target.any():
+        move, grip = _carry(state, slot, pos, radius, bowl)
+        actions[holding_target] = np.column_stack([move, grip])[holding_target]
+    return actions
 
 
 def _push_goal(state: SceneState, radius: np.ndarray) -> np.ndarray:
