@@ -16,13 +16,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import torch  # noqa: E402
 
 from nanovla.world import make_world  # noqa: E402
 
 
-def _rate(fn, items_per_call: int, seconds: float) -> float:
+def _rate(fn: Callable[[], object], items_per_call: int, seconds: float) -> float:
     """Calls fn repeatedly for about `seconds` of this process's CPU time; returns items per
     CPU-second. CPU time, not wall time, because the machine may be shared: with one thread,
     items per CPU-second is the throughput of one dedicated core."""

@@ -130,7 +130,9 @@ def resolve_contacts(state: SceneState) -> None:
         _gripper_yields(state, envs, radii[envs, :-1], free[envs])
 
 
-def _gripper_yields(state: SceneState, envs: np.ndarray, radii: np.ndarray, free: np.ndarray):
+def _gripper_yields(
+    state: SceneState, envs: np.ndarray, radii: np.ndarray, free: np.ndarray
+) -> None:
     """Where a free object could not get out of the gripper's way (pinned at a wall or between
     other objects), the gripper (with what it holds) is pushed back instead. radii, free: (E, M)
     for the envs `envs`."""

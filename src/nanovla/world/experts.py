@@ -63,7 +63,9 @@ def _others(state: SceneState, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return state.obj_pos, np.where(other, state.radii(), -1.0)
 
 
-def _grasp_point(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray):
+def _grasp_point(
+    state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray
+) -> np.ndarray:
     """(N, 2) where to stand to grasp the object: on the side facing the gripper, turned by
     the smallest multiple of 30 degrees that keeps the gripper clear of every other object (so
     closing there grasps the intended object, not a neighbour)."""
@@ -120,7 +122,9 @@ def reach_expert(state: SceneState) -> np.ndarray:
     return np.concatenate([move, -np.ones((len(move), 1))], axis=1)
 
 
-def _approach(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray):
+def _approach(
+    state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) moves and (N,) grips: around anything in the way to a clear grasp point, closing
     on the step that arrives there."""
     stand = _grasp_point(state, slot, pos, radius)
@@ -132,7 +136,9 @@ def _approach(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.n
     return move, np.where(arriving, 1.0, -1.0)
 
 
-def _carry(state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray, bowl):
+def _carry(
+    state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray, bowl: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) moves and (N,) grips: the held object's centre, steered (with its holder) around
     other objects such as one already sorted into its bowl, to the bowl's centre (N, 2); then
     open. Objects right next to the bowl's centre may be nudged."""

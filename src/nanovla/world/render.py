@@ -15,6 +15,8 @@ around a pale floor; the gripper is a dark ring when open and a dark disc when c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
 from nanovla.world.scene import (
@@ -52,7 +54,9 @@ SUPERSAMPLE = 4
 """sub-samples per pixel axis when deciding which pixels a shape covers"""
 
 
-def _covered(inside_fn, ry: np.ndarray, rx: np.ndarray) -> np.ndarray:
+def _covered(
+    inside_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], ry: np.ndarray, rx: np.ndarray
+) -> np.ndarray:
     """Pixels (same shape as ry) at least half covered by the shape `inside_fn(ry, rx)`, where
     ry, rx are pixel-centre offsets from the shape's centre (supersampled so edges are round)."""
     sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE - 0.5
@@ -61,7 +65,8 @@ def _covered(inside_fn, ry: np.ndarray, rx: np.ndarray) -> np.ndarray:
     return inside_fn(sy, sx).mean(axis=(-2, -1)) >= 0.5
 
 
-def _disc(radius: float):
+def _disc(radius: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The inside test of a disc of `radius` pixels centred on the sprite."""
     return lambda y, x: np.hypot(y, x) <= radius
 
 
@@ -183,7 +188,7 @@ class Renderer:
         )
         self.zone_fill, self.zone_rim = inside, rim
 
-    def _layers(self, state: SceneState):
+    def _layers(self, state: SceneState) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
         """Yields (flat indices (N, L), pixel colors (N, L) or one pixel, instance id) for every
         object slot, then the gripper (drawn last, on top)."""
         for m in range(MAX_OBJECTS):
