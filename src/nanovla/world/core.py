@@ -51,7 +51,14 @@ SCENE_BATCH = 64
 
 
 class World:
-    """N tabletop envs stepped together with numpy. Build it with `make_world`."""
+    """N tabletop envs stepped together with numpy. Build it with `make_world` (which documents
+    the arguments); `autoreset=False` leaves ended episodes alone until `restart(envs)`.
+
+    Attributes: num_envs, image_size, state_dim (4), action_dim (3), families (tuple of family
+    names), max_steps (family -> step limit), templates (family -> instruction templates),
+    instructions (list[str], the current episodes'), state (the full SceneState; experts and
+    success checks read it, a policy must not).
+    """
 
     def __init__(
         self,
@@ -84,7 +91,6 @@ class World:
         self._target_mask = allowed_target_combos(targets)
         self._family_ids = np.array([TASK_FAMILIES.index(f) for f in self.families])
         self._renderer = Renderer(self.image_size)
-        self._seed = seed
         self.reset(seed=seed)
 
     # ----------------------------------------------------------------- episodes

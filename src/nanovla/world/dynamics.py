@@ -8,9 +8,10 @@ One step, for all envs at once (no per-env Python):
    would leave the table. A held object keeps its grasp offset, so it moves with the gripper.
 3. ``grip > 0`` closes the gripper; a closed gripper that holds nothing grasps the touching object
    with the smallest surface gap (closing early and then touching an object also grasps it).
-4. Contacts are resolved by a few Jacobi relaxation sweeps: the gripper and the held object push
-   every other object out along the contact normal; two free objects each move half the overlap;
-   everything is clamped to the table.
+4. Contacts are resolved by a few Jacobi relaxation sweeps (only in envs where something
+   overlaps): the gripper and the held object push every other object out along the contact
+   normal; two free objects each move half the overlap; free objects are clamped to the table.
+5. Where an object could not make way (pinned at a wall), the gripper is pushed back instead.
 
 The gripper moves at most ``MAX_SPEED = 0.05`` per step and the thinnest pair of bodies is 0.07
 across, so nothing can tunnel through anything in one step.
