@@ -56,7 +56,7 @@ class PolicyConfig:
     vision_extra_blocks: int = 1
     """vla_cnn stride-1 3x3 conv blocks at the last width"""
     channels_last: bool = True
-    """run vla_cnn in channels-last memory format: measured faster on CPU for training and
+    """run the vision encoder in channels-last memory format: measured faster on CPU for training,
     ~2x faster per conv at batch 1 (benchmarks/policy_latency.py compares both)"""
     film_blocks: int = 2
     """FiLM residual conv blocks on the token grid (fusion="film" only)"""

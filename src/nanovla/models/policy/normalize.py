@@ -90,9 +90,12 @@ class Normalizer(nn.Module):
             )
 
     def image(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W)."""
+        """uint8 (B, 3, H, W) -> normalised float (B, 3, H, W), same memory format.
+
+        x / 255 then (x - mean) / std, folded into one in-place multiply-add on the fresh copy."""
         scale = 1.0 / (255.0 * self.image_std)  # (3, 1, 1)
-        return image.float() * scale - self.image_mean / self.image_std
+        shift = -self.image_mean / self.image_std  # (3, 1, 1)
+        return image.float().mul_(scale).add_(shift)
 
     def state(self, state: torch.Tensor) -> torch.Tensor:
         """raw (B, D) -> standardised (B, D)."""
