@@ -1,5 +1,8 @@
 """`nanovla world show|demo` end to end with tiny settings."""
 
+import subprocess
+import sys
+
 import imageio.v3 as iio
 import pytest
 
@@ -7,13 +10,16 @@ from nanovla.cli import main as nanovla
 from nanovla.world.cli import main
 
 
-def test_show_writes_png_and_prints_both_languages(tmp_path, capsys):
+def test_show_writes_png_and_prints_both_languages(tmp_path):
     out = tmp_path / "scene.png"
-    assert main(["show", "--task", "pick_place", "--seed", "3", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    argv = ["world", "show", "--task", "pick_place", "--seed", "3", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "nanovla.cli", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
     assert out.exists() and iio.imread(out).ndim == 3
-    assert "english:" in printed and "korean:" in printed
-    korean_line = next(line for line in printed.splitlines() if line.startswith("korean:"))
+    assert "english:" in result.stdout and "korean:" in result.stdout
+    korean_line = next(line for line in result.stdout.splitlines() if line.startswith("korean:"))
     assert any("\uac00" <= ch <= "\ud7a3" for ch in korean_line)
 
 
