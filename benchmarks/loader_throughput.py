@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -40,8 +41,11 @@ class Args:
     """timed training steps per measurement"""
     repeats: int = 5
     """alternating (pure, loader-fed) measurements; medians are reported (robust to a busy machine)"""
-    threads: int = 2
-    """torch intra-op threads"""
+    threads: int = 1
+    """torch intra-op threads (1: figures that hold on a shared machine; 2: the default run)"""
+    clock: Literal["process", "wall"] = "process"
+    """`process`: CPU seconds of this process (robust when other jobs share the cores; with
+    threads=1 it is the time an idle core would take); `wall`: elapsed seconds"""
 
 
 class SmallPolicy(nn.Module):
@@ -68,14 +72,18 @@ class SmallPolicy(nn.Module):
         return (error * ~batch["action_is_pad"]).mean()
 
 
-def timed(fn, steps: int) -> float:
-    """Seconds per call of `fn` after 5 warm-up calls."""
+CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+
+
+def timed(fn, steps: int, clock: str) -> float:
+    """Seconds per call of `fn` after 5 warm-up calls, on `clock` (see Args.clock)."""
+    now = CLOCKS[clock]
     for _ in range(5):
         fn()
-    start = time.perf_counter()
+    start = now()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - start) / steps
+    return (now() - start) / steps
 
 
 def main(args: Args) -> None:
@@ -88,6 +96,7 @@ def main(args: Args) -> None:
         start = time.perf_counter()
         dataset = EpisodeDataset(root, progress=False)
         loaded = time.perf_counter() - start
+    print(f"torch threads {args.threads}, {args.clock} clock")
     print(
         f"dataset: {dataset.num_frames} frames 64x64; write {dataset.num_frames / written:.0f} "
         f"frames/s, load+decode {dataset.num_frames / loaded:.0f} frames/s"
@@ -97,7 +106,9 @@ def main(args: Args) -> None:
         dataset, args.batch_size, chunk=args.chunk, split="all", augment_shift=args.shift
     )
     for name, source in (("plain", loader), (f"shift {args.shift}", augmented)):
-        seconds = statistics.median(timed(source.next_batch, 100) for _ in range(args.repeats))
+        seconds = statistics.median(
+            timed(source.next_batch, 100, args.clock) for _ in range(args.repeats)
+        )
         print(
             f"loader ({name}): {1 / seconds:,.0f} batches/s = {1e3 * seconds:.3f} ms per batch of {args.batch_size}"
         )
@@ -113,9 +124,12 @@ def main(args: Args) -> None:
 
     pure_rates, fed_rates = [], []
     for _ in range(args.repeats):  # alternate, so load changes on a shared machine hit both alike
-        pure_rates.append(args.batch_size / timed(lambda: train_step(fixed), args.steps))
+        pure_rates.append(
+            args.batch_size / timed(lambda: train_step(fixed), args.steps, args.clock)
+        )
         fed_rates.append(
-            args.batch_size / timed(lambda: train_step(augmented.next_batch()), args.steps)
+            args.batch_size
+            / timed(lambda: train_step(augmented.next_batch()), args.steps, args.clock)
         )
     ratios = [fed / pure for fed, pure in zip(fed_rates, pure_rates)]
     print(f"forward+backward on a preloaded batch: {statistics.median(pure_rates):,.0f} samples/s")
