@@ -66,6 +66,22 @@ class ToyModel(nn.Module):
         )
 
 
+class ToyConvModel(ToyModel):
+    """ToyModel with a 3x3 conv kept channels-last, as the policy's CNN is."""
+
+    def __init__(self, config: ToyConfig, init_seed: int = 0) -> None:
+        super().__init__(config, init_seed)
+        self.lift = nn.Linear(config.in_dim, 2 * 4 * 4)
+        self.conv = nn.Conv2d(2, 4, 3, padding=1).to(memory_format=torch.channels_last)
+        self.head = nn.Linear(4 * 4 * 4, config.out_dim)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        grid = self.lift(batch["x"]).view(-1, 2, 4, 4)  # (B, 2, 4, 4)
+        grid = grid.contiguous(memory_format=torch.channels_last)
+        pred = self.head(torch.tanh(self.conv(grid)).flatten(1))  # (B, out_dim)
+        return F.mse_loss(pred, batch["y"]), {}
+
+
 class ToyLoader:
     """Random minibatches of a fixed regression set; its own torch.Generator drives sampling.
 
@@ -138,21 +154,23 @@ def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 @pytest.mark.parametrize(
-    ("grad_accum", "how", "saved_step"),
-    [(1, "raise", 4), (2, "raise", 4), (2, "sigint", 5)],
-    ids=["accum1-raise", "accum2-raise-mid-step", "accum2-sigint"],
+    ("grad_accum", "how", "call", "saved_step"),
+    [(1, "raise", 4, 4), (2, "raise", 8, 4), (2, "sigint", 9, 5)],
+    ids=["accum1-loader-raises", "accum2-loader-raises", "accum2-ctrl-c-mid-step"],
 )
 def test_interrupt_then_resume_is_bit_identical(
-    tmp_path: Path, grad_accum: int, how: str, saved_step: int
+    tmp_path: Path, grad_accum: int, how: str, call: int, saved_step: int
 ) -> None:
-    """8 steps straight == interrupted (after 4 steps; mid-step for accum 2) + resumed."""
+    """8 steps straight == interrupted + resumed, with dropout and a shuffling loader.
+
+    The loader raises KeyboardInterrupt as step 5 asks for its first batch (call 4 or 8), or a
+    real Ctrl-C arrives during step 5's second micro-batch (call 9) and step 5 is finished first.
+    """
     config = tiny_config(grad_accum=grad_accum, save_every=3)
     toy = ToyConfig(dropout=0.3)
     straight = ToyModel(toy)
     Trainer(straight, ToyLoader(), config, tmp_path / "straight").fit()
 
-    # the 2nd micro-batch of step 5 (accum 2) or the first of step 5 (accum 1)
-    call = 4 * grad_accum + (grad_accum - 1)
     loader = ToyLoader(**{"interrupt_at" if how == "raise" else "sigint_at": call})
     with pytest.raises(KeyboardInterrupt):
         Trainer(ToyModel(toy), loader, config, tmp_path / "split").fit()
@@ -166,6 +184,28 @@ def test_interrupt_then_resume_is_bit_identical(
     assert trainer.step == saved_step
     trainer.fit()
     assert_bit_identical(weights(straight), weights(resumed))
+
+
+def test_resume_is_bit_identical_with_channels_last_weights(tmp_path: Path) -> None:
+    """Adam's moments come back from disk contiguous; fused AdamW needs the weights' layout."""
+    config = tiny_config()
+    straight = ToyConvModel(ToyConfig())
+    Trainer(straight, ToyLoader(), config, tmp_path / "straight").fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyConvModel(ToyConfig()), ToyLoader(interrupt_at=4), config, tmp_path).fit()
+    resumed = ToyConvModel(ToyConfig(), init_seed=3)
+    Trainer(resumed, ToyLoader(), config, tmp_path, resume=True).fit()
+    assert_bit_identical(weights(straight), weights(resumed))
+
+
+def test_interrupt_raised_mid_step_still_saves_and_says_so(tmp_path: Path, capsys) -> None:
+    config = tiny_config(grad_accum=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyModel(ToyConfig()), ToyLoader(interrupt_at=9), config, tmp_path).fit()
+    assert latest_checkpoint(tmp_path).name == "000004"
+    assert "mid-step: a resumed run will not be bit-identical" in capsys.readouterr().out
+    trainer = Trainer(ToyModel(ToyConfig()), ToyLoader(), config, tmp_path, resume=True)
+    assert trainer.fit()["step"] == 8
 
 
 def test_resume_from_periodic_checkpoint_continues_the_log(tmp_path: Path) -> None:
