@@ -2,7 +2,10 @@
 
 Any registered model with `forward_features` works: CNNs give a grid ``(B, C, h, w)``; models that
 give tokens ``(B, N, C)`` (ViT) are folded back into a square grid, dropping a leading class
-token when N - 1 is a perfect square. The channel count is found by one dummy forward pass.
+token when N - 1 is a perfect square. The channel count is found by one dummy forward pass,
+and its backward pass finds the parameters `forward_features` never uses (a zoo model's
+classifier: not every family accepts ``num_classes=0``); those are frozen (requires_grad=False),
+so the optimizer skips them while the state dict keeps the model's usual layout.
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ def _create(config: PolicyConfig) -> nn.Module:
             extra_blocks=config.vision_extra_blocks, channels_last=config.channels_last,
         )  # fmt: skip
     try:  # models with a configurable input size (ViT) need it; the others refuse the keyword
-        return create_model(config.vision, num_classes=0, in_chans=3, img_size=config.image_size)
+        return create_model(config.vision, num_classes=1, in_chans=3, img_size=config.image_size)
     except TypeError:
-        return create_model(config.vision, num_classes=0, in_chans=3)
+        return create_model(config.vision, num_classes=1, in_chans=3)
 
 
 def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, int]:
@@ -65,8 +68,12 @@ def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, int]:
     encoder = model if config.vision == "vla_cnn" else TokensToGrid(model)
     was_training = model.training
     model.eval()  # the probe must not touch BatchNorm running stats
-    with torch.no_grad():
-        probe = torch.zeros(1, 3, config.image_size, config.image_size)
-        channels = encoder.forward_features(probe).shape[1]
+    probe = torch.zeros(2, 3, config.image_size, config.image_size)
+    grid = encoder.forward_features(probe)  # (2, C, h, w)
+    grid.float().sum().backward()
+    for parameter in model.parameters():
+        if parameter.grad is None:
+            parameter.requires_grad_(False)  # unused by forward_features (the classifier)
+    model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return encoder, channels
+    return encoder, grid.shape[1]
