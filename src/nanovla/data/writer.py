@@ -257,7 +257,9 @@ class DatasetWriter:
 
 
 def tasks_table(tasks: list[str]) -> pa.Table:
-    """`meta/tasks.parquet` as pandas writes LeRobot's DataFrame(task_index, index=task strings)."""
+    """`meta/tasks.parquet` as pandas writes LeRobot's DataFrame(task_index, index=task strings):
+    the strings in `__index_level_0__`, and the `pandas` schema note that makes
+    `pd.read_parquet` restore them as the index (written by hand: pandas is not a dependency)."""
     table = pa.table(
         {
             "task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
@@ -266,7 +268,15 @@ def tasks_table(tasks: list[str]) -> pa.Table:
     )
     pandas_meta = {
         "index_columns": ["__index_level_0__"],
-        "column_indexes": [],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
         "columns": [
             {
                 "name": "task_index",
@@ -283,7 +293,8 @@ def tasks_table(tasks: list[str]) -> pa.Table:
                 "metadata": None,
             },
         ],
-        "creator": {"library": "nanovla", "version": "0.1.0"},
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
     }
     return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
 
