@@ -18,7 +18,9 @@ task            list[str]        the episode's family name
 step an episode succeeds, else 0.0; terminated = success; truncated = the family's step limit was
 hit without success. Envs reset themselves: where an episode ended, `info["success"]` tells
 whether it succeeded and the returned observation is already the next episode's first.
-`info["episode_step"]` (N,) is the step index of the returned observation within its episode.
+`info["episode_step"]` (N,) is the step index of the returned observation within its episode;
+`info["shaped_reward"]` (N,) float32 is the decrease of `tasks.distance_to_go` over the step (an
+optional dense, potential-based signal for RL; computed before any auto-reset).
 
 Determinism: `reset(seed=s)` reseeds the world, so the same seed gives identical scenes, images
 and instructions, and (for the same actions) the same sequence of later episodes.
@@ -41,7 +43,14 @@ from nanovla.world.experts import expert_action
 from nanovla.world.instructions import resolve_templates, sample_instructions
 from nanovla.world.render import Renderer
 from nanovla.world.scene import SceneState, allowed_target_combos, sample_scenes
-from nanovla.world.tasks import MAX_STEPS, TASK_FAMILIES, parse_tasks, step_limits, success
+from nanovla.world.tasks import (
+    MAX_STEPS,
+    TASK_FAMILIES,
+    distance_to_go,
+    parse_tasks,
+    step_limits,
+    success,
+)
 
 STATE_DIM = 4
 ACTION_DIM = 3
@@ -137,13 +146,19 @@ class World:
         """Applies actions (N, 3) in [-1, 1] (dx, dy, grip; grip > 0 closes; values outside
         [-1, 1] are clipped). Returns obs, reward (N,), terminated (N,), truncated (N,), info."""
         actions = self._check_actions(actions)
+        before = distance_to_go(self.state)
         step_dynamics(self.state, actions)
+        shaped = (before - distance_to_go(self.state)).astype(np.float32)
         solved = success(self.state)
         truncated = (self.state.episode_step >= step_limits(self.state)) & ~solved
         done = solved | truncated
         if self.autoreset and done.any():
             self.restart(np.flatnonzero(done))
-        info = {"success": solved, "episode_step": self.state.episode_step.copy()}
+        info = {
+            "success": solved,
+            "episode_step": self.state.episode_step.copy(),
+            "shaped_reward": shaped,
+        }
         return self.observe(), solved.astype(np.float32), solved, truncated, info
 
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
