@@ -91,7 +91,11 @@ class TabletopEnv(gym.Env):
                 f"action: expected shape ({ACTION_DIM},) = (dx, dy, grip), got {action.shape}"
             )
         obs, reward, terminated, truncated, info = self.world.step(action[None])
-        info = {"success": bool(info["success"][0]), "task": obs["task"][0]}
+        info = {
+            "success": bool(info["success"][0]),
+            "shaped_reward": float(info["shaped_reward"][0]),
+            "task": obs["task"][0],
+        }
         return self._single(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def render(self) -> np.ndarray | None:

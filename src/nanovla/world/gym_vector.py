@@ -66,6 +66,7 @@ class TabletopVectorEnv(gym.vector.VectorEnv):
         obs, reward, terminated, truncated, info = self.world.step(actions)
         everyone = np.ones(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {"success": info["success"], "_success": everyone}
+        infos["shaped_reward"], infos["_shaped_reward"] = info["shaped_reward"], everyone
         done = terminated | truncated
         if done.any():
             final = np.full(self.num_envs, None, dtype=object)
