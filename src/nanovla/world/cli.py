@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+from tqdm import tqdm
 
 from nanovla.world.core import World, make_world
 from nanovla.world.render import GRIPPER_ID
@@ -128,43 +129,55 @@ def _caption_strip(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.concatenate([frame, np.asarray(strip)], axis=0)
 
 
+def _record(world: World, config: DemoConfig) -> tuple[list[np.ndarray], int]:
+    """Frames (upscaled, captioned) of the expert's first `config.episodes` episodes in a world
+    without auto-reset (so each episode's last frame is shown), and how many succeeded."""
+    frames, successes = [], 0
+    obs = world.reset(seed=config.seed)
+    for _ in tqdm(range(config.episodes), desc="demo episodes", unit="ep"):
+        caption = _wrap(
+            f"{obs['task'][0]}: {obs['instruction'][0]}", world.image_size * config.scale
+        )
+        for _ in range(max(world.max_steps.values())):
+            big = obs["image"][0].repeat(config.scale, 0).repeat(config.scale, 1)
+            frames.append(_caption_strip(big, [*caption, ""]))
+            obs, _, terminated, truncated, info = world.step(world.expert_action())
+            if terminated[0] or truncated[0]:
+                break
+        solved = bool(info["success"][0])
+        successes += solved
+        big = obs["image"][0].repeat(config.scale, 0).repeat(config.scale, 1)
+        frames += [_caption_strip(big, [*caption, "success" if solved else "failed"])] * 4
+        world.restart(np.arange(1))
+        obs = world.observe()
+    return frames, successes
+
+
 def demo(config: DemoConfig) -> int:
     """Runs the expert for `episodes` episodes in one env and writes the frames as a GIF."""
     _check_out(config.out, ".gif")
-    for name, value, low in (("episodes", config.episodes, 1), ("scale", config.scale, 1)):
-        if value < low:
-            raise ValueError(f"--{name}: must be >= {low}, got {value}")
-    if config.fps < 1:
-        raise ValueError(f"--fps: must be >= 1, got {config.fps}")
+    for name, value in (
+        ("episodes", config.episodes),
+        ("scale", config.scale),
+        ("fps", config.fps),
+    ):
+        if value < 1:
+            raise ValueError(f"--{name}: must be >= 1, got {value}")
     import imageio.v3 as iio
-    from tqdm import tqdm
 
-    world = make_world(config.task, 1, config.image_size, config.seed, expert_noise=config.noise)
-    obs = world.reset(seed=config.seed)
-    frames, finished, successes = [], 0, 0
-    limit = config.episodes * max(world.max_steps.values())
-    with tqdm(total=config.episodes, desc="demo episodes", unit="ep") as bar:
-        for _ in range(limit):
-            text, task = obs["instruction"][0], obs["task"][0]
-            big = obs["image"][0].repeat(config.scale, 0).repeat(config.scale, 1)
-            frames.append(_caption_strip(big, _wrap(f"{task}: {text}", big.shape[1]) + [""]))
-            obs, _, terminated, truncated, info = world.step(world.expert_action())
-            if terminated[0] or truncated[0]:
-                finished += 1
-                successes += int(info["success"][0])
-                label = "success" if info["success"][0] else "failed"
-                frames += [_caption_strip(big, _wrap(f"{task}: {text}", big.shape[1]) + [label])]
-                frames += frames[-1:] * 3  # linger on the outcome
-                bar.update(1)
-                if finished == config.episodes:
-                    break
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    height = max(frame.shape[0] for frame in frames)
-    padded = [
-        np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)), constant_values=255) for f in frames
+    world = World(
+        config.task, 1, config.image_size, config.seed, expert_noise=config.noise, autoreset=False
+    )
+    frames, successes = _record(world, config)
+    height = max(frame.shape[0] for frame in frames)  # captions may wrap to more lines
+    frames = [
+        np.pad(f, ((0, height - len(f)), (0, 0), (0, 0)), constant_values=255) for f in frames
     ]
-    iio.imwrite(config.out, np.stack(padded), duration=1000 / config.fps, loop=0)
-    print(f"{successes}/{finished} episodes solved; wrote {len(frames)} frames to {config.out}")
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(config.out, np.stack(frames), duration=1000 / config.fps, loop=0)
+    print(
+        f"{successes}/{config.episodes} episodes solved; wrote {len(frames)} frames to {config.out}"
+    )
     return 0
 
 
