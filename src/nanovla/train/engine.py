@@ -4,8 +4,8 @@ A model trained here is an `nn.Module` with
   - `model(batch) -> (loss, metrics)`: a scalar loss tensor and a dict of floats / 0-d tensors,
   - `model.save_pretrained(dir)`: writes `config.json` + `model.safetensors` into `dir`,
   - `model.config`: its config dataclass (compared with `config.json` on resume).
-Batches come from a loader with `next_batch() -> dict` (infinite), `state_dict()` (a snapshot of
-its RNG and position, copies not views) and `load_state_dict(state)`.
+Batches come from a loader with `next_batch() -> dict` (infinite), `state_dict()` (its RNG and
+position) and `load_state_dict(state)`.
 
 One optimizer step, as the seed's clipping/accumulation/mixed-precision sketches put it together:
 
@@ -14,12 +14,13 @@ One optimizer step, as the seed's clipping/accumulation/mixed-precision sketches
         backward(loss / grad_accum)            # (through GradScaler for fp16)
     unscale; clip_grad_norm_(grad_clip); optimizer.step(); scheduler.step(); zero_grad(None)
 
-Departures from the seed's sketches: the optimizer is AdamW over two parameter groups (weight
-decay on matrices and conv kernels, none on biases and norm scales, as nanoGPT does) holding only
-parameters with `requires_grad`; schedules are torch's (see `schedules.py`); `.item()` and the
-progress bar run only every `log_every` steps, so the per-step overhead stays far below a ~5 ms
-step; Ctrl-C is deferred to the end of the current step and a checkpoint is saved before
-`KeyboardInterrupt` is re-raised (a second Ctrl-C quits at once without saving).
+Departures from the seed's sketches: the optimizer is torch's fused AdamW over two parameter
+groups (weight decay on matrices and conv kernels, none on biases and norm scales, as nanoGPT
+does) holding only parameters with `requires_grad`; schedules are torch's (see `schedules.py`);
+`.item()` and the progress bar run only every `log_every` steps, so the per-step overhead stays
+far below a ~5 ms step; Ctrl-C is deferred to the end of the current step and a checkpoint is
+saved before `KeyboardInterrupt` is re-raised (a second Ctrl-C quits at once without saving).
+Resume is exact: N steps straight and N/2 + Ctrl-C + resume end with bit-identical weights.
 """
 
 from __future__ import annotations
