@@ -14,6 +14,7 @@ from nanovla.models.text.tokenizer import LEVELS
 
 TEXT_ENCODERS: tuple[str, ...] = ("lstm", "minilm", "transformer")
 FUSIONS: tuple[str, ...] = ("film", "concat")
+READOUTS: tuple[str, ...] = ("keypoints", "flatten")
 LOSSES: tuple[str, ...] = ("smooth_l1", "mse")
 
 
@@ -34,6 +35,9 @@ class PolicyConfig:
     fusion: str = "film"
     """"film": the instruction scales/shifts the CNN's channels (finds *the* object it names);
     "concat": the seed's SimpleVLA, pooled vision features concatenated with the text vector"""
+    readout: str = "keypoints"
+    """how the head reads the (fused) token grid, keeping *where*: "keypoints" (spatial-softmax
+    x, y + mean per channel) or "flatten" (1x1 conv to readout_channels, then the whole grid)"""
     chunk: int = 4
     """actions predicted per frame (action chunking); 1 = plain single-step BC"""
     n_action_steps: int = 1
@@ -58,6 +62,8 @@ class PolicyConfig:
     channels_last: bool = True
     """run the vision encoder in channels-last memory format: measured faster on CPU for training,
     ~2x faster per conv at batch 1 (benchmarks/policy_latency.py compares both)"""
+    readout_channels: int = 8
+    """channels kept per grid cell when readout is "flatten" (grid cells x this = head input)"""
     film_blocks: int = 2
     """FiLM residual conv blocks on the token grid (fusion="film" only)"""
     text_dim: int = 128
@@ -73,20 +79,32 @@ class PolicyConfig:
     dropout: float = 0.1
     """dropout in the action head's MLP (0 = off)"""
     loss: str = "smooth_l1"
-    """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse\""""
+    """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse" """
     loss_beta: float = 0.1
     """smooth_l1 switch point between quadratic and linear, in normalised action units"""
     loss_weights: tuple[float, ...] = field(default_factory=tuple)
     """per-action-dimension loss weights (length action_dim); empty = all 1"""
 
     def __post_init__(self) -> None:
-        choices = (("text", TEXT_ENCODERS), ("fusion", FUSIONS), ("loss", LOSSES))
+        choices = (
+            ("text", TEXT_ENCODERS),
+            ("fusion", FUSIONS),
+            ("readout", READOUTS),
+            ("loss", LOSSES),
+        )
         for name, allowed in (*choices, ("tokenizer_level", LEVELS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"PolicyConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
-        for name in ("chunk", "image_size", "action_dim", "text_dim", "hidden_dim"):
+        for name in (
+            "chunk",
+            "image_size",
+            "action_dim",
+            "text_dim",
+            "hidden_dim",
+            "readout_channels",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("state_dim", "film_blocks", "head_layers", "vision_extra_blocks"):

@@ -20,28 +20,45 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nanovla.models.policy.configuration_policy import READOUTS, PolicyConfig
 from nanovla.models.vision.vla_cnn import SpatialSoftmax
 
 
 class GridReadout(nn.Module):
-    """Grid (B, C, h, w) -> (B, 3C): expected (x, y) of each channel + its mean activation."""
+    """Token grid (B, C, h, w) -> one vector per sample that still says *where* things are.
 
-    def __init__(self) -> None:
+    "keypoints": expected (x, y) of each channel's spatial softmax + its mean activation
+    -> (B, 3C). "flatten": a 1x1 conv down to `flat_channels`, ReLU, flattened -> (B, r*h*w)
+    (as DQN reads its last conv map; more parameters, positions are read directly).
+    """
+
+    def __init__(self, grid_shape: tuple[int, int, int], kind: str, flat_channels: int = 8):
         super().__init__()
-        self.keypoints = SpatialSoftmax()
+        channels, height, width = grid_shape
+        if kind == "keypoints":
+            self.keypoints = SpatialSoftmax()
+            self.out_dim = 3 * channels
+        elif kind == "flatten":
+            self.reduce = nn.Sequential(nn.Conv2d(channels, flat_channels, 1), nn.ReLU())
+            self.out_dim = flat_channels * height * width
+        else:
+            raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
+        self.kind = kind
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        if self.kind == "flatten":
+            return self.reduce(grid).flatten(1)  # (B, r*h*w)
         keypoints = self.keypoints(grid).flatten(1)  # (B, 2C)
         return torch.cat([keypoints, grid.mean(dim=(2, 3))], dim=1)  # (B, 3C)
 
 
 class ConcatFusion(nn.Module):
-    """readout(grid) ++ text ++ state -> (B, 3C + text_dim + state_dim)."""
+    """readout(grid) ++ text ++ state -> (B, readout + text_dim + state_dim)."""
 
-    def __init__(self, channels: int, text_dim: int, state_dim: int) -> None:
+    def __init__(self, readout: GridReadout, text_dim: int, state_dim: int) -> None:
         super().__init__()
-        self.readout = GridReadout()
-        self.out_dim = 3 * channels + text_dim + state_dim
+        self.readout = readout
+        self.out_dim = readout.out_dim + text_dim + state_dim
 
     def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.readout(grid), text, state], dim=1)
@@ -64,9 +81,11 @@ class FiLMBlock(nn.Module):
 
 
 class FiLMFusion(nn.Module):
-    """Instruction-conditioned conv blocks on the grid, then readout ++ state -> (B, 3C + D)."""
+    """Instruction-conditioned conv blocks on the grid, then readout ++ state -> (B, R + D)."""
 
-    def __init__(self, channels: int, text_dim: int, state_dim: int, num_blocks: int = 2):
+    def __init__(
+        self, readout: GridReadout, channels: int, text_dim: int, state_dim: int, num_blocks: int
+    ) -> None:
         super().__init__()
         if num_blocks < 1:
             raise ValueError(f"fusion='film' needs film_blocks >= 1, got {num_blocks}")
@@ -74,11 +93,11 @@ class FiLMFusion(nn.Module):
         self.film = nn.Linear(text_dim, 2 * channels * num_blocks)  # text -> all (delta, beta)
         nn.init.normal_(self.film.weight, std=1e-2)
         nn.init.zeros_(self.film.bias)
-        self.readout = GridReadout()
-        self.out_dim = 3 * channels + state_dim
+        self.readout = readout
+        self.out_dim = readout.out_dim + state_dim
 
     def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """grid (B, C, h, w), text (B, Dt), state (B, D) -> (B, 3C + D)."""
+        """grid (B, C, h, w), text (B, Dt), state (B, D) -> (B, R + D)."""
         params = self.film(text).view(text.shape[0], len(self.blocks), 2, -1)  # (B, n, 2, C)
         for i, block in enumerate(self.blocks):
             grid = block(grid, 1.0 + params[:, i, 0], params[:, i, 1])
@@ -86,11 +105,12 @@ class FiLMFusion(nn.Module):
 
 
 def build_fusion(
-    name: str, channels: int, text_dim: int, state_dim: int, film_blocks: int
+    config: PolicyConfig, grid_shape: tuple[int, int, int], text_dim: int, state_dim: int
 ) -> FiLMFusion | ConcatFusion:
-    """The fusion module named `name` ("film" | "concat"), with an `out_dim` attribute."""
-    if name == "film":
-        return FiLMFusion(channels, text_dim, state_dim, film_blocks)
-    if name == "concat":
-        return ConcatFusion(channels, text_dim, state_dim)
-    raise ValueError(f"fusion must be one of ('film', 'concat'), got {name!r}")
+    """The fusion module `config.fusion` ("film" | "concat") with its `config.readout`."""
+    readout = GridReadout(grid_shape, config.readout, config.readout_channels)
+    if config.fusion == "film":
+        return FiLMFusion(readout, grid_shape[0], text_dim, state_dim, config.film_blocks)
+    if config.fusion == "concat":
+        return ConcatFusion(readout, text_dim, state_dim)
+    raise ValueError(f"fusion must be one of ('film', 'concat'), got {config.fusion!r}")

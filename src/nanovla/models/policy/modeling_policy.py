@@ -51,12 +51,10 @@ class Policy(nn.Module):
             raise ValueError(f"config must be a PolicyConfig, got {type(config).__name__}")
         self.config = config
         self.normalizer = Normalizer(config.state_dim, config.action_dim, dataset_stats)
-        self.vision, channels = build_vision_encoder(config)
+        self.vision, grid_shape = build_vision_encoder(config)
         self.language = InstructionEncoder(config, tokenizer)
         state_dim = config.state_dim if config.use_state else 0
-        self.fusion = build_fusion(
-            config.fusion, channels, self.language.out_dim, state_dim, config.film_blocks
-        )
+        self.fusion = build_fusion(config, grid_shape, self.language.out_dim, state_dim)
         self.head = ActionChunkHead(
             self.fusion.out_dim, config.chunk, config.action_dim,
             config.hidden_dim, config.head_layers, config.dropout,

@@ -60,8 +60,8 @@ def _create(config: PolicyConfig) -> nn.Module:
         return create_model(config.vision, num_classes=1, in_chans=3)
 
 
-def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, int]:
-    """(encoder with forward_features -> (B, C, h, w), C) for `config.vision`."""
+def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, int, int]]:
+    """(encoder with forward_features -> (B, C, h, w), its grid shape (C, h, w))."""
     model = _create(config)
     if not hasattr(model, "forward_features"):
         raise ValueError(f"vision model {config.vision!r} has no forward_features; pick a backbone")
@@ -76,4 +76,4 @@ def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, int]:
             parameter.requires_grad_(False)  # unused by forward_features (the classifier)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return encoder, grid.shape[1]
+    return encoder, tuple(grid.shape[1:])
