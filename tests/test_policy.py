@@ -57,9 +57,9 @@ def make_obs(num_envs: int = 3, seed: int = 0) -> dict:
     }
 
 
-@pytest.mark.parametrize("fusion", ["film", "concat"])
-def test_forward_gives_finite_loss_and_metrics(fusion):
-    policy = make_policy(fusion=fusion)
+@pytest.mark.parametrize("fusion, readout", [("film", "keypoints"), ("concat", "flatten")])
+def test_forward_gives_finite_loss_and_metrics(fusion, readout):
+    policy = make_policy(fusion=fusion, readout=readout)
     loss, metrics = policy(make_batch())
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert set(metrics) == {"loss", "l1", "l1_dx", "l1_dy", "l1_grip"}
@@ -68,11 +68,15 @@ def test_forward_gives_finite_loss_and_metrics(fusion):
 
 
 @pytest.mark.parametrize(
-    "fusion, text, level",
-    [("film", "lstm", "word"), ("concat", "lstm", "word"), ("film", "transformer", "char")],
+    "fusion, text, level, readout",
+    [
+        ("film", "lstm", "word", "keypoints"),
+        ("concat", "lstm", "word", "keypoints"),
+        ("film", "transformer", "char", "flatten"),
+    ],
 )
-def test_backward_reaches_every_trainable_parameter(fusion, text, level):
-    policy = make_policy(fusion=fusion, text=text, tokenizer_level=level)
+def test_backward_reaches_every_trainable_parameter(fusion, text, level, readout):
+    policy = make_policy(fusion=fusion, text=text, tokenizer_level=level, readout=readout)
     loss, _ = policy(make_batch())
     loss.backward()
     for name, parameter in policy.named_parameters():
