@@ -172,3 +172,11 @@ def test_resume_with_corrupt_training_state_touches_nothing(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="training_step.json"):
         Trainer(model, ToyLoader(), tiny_config(), tmp_path, resume=True)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fresh_run_refuses_a_directory_holding_a_run(tmp_path: Path) -> None:
+    Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path).fit()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match="already holds a run; resume it"):
+        Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path)
+    assert _snapshot(tmp_path) == before

@@ -248,6 +248,11 @@ class Trainer:
         self._mid_step = False
         if config.resume if resume is None else resume:
             self._resume()
+        elif latest_checkpoint(self.out_dir) is not None:
+            raise ValueError(
+                f"{self.out_dir / 'checkpoints'} already holds a run; resume it (--resume) or "
+                "train into another directory"
+            )
 
     # ------------------------------------------------------------ the loop
 
@@ -260,8 +265,8 @@ class Trainer:
         """
         cfg = self.config
         self.model.train()
-        resume_step = self.step if self.resumed_from is not None else None
-        logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+        # records past the starting step belong to a run that never reached a checkpoint
+        logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not cfg.progress)
         window = TrainWindow(cfg.batch_size * cfg.grad_accum)
         final: dict[str, float] = {}

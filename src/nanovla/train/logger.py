@@ -28,9 +28,9 @@ LOSS_PLOT = "loss.png"
 class MetricsLogger:
     """Append namespaced scalar metrics to `<out_dir>/logs/metrics.jsonl` (and TensorBoard).
 
-    With `resume_step` set, records from a previous run past that step (logged after the
-    checkpoint being resumed from, and about to be redone) are dropped first, so the file reads
-    as one run.
+    With `resume_step` set, records of an earlier attempt past that step (logged after the
+    checkpoint being resumed from, and about to be redone; all of them for a fresh start) are
+    dropped first, so the file reads as one run.
     """
 
     def __init__(
