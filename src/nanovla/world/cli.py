@@ -114,6 +114,7 @@ def show(config: ShowConfig) -> int:
     print(f"english:  {world.instructions[0]}")
     print(f"korean:   {korean}")
     print(f"caption:  {notes['caption_en'][0]}")
+    print(f"설명:     {notes['caption_ko'][0]}")
     print(f"wrote {config.out}")
     return 0
 
