@@ -97,41 +97,47 @@ def _drop_records_after(path: Path, step: int) -> None:
 
 
 def plot_loss(metrics_path: str | Path, png_path: str | Path) -> Path | None:
-    """Draw `train/loss` (log scale) and `train/lr` against step into a PNG.
+    """Draw the loss curves (log scale), `eval/success` if logged, and `train/lr` into a PNG.
 
-    Returns the PNG path, or None when the log holds no loss yet.
+    The loss panel holds `train/loss` and every `eval/...loss` key (e.g. a validation loss).
+    Returns the PNG path, or None when the log holds no `train/loss` yet.
     """
-    all_records = read_metrics(metrics_path)
-    records = [r for r in all_records if "train/loss" in r]
-    if not records:
+    records = read_metrics(metrics_path)
+    train = [r for r in records if "train/loss" in r]
+    if not train:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in records]
-    losses = [r["train/loss"] for r in records]
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(6, 5), sharex=True, height_ratios=[3, 1])
-    ax_loss.plot(steps, losses, color="tab:blue", label="train/loss")
-    eval_records = [r for r in all_records if "eval/loss" in r]
-    if eval_records:
-        ax_loss.plot(
-            [r["step"] for r in eval_records],
-            [r["eval/loss"] for r in eval_records],
-            "o-",
-            color="tab:orange",
-            label="eval/loss",
-        )
-    if all(v > 0 and math.isfinite(v) for v in losses):
+    eval_losses = sorted({k for r in records for k in r if k.startswith("eval/") and "loss" in k})
+    has_success = any("eval/success" in r for r in records)
+    ratios = [3, 2, 1] if has_success else [3, 1]
+    fig, axes = plt.subplots(
+        len(ratios), 1, figsize=(6, 2 * len(ratios) + 1), sharex=True, height_ratios=ratios
+    )
+    ax_loss, ax_lr = axes[0], axes[-1]
+    for key in ["train/loss", *eval_losses]:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax_loss.plot(*zip(*points, strict=True), "-" if key == "train/loss" else "o-", label=key)
+    values = [v for line in ax_loss.get_lines() for v in line.get_ydata()]
+    if all(v > 0 and math.isfinite(v) for v in values):
         ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    ax_loss.grid(alpha=0.3)
-    ax_lr.plot(steps, [r.get("train/lr", float("nan")) for r in records], color="tab:green")
+    if has_success:
+        points = [(r["step"], r["eval/success"]) for r in records if "eval/success" in r]
+        axes[1].plot(*zip(*points, strict=True), "o-", color="tab:red")
+        axes[1].set_ylabel("eval/success")
+        axes[1].set_ylim(-0.05, 1.05)
+    ax_lr.plot(
+        [r["step"] for r in train], [r.get("train/lr", math.nan) for r in train], color="tab:green"
+    )
     ax_lr.set_ylabel("lr")
     ax_lr.set_xlabel("optimizer step")
-    ax_lr.grid(alpha=0.3)
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
