@@ -180,3 +180,18 @@ def test_fresh_run_refuses_a_directory_holding_a_run(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="already holds a run; resume it"):
         Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path)
     assert _snapshot(tmp_path) == before
+
+
+def test_resume_refused_by_the_loader_or_optimizer_names_the_file(tmp_path: Path) -> None:
+    Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path).fit()
+
+    class OtherLoader(ToyLoader):
+        def load_state_dict(self, state: dict) -> None:
+            raise ValueError("loader state is for a split of 200 frames")
+
+    with pytest.raises(ValueError, match=r"loader_state.json: the loader refused it: .*200"):
+        Trainer(ToyModel(ToyConfig()), OtherLoader(), tiny_config(), tmp_path, resume=True)
+    frozen = ToyModel(ToyConfig())
+    frozen.net[0].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"optimizer_state.json: parameter groups of sizes"):
+        Trainer(frozen, ToyLoader(), tiny_config(), tmp_path, resume=True)

@@ -424,17 +424,37 @@ class Trainer:
                 f"differing keys: {'; '.join(diffs)}"
             )
         check_weights(self.model, weights, checkpoint / PRETRAINED_DIR / WEIGHTS_FILE)
-        state = load_training_state(checkpoint / TRAINING_STATE_DIR)
+        state_dir = checkpoint / TRAINING_STATE_DIR
+        state = load_training_state(state_dir)
+        _check_group_sizes(self.optimizer, state["optimizer"], state_dir / "optimizer_state.json")
+        try:  # first: the loader is the one most likely to refuse (another dataset or split)
+            self.loader.load_state_dict(state["loader"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            path = state_dir / "loader_state.json"
+            raise ValueError(f"{path}: the loader refused it: {err}") from err
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["grad_scaler"] is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
-        self.loader.load_state_dict(state["loader"])
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.resumed_from = checkpoint
+
+
+def _check_group_sizes(optimizer: torch.optim.Optimizer, saved: Any, path: Path) -> None:
+    """The saved optimizer state has this optimizer's groups and sizes, or a ValueError."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError(f"{path}: not an optimizer state (no param_groups)")
+    saved_sizes = [len(g.get("params", [])) for g in groups]
+    sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if saved_sizes != sizes:
+        raise ValueError(
+            f"{path}: parameter groups of sizes {saved_sizes}, this model trains {sizes} "
+            "(were parameters frozen or unfrozen since?)"
+        )
 
 
 def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
