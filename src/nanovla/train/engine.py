@@ -61,7 +61,13 @@ from nanovla.train.checkpoint import (
     write_json,
 )
 from nanovla.train.logger import LOSS_PLOT, PLOTS_DIR, MetricsLogger, TrainWindow, plot_loss
-from nanovla.train.schedules import SCHEDULERS, build_optimizer, build_scheduler
+from nanovla.train.schedules import (
+    build_optimizer,
+    build_scheduler,
+    check_optimizer_groups,
+    check_schedule,
+    load_optimizer_state,
+)
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -129,15 +135,10 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(
-                f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}"
-            )
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
         self.warmup_steps = min(self.warmup_steps, self.steps - 1)  # see its docstring
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        check_schedule(self.scheduler, self.steps, self.warmup_steps, self.min_lr_ratio)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}")
 
@@ -426,50 +427,21 @@ class Trainer:
         check_weights(self.model, weights, checkpoint / PRETRAINED_DIR / WEIGHTS_FILE)
         state_dir = checkpoint / TRAINING_STATE_DIR
         state = load_training_state(state_dir)
-        _check_group_sizes(self.optimizer, state["optimizer"], state_dir / "optimizer_state.json")
+        optimizer_file = state_dir / "optimizer_state.json"
+        check_optimizer_groups(self.optimizer, state["optimizer"], optimizer_file)
         try:  # first: the loader is the one most likely to refuse (another dataset or split)
             self.loader.load_state_dict(state["loader"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             path = state_dir / "loader_state.json"
             raise ValueError(f"{path}: the loader refused it: {err}") from err
         self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        _match_param_layout(self.optimizer)
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["grad_scaler"] is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.resumed_from = checkpoint
-
-
-def _check_group_sizes(optimizer: torch.optim.Optimizer, saved: Any, path: Path) -> None:
-    """The saved optimizer state has this optimizer's groups and sizes, or a ValueError."""
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise ValueError(f"{path}: not an optimizer state (no param_groups)")
-    saved_sizes = [len(g.get("params", [])) for g in groups]
-    sizes = [len(g["params"]) for g in optimizer.param_groups]
-    if saved_sizes != sizes:
-        raise ValueError(
-            f"{path}: parameter groups of sizes {saved_sizes}, this model trains {sizes} "
-            "(were parameters frozen or unfrozen since?)"
-        )
-
-
-def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give each per-parameter state tensor (Adam's moments) its parameter's strides.
-
-    State comes back from safetensors contiguous, while a channels-last conv weight's moments
-    were created channels-last; torch's fused CPU AdamW walks the raw memory of param, grad and
-    moments together, so mismatched layouts silently pair the wrong elements (measured: a 0.17
-    error after one step, and a resumed run drifting away from the straight one).
-    """
-    for param, state in optimizer.state.items():
-        for name, value in state.items():
-            is_moment = isinstance(value, torch.Tensor) and value.shape == param.shape
-            if is_moment and value.stride() != param.stride():
-                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _check_output(output: Any) -> tuple[torch.Tensor, dict[str, Any]]:
