@@ -56,6 +56,9 @@ def test_state_codec_round_trips_nested_structures(tmp_path: Path) -> None:
 def test_state_codec_names_what_it_cannot_store(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'loader.fn' has type function"):
         save_state({"loader": {"fn": lambda: 0}}, tmp_path, "bad")
+    with pytest.raises(ValueError, match="collide at 'a.b'"):
+        save_state({"a": {"b": torch.zeros(1)}, "a.b": torch.ones(1)}, tmp_path, "bad")
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_rng_state_survives_disk(tmp_path: Path) -> None:

@@ -93,6 +93,8 @@ def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], 
 
 
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor | np.ndarray) and path in tensors:
+        raise ValueError(f"state entries collide at {path!r} (keys containing '.'?)")
     if isinstance(obj, torch.Tensor):
         # clone: safetensors refuses tensors that share storage (e.g. views of one buffer)
         tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
