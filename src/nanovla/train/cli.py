@@ -157,17 +157,21 @@ def _from_dict(cls: type, saved: dict[str, Any]) -> Any:
     return cls(**values)
 
 
-def _periodic_eval(command: TrainCommand, val_loader: Any) -> Any:
-    """eval_fn for the Trainer: seen-instruction success on a few episodes + validation loss."""
+def _periodic_eval(command: TrainCommand, val_batches: list[dict[str, Any]]) -> Any:
+    """eval_fn for the Trainer: seen-instruction success on a few episodes + validation loss.
+
+    The validation batches are drawn once, before training, so the figure is comparable across
+    evaluations and a resumed run reports the same numbers as an uninterrupted one.
+    """
     config = EvalConfig(episodes=command.eval_every_episodes, splits=("seen",), gifs=0)
 
     def eval_fn(model: Policy, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        if val_loader is not None:
+        if val_batches:
             import torch
 
             with torch.inference_mode():
-                losses = [float(model(val_loader.next_batch())[0]) for _ in range(8)]
+                losses = [float(model(batch)[0]) for batch in val_batches]
             metrics["val_loss"] = sum(losses) / len(losses)
         result = evaluate(model, command.tasks, config, command.image_size, progress=False)
         model.reset()
@@ -201,7 +205,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
         augment_shift=command.augment_shift,
         seed=command.seed,
     )
-    val_loader = None
+    val_batches: list[dict[str, Any]] = []
     if command.val_fraction > 0:
         val_loader = BatchLoader(
             dataset,
@@ -212,6 +216,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
             seed=command.seed,
             drop_last=False,
         )
+        val_batches = [val_loader.next_batch() for _ in range(min(8, len(val_loader)))]
     policy = Policy.from_dataset(policy_config, dataset)
     train_config = dataclasses.replace(
         command.train, batch_size=command.batch_size, seed=command.seed, resume=command.resume
@@ -223,7 +228,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
         loader,
         train_config,
         out,
-        eval_fn=_periodic_eval(command, val_loader),
+        eval_fn=_periodic_eval(command, val_batches),
         train_config_extra={"tasks": list(command.tasks), "dataset": str(data_path)},
     )
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
