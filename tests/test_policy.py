@@ -73,6 +73,7 @@ def test_forward_gives_finite_loss_and_metrics(fusion, readout):
         ("film", "lstm", "word", "keypoints"),
         ("concat", "lstm", "word", "keypoints"),
         ("film", "transformer", "char", "flatten"),
+        ("concat", "lstm", "char", "attention"),
     ],
 )
 def test_backward_reaches_every_trainable_parameter(fusion, text, level, readout):

@@ -31,6 +31,24 @@ def test_vla_cnn_grid_and_head_shapes():
         create_model("vla_cnn", global_pool="avg")
 
 
+def test_attention_readout_points_where_the_text_query_matches():
+    from nanovla.models.policy.fusion import GridReadout
+
+    readout = GridReadout((2, 4, 4), "attention", text_dim=2, heads=1, key_dim=2)
+    with torch.no_grad():
+        readout.keys.weight.copy_(torch.eye(2).view(2, 2, 1, 1) * 20)
+        readout.keys.bias.zero_()
+        readout.query.weight.copy_(torch.eye(2))
+        readout.query.bias.zero_()
+    grid = torch.zeros(1, 2, 4, 4)
+    grid[0, 0, 0, 3] = 1.0  # "red" at the top right
+    grid[0, 1, 3, 0] = 1.0  # "blue" at the bottom left
+    red = readout(grid, torch.tensor([[1.0, 0.0]]))  # (1, 1 * (2 + 2))
+    blue = readout(grid, torch.tensor([[0.0, 1.0]]))
+    assert red[0, 0] > 0.8 and red[0, 1] < -0.8  # (x, y) near (1, -1)
+    assert blue[0, 0] < -0.8 and blue[0, 1] > 0.8
+
+
 def test_tokens_to_grid_drops_a_class_token():
     tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # cls + 2x2 patches
     grid = tokens_to_grid(tokens)

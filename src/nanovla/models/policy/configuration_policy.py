@@ -14,7 +14,7 @@ from nanovla.models.text.tokenizer import LEVELS
 
 TEXT_ENCODERS: tuple[str, ...] = ("lstm", "minilm", "transformer")
 FUSIONS: tuple[str, ...] = ("film", "concat")
-READOUTS: tuple[str, ...] = ("keypoints", "flatten")
+READOUTS: tuple[str, ...] = ("keypoints", "flatten", "attention")
 LOSSES: tuple[str, ...] = ("smooth_l1", "mse")
 
 
@@ -37,7 +37,8 @@ class PolicyConfig:
     "concat": the seed's SimpleVLA, pooled vision features concatenated with the text vector"""
     readout: str = "keypoints"
     """how the head reads the (fused) token grid, keeping *where*: "keypoints" (spatial-softmax
-    x, y + mean per channel) or "flatten" (1x1 conv to readout_channels, then the whole grid)"""
+    x, y + mean per channel), "flatten" (1x1 conv to readout_channels, then the whole grid) or
+    "attention" (the instruction queries the grid cells: attended x, y + features per head)"""
     chunk: int = 4
     """actions predicted per frame (action chunking); 1 = plain single-step BC"""
     n_action_steps: int = 1
@@ -57,6 +58,8 @@ class PolicyConfig:
     """feed the proprioceptive state to the head (False: vision + language only)"""
     vision_widths: tuple[int, ...] = (32, 32)
     """vla_cnn channel widths: a 4x4/4 stem, then one stride-2 conv per further width"""
+    vision_stem_stride: int = 4
+    """vla_cnn patchify stem: kernel = stride = this many pixels"""
     vision_extra_blocks: int = 1
     """vla_cnn stride-1 3x3 conv blocks at the last width"""
     channels_last: bool = True
@@ -64,6 +67,8 @@ class PolicyConfig:
     ~2x faster per conv at batch 1 (benchmarks/policy_latency.py compares both)"""
     readout_channels: int = 8
     """channels kept per grid cell when readout is "flatten" (grid cells x this = head input)"""
+    attention_heads: int = 4
+    """text-query heads when readout is "attention" (each can point at a different thing)"""
     film_blocks: int = 2
     """FiLM residual conv blocks on the token grid (fusion="film" only)"""
     text_dim: int = 128
@@ -104,6 +109,8 @@ class PolicyConfig:
             "text_dim",
             "hidden_dim",
             "readout_channels",
+            "vision_stem_stride",
+            "attention_heads",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -30,12 +30,28 @@ class GridReadout(nn.Module):
     "keypoints": expected (x, y) of each channel's spatial softmax + its mean activation
     -> (B, 3C). "flatten": a 1x1 conv down to `flat_channels`, ReLU, flattened -> (B, r*h*w)
     (as DQN reads its last conv map; more parameters, positions are read directly).
+    "attention": the instruction asks where: per head, a text query attends over the h*w cells
+    (softmax(q . k / sqrt(d))) and returns the attended (x, y) and features -> (B, heads*(2+C)),
+    a pointer to "the object it names" that is the same at every position of the table.
     """
 
-    def __init__(self, grid_shape: tuple[int, int, int], kind: str, flat_channels: int = 8):
+    def __init__(
+        self,
+        grid_shape: tuple[int, int, int],
+        kind: str,
+        flat_channels: int = 8,
+        text_dim: int = 0,
+        heads: int = 4,
+        key_dim: int = 16,
+    ) -> None:
         super().__init__()
         channels, height, width = grid_shape
-        if kind == "keypoints":
+        if kind == "attention":
+            self.heads, self.key_dim = heads, key_dim
+            self.keys = nn.Conv2d(channels, heads * key_dim, 1)
+            self.query = nn.Linear(text_dim, heads * key_dim)
+            self.out_dim = heads * (2 + channels)
+        elif kind == "keypoints":
             self.keypoints = SpatialSoftmax()
             self.out_dim = 3 * channels
         elif kind == "flatten":
@@ -45,11 +61,25 @@ class GridReadout(nn.Module):
             raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
         self.kind = kind
 
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+    def forward(self, grid: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """grid (B, C, h, w), text (B, Dt) (used by "attention" only) -> (B, out_dim)."""
+        if self.kind == "attention":
+            return self._attend(grid, text)
         if self.kind == "flatten":
             return self.reduce(grid).flatten(1)  # (B, r*h*w)
         keypoints = self.keypoints(grid).flatten(1)  # (B, 2C)
         return torch.cat([keypoints, grid.mean(dim=(2, 3))], dim=1)  # (B, 3C)
+
+    def _attend(self, grid: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = grid.shape
+        keys = self.keys(grid).reshape(batch, self.heads, self.key_dim, height * width)
+        query = self.query(text).view(batch, self.heads, 1, self.key_dim)  # (B, H, 1, d)
+        logits = (query @ keys).squeeze(2) / self.key_dim**0.5  # (B, H, hw)
+        attention = torch.softmax(logits, dim=-1)  # (B, H, hw)
+        coords = SpatialSoftmax.coordinates(height, width, grid)  # (hw, 2)
+        where = attention @ coords  # (B, H, 2)
+        what = attention @ grid.reshape(batch, channels, height * width).transpose(1, 2)  # (B,H,C)
+        return torch.cat([where.flatten(1), what.flatten(1)], dim=1)  # (B, H * (2 + C))
 
 
 class ConcatFusion(nn.Module):
@@ -61,7 +91,7 @@ class ConcatFusion(nn.Module):
         self.out_dim = readout.out_dim + text_dim + state_dim
 
     def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.readout(grid), text, state], dim=1)
+        return torch.cat([self.readout(grid, text), text, state], dim=1)
 
 
 class FiLMBlock(nn.Module):
@@ -101,14 +131,16 @@ class FiLMFusion(nn.Module):
         params = self.film(text).view(text.shape[0], len(self.blocks), 2, -1)  # (B, n, 2, C)
         for i, block in enumerate(self.blocks):
             grid = block(grid, 1.0 + params[:, i, 0], params[:, i, 1])
-        return torch.cat([self.readout(grid), state], dim=1)
+        return torch.cat([self.readout(grid, text), state], dim=1)
 
 
 def build_fusion(
     config: PolicyConfig, grid_shape: tuple[int, int, int], text_dim: int, state_dim: int
 ) -> FiLMFusion | ConcatFusion:
     """The fusion module `config.fusion` ("film" | "concat") with its `config.readout`."""
-    readout = GridReadout(grid_shape, config.readout, config.readout_channels)
+    readout = GridReadout(
+        grid_shape, config.readout, config.readout_channels, text_dim, config.attention_heads
+    )
     if config.fusion == "film":
         return FiLMFusion(readout, grid_shape[0], text_dim, state_dim, config.film_blocks)
     if config.fusion == "concat":

@@ -53,6 +53,7 @@ def _create(config: PolicyConfig) -> nn.Module:
         return create_model(
             "vla_cnn", num_classes=0, in_chans=3, global_pool="", widths=config.vision_widths,
             extra_blocks=config.vision_extra_blocks, channels_last=config.channels_last,
+            stem_stride=config.vision_stem_stride,
         )  # fmt: skip
     try:  # models with a configurable input size (ViT) need it; the others refuse the keyword
         return create_model(config.vision, num_classes=1, in_chans=3, img_size=config.image_size)

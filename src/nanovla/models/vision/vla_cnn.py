@@ -48,11 +48,12 @@ class SpatialSoftmax(nn.Module):
             # Cached, so it must not be an inference tensor (select_action) that a later
             # training step would refuse to save for backward.
             with torch.inference_mode(False):
-                self._grids[key] = self._make_grid(height, width, like)
+                self._grids[key] = self.coordinates(height, width, like)
         return self._grids[key]
 
     @staticmethod
-    def _make_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    def coordinates(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """(h*w, 2) cell-centre (x, y) in [-1, 1], row-major, on `like`'s device and dtype."""
         ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
         xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2): (x, y)
@@ -93,6 +94,7 @@ class VLACNN(nn.Module):
         extra_blocks: int = 1,
         channels_last: bool = False,
         global_pool: str = "spatial_softmax",
+        stem_stride: int = 4,
     ) -> None:
         super().__init__()
         if len(widths) < 1 or min(widths) < 1:
@@ -106,11 +108,13 @@ class VLACNN(nn.Module):
             )
         if extra_blocks < 0:
             raise ValueError(f"vla_cnn extra_blocks must be >= 0, got {extra_blocks}")
-        layers = [conv_bn_relu(in_chans, widths[0], 4, 4, padding=0)]
+        if stem_stride < 1:
+            raise ValueError(f"vla_cnn stem_stride must be >= 1, got {stem_stride}")
+        layers = [conv_bn_relu(in_chans, widths[0], stem_stride, stem_stride, padding=0)]
         layers += [conv_bn_relu(a, b, 3, 2) for a, b in zip(widths[:-1], widths[1:])]
         layers += [conv_bn_relu(widths[-1], widths[-1], 3, 1) for _ in range(extra_blocks)]
         self.stem_and_stages = nn.Sequential(*layers)
-        self.reduction = 4 * 2 ** (len(widths) - 1)
+        self.reduction = stem_stride * 2 ** (len(widths) - 1)
         # As timm: global_pool="" with num_classes=0 leaves the grid unpooled and adds no
         # parameters (the VLA policy reads the grid itself, after FiLM).
         self.pool = SpatialSoftmax() if global_pool else None
@@ -121,7 +125,7 @@ class VLACNN(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) -> (B, C, H/r, W/r) token grid, r = 4 * 2 ** (len(widths) - 1)."""
+        """(B, in_chans, H, W) -> (B, C, H/r, W/r), r = stem_stride * 2 ** (len(widths) - 1)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.stem_and_stages(x)
