@@ -21,7 +21,8 @@ import tyro
 
 from nanovla.eval.evaluate import EvalConfig, evaluate, format_table, write_json
 from nanovla.models.policy import Policy, PolicyConfig
-from nanovla.train.engine import TrainConfig, Trainer
+from nanovla.train.config import TrainConfig
+from nanovla.train.engine import Trainer
 
 COMMAND_FILE = "train_command.json"
 
