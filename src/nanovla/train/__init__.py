@@ -11,7 +11,8 @@ from nanovla.train.checkpoint import (
     pretrained_dir,
     seed_everything,
 )
-from nanovla.train.engine import BatchLoader, EvalFn, TrainConfig, Trainer, resolve_device
+from nanovla.train.config import TrainConfig
+from nanovla.train.engine import BatchLoader, EvalFn, Trainer, resolve_device
 from nanovla.train.logger import MetricsLogger, plot_loss, read_metrics
 from nanovla.train.schedules import build_optimizer, build_param_groups, build_scheduler
 
