@@ -26,7 +26,7 @@ import numpy as np
 import tyro
 from tqdm.auto import tqdm
 
-from nanovla.data.format import ACTION_KEY
+from nanovla.data.format import ACTION_KEY, ENV_STATE_KEY
 from nanovla.data.writer import DatasetWriter, Episode
 
 EXPERT_ACTION_KEY = ACTION_KEY + ".expert"
@@ -110,17 +110,27 @@ class _EpisodeBuffer:
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     expert: list[np.ndarray] = field(default_factory=list)
+    goals: list[np.ndarray] = field(default_factory=list)
 
     def add(
-        self, image: np.ndarray, state: np.ndarray, action: np.ndarray, expert: np.ndarray
+        self,
+        image: np.ndarray,
+        state: np.ndarray,
+        action: np.ndarray,
+        expert: np.ndarray,
+        goal: np.ndarray | None,
     ) -> None:
         self.images.append(image)
         self.states.append(state)
         self.actions.append(action)
         self.expert.append(expert)
+        if goal is not None:
+            self.goals.append(goal)
 
     def to_episode(self, with_expert: bool) -> Episode:
         extras = {EXPERT_ACTION_KEY: np.stack(self.expert)} if with_expert else {}
+        if self.goals:
+            extras[ENV_STATE_KEY] = np.stack(self.goals).astype(np.float32)  # (T, 4)
         return Episode(
             images=np.stack(self.images),  # (T, H, W, 3)
             states=np.stack(self.states).astype(np.float32),  # (T, D)
@@ -189,8 +199,10 @@ def record_episodes(
     while report.episodes < num_episodes:
         expert = np.asarray(world.expert_action(), dtype=np.float32)  # (N, A)
         action = expert if act is None else np.asarray(act(obs), dtype=np.float32)
+        goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
         for i, buffer in enumerate(buffers):
-            buffer.add(obs["image"][i], obs["state"][i], action[i], expert[i])
+            goal = None if goals is None else goals[i]
+            buffer.add(obs["image"][i], obs["state"][i], action[i], expert[i], goal)
         obs, _, terminated, truncated, info = world.step(action)
         for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)).tolist():
             keeper.finish(serials[i], buffers[i], bool(info["success"][i]))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from nanovla.data.format import (
     ACTION_KEY,
+    ENV_STATE_KEY,
     IMAGE_KEY,
     STATE_KEY,
     STATS_PATH,
@@ -141,7 +142,9 @@ class EpisodeDataset:
     def _load_vectors(self, episodes: dict[str, np.ndarray]) -> None:
         """States, actions and bookkeeping columns of every data file, validated."""
         parts: dict[str, list[np.ndarray]] = {}
-        keys = (self.state_key, self.action_key)
+        # The privileged subgoal feature is optional: loaded when the dataset has it.
+        optional = (ENV_STATE_KEY,) if ENV_STATE_KEY in self.features else ()
+        keys = (self.state_key, self.action_key, *optional)
         self._row_counts = []
         for path in self._files:
             table = read_parquet(path, columns=[*keys, *BOOK_COLUMNS])
@@ -152,6 +155,7 @@ class EpisodeDataset:
                 parts.setdefault(key, []).append(np.asarray(table.column(key).to_numpy(), np.int64))
         columns = {key: np.concatenate(chunks) for key, chunks in parts.items()}
         self.states, self.actions = columns[self.state_key], columns[self.action_key]
+        self.env_states: np.ndarray | None = columns.get(ENV_STATE_KEY)  # (N, K) or None
         self.episode_index, self.frame_index = columns["episode_index"], columns["frame_index"]
         self.task_index = columns["task_index"]
         self._check_rows(columns, episodes)

@@ -40,6 +40,9 @@ DEFAULT_CHUNK_SIZE = 1000
 IMAGE_KEY = "observation.image"
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
+ENV_STATE_KEY = "observation.environment_state"
+"""Optional feature (LeRobot's name for privileged simulator state); nanovla records the world's
+subgoal positions (object x, y, place x, y) here as an auxiliary training target."""
 
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},

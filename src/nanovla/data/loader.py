@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from nanovla.data.dataset import EpisodeDataset
+from nanovla.data.format import ENV_STATE_KEY
 
 Split = Literal["train", "val", "all"]
 Batch = dict[str, Any]
@@ -115,6 +116,8 @@ class BatchLoader:
         self._local[self.rows] = torch.arange(len(self.rows))
         self.states = torch.from_numpy(dataset.states)  # (N, D)
         self.actions = torch.from_numpy(dataset.actions)  # (N, A)
+        env_states = getattr(dataset, "env_states", None)  # (N, K) privileged subgoals or None
+        self.env_states = None if env_states is None else torch.from_numpy(env_states)
         self.task_index = torch.from_numpy(dataset.task_index)  # (N,)
         self.episode_index = torch.from_numpy(dataset.episode_index)  # (N,)
         self.frame_index = torch.from_numpy(dataset.frame_index)  # (N,)
@@ -160,6 +163,9 @@ class BatchLoader:
         is_pad = steps > last  # (B, k)
         chunk_rows = torch.minimum(steps, last).view(-1)  # (B*k,)
         task_index = self.task_index.index_select(0, rows)  # (B,)
+        extra = {}
+        if self.env_states is not None:
+            extra[ENV_STATE_KEY] = self.env_states.index_select(0, rows)  # (B, K)
         return {
             "observation.image": self._images(rows),  # (B, 3, H, W) uint8
             "observation.state": self.states.index_select(0, rows),  # (B, D)
@@ -169,6 +175,7 @@ class BatchLoader:
             "task_index": task_index,
             "episode_index": self.episode_index.index_select(0, rows),
             "frame_index": self.frame_index.index_select(0, rows),
+            **extra,
         }
 
     def _images(self, rows: torch.Tensor) -> torch.Tensor:

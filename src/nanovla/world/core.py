@@ -47,6 +47,7 @@ from nanovla.world.tasks import (
     MAX_STEPS,
     TASK_FAMILIES,
     distance_to_go,
+    goal_positions,
     parse_tasks,
     step_limits,
     success,
@@ -234,6 +235,11 @@ class World:
             actions = actions + self._noise_rng.normal(0.0, std, size=actions.shape)
             actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
         return actions
+
+    def goal_positions(self) -> np.ndarray:
+        """(N, 4) float32 (object x, y, place x, y) of each env's current subgoal in table units
+        (privileged: for auxiliary training targets and analysis, never an observation)."""
+        return goal_positions(self.state)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of the full world state (numpy arrays, including the instructions)."""

@@ -109,3 +109,25 @@ def step_limits(state: SceneState) -> np.ndarray:
     """(N,) the step limit of each env's family."""
     limits = np.array([MAX_STEPS[name] for name in TASK_FAMILIES])
     return limits[state.family]
+
+
+def goal_positions(state: SceneState) -> np.ndarray:
+    """(N, 4) float32 (object x, y, place x, y) of each env's current subgoal, table units.
+
+    reach: the target twice; push: the target and its zone's centre; pick_place: the target and
+    its bowl; sort: the first pair not yet in its bowl. Privileged information: policies never
+    see it, but demonstrations record it (`observation.environment_state`) as an auxiliary
+    training target that teaches a policy *where* the instruction points.
+    """
+    rows = np.arange(state.family.shape[0])
+    k = np.where((state.family == TASK_FAMILIES.index("sort")) & in_bowl(state, 0), 1, 0)
+    slot = np.maximum(state.target_obj[rows, k], 0)
+    obj = state.obj_pos[rows, slot]  # (N, 2)
+    place_slot = np.maximum(state.target_place[rows, k], 0)
+    bowl = state.bowl_pos[rows, place_slot]  # (N, 2)
+    rect = ZONE_RECTS[state.zone_id[rows, place_slot]]  # (N, 4)
+    zone = (rect[:, :2] + rect[:, 2:]) / 2
+    family = state.family[:, None]
+    place = np.where(family == TASK_FAMILIES.index("reach"), obj, bowl)
+    place = np.where(family == TASK_FAMILIES.index("push"), zone, place)
+    return np.concatenate([obj, place], axis=1).astype(np.float32)
