@@ -8,12 +8,15 @@ Training frames come from worlds seeded with `--seed`, test frames from a differ
 score is on held-out scenes. Metric: per-class IoU (intersection / union over all test pixels)
 and their mean, mIoU.
 
-Model: the zoo's `unet` (`create_model("unet", num_classes=5, base_width=16, depth=3)`), trained
-with per-pixel cross-entropy and Adam under cosine decay.
+Model: the zoo's `unet` (`create_model("unet", num_classes=5, base_width=8, depth=3)`), trained
+with per-pixel cross-entropy and Adam under cosine decay. The cross-entropy is class-weighted by
+inverse square-root pixel frequency (weights normalized to mean 1 over pixels): the gripper
+covers ~0.3 % of the pixels and the background ~90 %, and unweighted the small classes are still
+ignored after six epochs (box IoU ~0.5, gripper ~0), weighted they pass 0.9.
 
 Departures from the seed: the seed's U-Net is 64 channels wide and 4 levels deep (31M
-parameters) for 2 classes; 16 channels and 3 levels (0.5M) suffice for 64x64 renders and train
-in minutes on a CPU. Zones are painted onto the table, not instances in the world's masks, so
+parameters) for 2 classes; 8 channels and 3 levels (0.12M) suffice for flat-shaded 64x64 renders
+(held-out mIoU ~0.98) and train in about a minute on one CPU core. Zones are painted onto the table, not instances in the world's masks, so
 they are background here (the network must learn to ignore them).
 """
 
@@ -55,15 +58,15 @@ class SegmentConfig(LabConfig):
 
     out: Path = Path("runs/lab-segment")
     """directory for metrics.json, predictions.png and curves.png"""
-    epochs: int = 12
+    epochs: int = 6
     """passes over the training frames"""
-    train_frames: int = 1536
+    train_frames: int = 1024
     """training frames (num_envs worlds x snapshots)"""
     test_frames: int = 256
     """held-out frames, from worlds with a different seed"""
     image_size: int = 64
     """render side in pixels (>= 32)"""
-    base_width: int = 16
+    base_width: int = 8
     """U-Net channels at full resolution (doubles per level)"""
     depth: int = 3
     """U-Net down-samplings"""
@@ -111,10 +114,19 @@ def class_iou(predicted: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.nan)
 
 
+def class_weights(masks: Tensor, num_classes: int) -> Tensor:
+    """(C,) inverse square-root pixel frequencies, scaled so the mean weight per pixel is 1
+    (a class absent from `masks` gets weight 0)."""
+    frequency = torch.bincount(masks.flatten(), minlength=num_classes).double() / masks.numel()
+    weights = torch.where(frequency > 0, frequency.clamp(min=1e-12).rsqrt(), 0.0)
+    return (weights / (weights * frequency).sum()).float()
+
+
 def train(
     config: SegmentConfig, images: Tensor, masks: Tensor
 ) -> tuple[torch.nn.Module, list[float]]:
-    """Trains the U-Net; returns it and the per-epoch mean training loss."""
+    """Trains the U-Net with class-weighted cross-entropy; returns it and the per-epoch mean
+    training loss."""
     num_classes = len(SEGMENT_CLASSES)
     model = create_model(
         "unet",
@@ -127,13 +139,14 @@ def train(
     steps = config.epochs * -(-len(images) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(config.seed)
+    weights = class_weights(masks, num_classes)
     losses = []
     for _ in tqdm(range(config.epochs), desc="segment", unit="epoch", leave=False):
         model.train()
         total = 0.0
         for index in torch.randperm(len(images), generator=generator).split(config.batch_size):
             logits = model(images[index])  # (B, C, S, S)
-            loss = F.cross_entropy(logits, masks[index])
+            loss = F.cross_entropy(logits, masks[index], weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -212,7 +225,7 @@ def run(config: SegmentConfig) -> dict[str, object]:
     _plot_predictions(
         out / "predictions.png", test_images[shown], test_masks[shown], predicted[shown]
     )
-    plot_curves(out / "curves.png", {"pixel cross-entropy": {"train": losses}})
+    plot_curves(out / "curves.png", {"weighted pixel cross-entropy": {"train": losses}})
     metrics = {
         "miou": miou,
         "class_iou": per_class,
