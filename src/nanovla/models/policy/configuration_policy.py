@@ -83,6 +83,13 @@ class PolicyConfig:
     """hidden layers of the action head's MLP"""
     dropout: float = 0.1
     """dropout in the action head's MLP (0 = off)"""
+    goal_weight: float = 1.0
+    """weight of the auxiliary grounding loss: predict the subgoal positions (target object and
+    place, `observation.environment_state`) from the fused features; 0 = off. Used only when the
+    dataset records them; the policy never needs them to act"""
+    goal_dim: int = 0
+    """size of the auxiliary subgoal target; `Policy.from_dataset` sets it from the dataset's
+    stats (4 for nanovla demonstrations; 0 = none recorded, no auxiliary head)"""
     loss: str = "smooth_l1"
     """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse" """
     loss_beta: float = 0.1
@@ -114,7 +121,9 @@ class PolicyConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("state_dim", "film_blocks", "head_layers", "vision_extra_blocks"):
+        if self.goal_weight < 0:
+            raise ValueError(f"PolicyConfig.goal_weight must be >= 0, got {self.goal_weight}")
+        for name in ("state_dim", "film_blocks", "head_layers", "vision_extra_blocks", "goal_dim"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PolicyConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 1 <= self.n_action_steps <= self.chunk:

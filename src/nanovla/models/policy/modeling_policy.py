@@ -35,6 +35,7 @@ from nanovla.models.policy.vision import build_vision_encoder
 from nanovla.models.text.tokenizer import Tokenizer
 
 BATCH_KEYS = (IMAGE, STATE, ACTION, "action_is_pad", "task")
+GOAL = pretrained.GOAL  # optional batch key: privileged subgoal positions (auxiliary target)
 
 
 class Policy(nn.Module):
@@ -59,6 +60,14 @@ class Policy(nn.Module):
             self.fusion.out_dim, config.chunk, config.action_dim,
             config.hidden_dim, config.head_layers, config.dropout,
         )  # fmt: skip
+        # Auxiliary grounding head: fused features -> subgoal positions (see PolicyConfig.goal_weight)
+        self.goal_head = None
+        if config.goal_dim and config.goal_weight > 0:
+            self.goal_head = nn.Sequential(
+                nn.Linear(self.fusion.out_dim, config.hidden_dim // 2),
+                nn.ReLU(),
+                nn.Linear(config.hidden_dim // 2, config.goal_dim),
+            )
         weights = torch.tensor(config.loss_weights or [1.0] * config.action_dim)
         self.register_buffer("loss_weights", weights.float(), persistent=False)
         self._queue: torch.Tensor | None = None  # (N, n_action_steps, A) actions left to execute
@@ -73,6 +82,12 @@ class Policy(nn.Module):
         self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]
     ) -> torch.Tensor:
         """Raw uint8 image (B,3,H,W), raw state (B,D), B strings -> normalised chunk (B,k,A)."""
+        return self.head(self.encode(image, state, instructions))  # (B, k, A) in [-1, 1]
+
+    def encode(
+        self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]
+    ) -> torch.Tensor:
+        """Raw uint8 image (B,3,H,W), raw state (B,D), B strings -> fused features (B,F)."""
         self.normalizer.check_ready()
         size = self.config.image_size
         if image.ndim != 4 or image.shape[1] != 3 or tuple(image.shape[2:]) != (size, size):
@@ -92,8 +107,7 @@ class Policy(nn.Module):
         grid = self.vision.forward_features(self.normalizer.image(image))  # (B, C, h, w)
         text = self.language(instructions, device=grid.device)  # (B, Dt)
         proprio = self.normalizer.state(state) if self.config.use_state else state[:, :0]
-        fused = self.fusion(grid, text, proprio)  # (B, F)
-        return self.head(fused)  # (B, k, A) in [-1, 1]
+        return self.fusion(grid, text, proprio)  # (B, F)
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training/validation step on a raw batch -> (loss, metrics).
@@ -118,12 +132,22 @@ class Policy(nn.Module):
                 f"batch['action_is_pad'] must be {tuple(action.shape[:2])}, "
                 f"got {tuple(is_pad.shape)}"
             )
-        pred = self.predict_chunk(batch[IMAGE], batch[STATE], list(batch["task"]))  # (B, k, A)
+        fused = self.encode(batch[IMAGE], batch[STATE], list(batch["task"]))  # (B, F)
+        pred = self.head(fused)  # (B, k, A)
         target = self.normalizer.action(action)  # (B, k, A) in [-1, 1]
         loss = masked_regression_loss(
             pred, target, is_pad, self.loss_weights, self.config.loss, self.config.loss_beta
         )
-        return loss, self._metrics(loss, pred, action, is_pad)
+        metrics = self._metrics(loss, pred, action, is_pad)
+        if self.goal_head is not None and GOAL in batch:
+            # Table coordinates [0, 1] -> [-1, 1], the scale of the spatial readouts.
+            goal_target = batch[GOAL].to(fused.dtype) * 2.0 - 1.0  # (B, goal_dim)
+            goal_error = self.goal_head(fused) - goal_target  # (B, goal_dim)
+            goal_loss = goal_error.pow(2).mean()
+            loss = loss + self.config.goal_weight * goal_loss
+            metrics["bc_loss"], metrics["loss"] = metrics["loss"], loss.detach()
+            metrics["goal_l1"] = goal_error.detach().abs().mean() / 2.0  # table units
+        return loss, metrics
 
     @torch.no_grad()
     def _metrics(

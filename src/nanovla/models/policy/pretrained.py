@@ -113,6 +113,9 @@ def load_weights(
     policy.load_state_dict(state_dict, strict=True)
 
 
+GOAL = "observation.environment_state"
+
+
 def config_for_stats(config: PolicyConfig, stats: Mapping[str, Any]) -> PolicyConfig:
     """`config` with state_dim / action_dim taken from the dataset's stats (action names kept
     only if their count still matches)."""
@@ -122,6 +125,8 @@ def config_for_stats(config: PolicyConfig, stats: Mapping[str, Any]) -> PolicyCo
             raise ValueError(f"dataset stats have no {feature!r}/{key!r} entry")
         sizes[field] = int(np.asarray(stats[feature][key]).size)
     changes: dict[str, Any] = dict(sizes)
+    goal = stats.get(GOAL, {}).get("mean")
+    changes["goal_dim"] = 0 if goal is None else int(np.asarray(goal).size)
     if len(config.action_names) not in (0, sizes["action_dim"]):
         changes["action_names"] = ()
     if len(config.loss_weights) not in (0, sizes["action_dim"]):
