@@ -1,8 +1,9 @@
 """Vision-language fusion, chosen by name: "concat" (the seed's SimpleVLA) or "film".
 
 Both read the vision token grid ``(B, C, h, w)`` and return one vector per sample for the head.
-The grid is read out by `GridReadout` (spatial-softmax keypoints + mean activation per channel),
-never by global average pooling alone, so the head knows *where* things are.
+The grid is read out by `GridReadout` (config.readout: spatial-softmax keypoints, the flattened
+grid, or text-query attention over the cells), never by global average pooling alone, so the
+head knows *where* things are.
 
 - `ConcatFusion`: readout(grid) ++ text ++ state. The seed's SimpleVLA concatenates pooled
   vision with language; vision then cannot know *which* object the instruction names, and the
