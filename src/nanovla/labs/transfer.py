@@ -52,6 +52,8 @@ Task = tuple[tuple[str, ...], tuple[str, ...]]
 """(attributes that define the classes, object colors), e.g. (("kind", "size"), ("red",))"""
 Pair = tuple[Tensor, Tensor]
 """(images (N, 3, crop, crop), labels (N,) int64)"""
+PRETRAIN_BATCH_SIZE = 64
+"""crops per pretraining step (the source set has thousands, so larger batches than few-shot)"""
 IMAGE_SIZE = 64
 """world render side; objects are 4-8 px across at 64 px"""
 
@@ -117,7 +119,17 @@ def pretrain(
     model = _backbone(config, len(class_names(*source)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train, test = (images[:split], labels[:split]), (images[split:], labels[split:])
-    fit(model, optimizer, train, test, config.pretrain_epochs, 64, generator, _augment, "pretrain")
+    fit(
+        model,
+        optimizer,
+        train,
+        test,
+        config.pretrain_epochs,
+        PRETRAIN_BATCH_SIZE,
+        generator,
+        _augment,
+        "pretrain",
+    )
     return model, accuracy(model, *test)
 
 
