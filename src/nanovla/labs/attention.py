@@ -138,7 +138,9 @@ def plot_heads(path: Path, weights: Tensor, title: str, tokens: Tensor | None = 
     heads = weights.shape[0]
     rows = 2 if heads > 4 else 1
     columns = math.ceil(heads / rows)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.6 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False, layout="constrained"
+    )
     for head, axis in enumerate(axes.flat):
         if head >= heads:
             axis.set_axis_off()
