@@ -33,8 +33,7 @@ class LabConfig:
     seed: int = 0
     """seed for torch, numpy and Python's random (the same seed gives the same run)"""
     threads: int | None = None
-    """torch CPU threads; None keeps torch's default (one per core). These models are small: on
-    a CPU that other jobs keep busy, 1 thread can be several times faster than the default"""
+    """torch CPU threads (None = torch's default, one per core; on a busy CPU 1 is often faster)"""
 
 
 def check_choice(argument: str, value: str, allowed: Sequence[str]) -> None:
