@@ -5,14 +5,16 @@
 Prints, for the default policy (vla_cnn + lstm + film, 64x64) with and without channels-last:
 - select_action on a single unbatched observation: median and p95 over `calls` calls after
   warm-up, for each thread count (target <= 2 ms);
-- forward + backward + AdamW step at batch 64 on preloaded tensors, samples/s at 2 threads
-  (target >= 1,500 samples/s).
+- forward + backward + AdamW step at batch 64 on preloaded tensors, samples/s at 1 and 2
+  threads (target >= 1,500 samples/s at 2 threads).
 Interleaving the variants cancels some of the noise of a shared machine; still, run it when the
-machine is quiet.
+machine is quiet: on a machine whose cores are already busy, 2 intra-op threads can be several
+times SLOWER than 1 (the OpenMP workers wait on each other), so the load average is printed too.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -39,6 +41,8 @@ class Config:
     """torch intra-op thread counts to time select_action with"""
     batch_size: int = 64
     """training batch size for the forward+backward throughput"""
+    train_threads: tuple[int, ...] = (1, 2)
+    """torch intra-op thread counts to time training with"""
     train_steps: int = 30
     """timed training steps (after 5 warm-up steps)"""
     image_size: int = 64
@@ -76,9 +80,9 @@ def time_select_action(policy: Policy, config: Config, threads: int) -> tuple[fl
     return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3)
 
 
-def time_training(policy: Policy, config: Config) -> float:
-    """Samples/s of forward + backward + AdamW step at 2 threads on a preloaded batch."""
-    torch.set_num_threads(2)
+def time_training(policy: Policy, config: Config, threads: int) -> float:
+    """Samples/s of forward + backward + AdamW step on a preloaded batch."""
+    torch.set_num_threads(threads)
     policy.train()
     size, batch_size = config.image_size, config.batch_size
     generator = torch.Generator().manual_seed(0)
@@ -109,6 +113,7 @@ def time_training(policy: Policy, config: Config) -> float:
 def main(config: Config) -> None:
     policies = {cl: make_policy(config, cl) for cl in (True, False)}
     params = sum(p.numel() for p in policies[True].parameters())
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     print(f"default policy: {params:,} parameters, {config.image_size}x{config.image_size}")
     print(f"{'setting':<34} {'median ms':>10} {'p95 ms':>8}")
     for threads in config.threads:
@@ -116,10 +121,12 @@ def main(config: Config) -> None:
             median, p95 = time_select_action(policy, config, threads)
             label = f"select_action threads={threads} cl={channels_last}"
             print(f"{label:<34} {median:>10.3f} {p95:>8.3f}")
-    for channels_last, policy in policies.items():
-        rate = time_training(policy, config)
-        label = f"train fwd+bwd+step b={config.batch_size} cl={channels_last}"
-        print(f"{label:<38} {rate:>8.0f} samples/s (target >= 1500: {rate / 1500:.2f}x)")
+    for threads in config.train_threads:
+        for channels_last, policy in policies.items():
+            rate = time_training(policy, config, threads)
+            label = f"train b={config.batch_size} threads={threads} cl={channels_last}"
+            print(f"{label:<34} {rate:>8.0f} samples/s (vs 1500 target: {rate / 1500:.2f}x)")
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":
