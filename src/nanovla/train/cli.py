@@ -28,7 +28,14 @@ COMMAND_FILE = "train_command.json"
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(steps=6000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
+    return TrainConfig(steps=7000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
+
+
+def _default_policy() -> PolicyConfig:
+    # One stride-2 stage fewer than vla_cnn's default: FiLM and the readout work on a 16x16 grid
+    # (64x64 images), which generalized to new scenes measurably faster per second of training
+    # than the 8x8 grid on the default suite (validation action L1 at equal wall time).
+    return PolicyConfig(vision_widths=(32,))
 
 
 @dataclass
@@ -42,8 +49,9 @@ class TrainCommand:
     """run directory (default: runs/<timestamp>); holds checkpoints/, logs/, eval.json, videos/"""
     tasks: tuple[str, ...] = ("reach", "push", "pick_place")
     """task families to learn: reach, push, pick_place, sort"""
-    episodes: int = 600
-    """expert demonstrations to record (all families together)"""
+    episodes: int = 6000
+    """expert demonstrations to record (all families together); distinct scenes are what a
+    policy needs to generalize, and recording is cheap (~100 episodes/s)"""
     resume: bool = False
     """continue the run in --out from its last checkpoint, with the options it was started with"""
     instructions: str = "train+ko"
@@ -67,7 +75,7 @@ class TrainCommand:
     """fraction of episodes held out for the validation loss"""
     eval_every_episodes: int = 20
     """episodes per family in the periodic evaluation (train.eval_every sets how often)"""
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy: PolicyConfig = field(default_factory=_default_policy)
     """the policy architecture"""
     train: TrainConfig = field(default_factory=_default_train)
     """the optimizer and the training loop"""
