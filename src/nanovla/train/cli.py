@@ -28,7 +28,7 @@ COMMAND_FILE = "train_command.json"
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(steps=10500, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
+    return TrainConfig(steps=7000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
 
 
 def _default_policy() -> PolicyConfig:
