@@ -14,6 +14,7 @@ times SLOWER than 1 (the OpenMP workers wait on each other), so the load average
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 import tyro
 
-from nanovla.models.policy import Policy, PolicyConfig
+from nanovla.models.policy import Policy
 from nanovla.models.text.tokenizer import Tokenizer
+from nanovla.train.cli import default_policy_config
 
 COLORS, KINDS = ("red", "green", "blue", "yellow"), ("box", "ball")
 TASKS = [f"put the {c} {k} in the {b} bowl" for c in COLORS for k in KINDS for b in COLORS]
@@ -55,7 +57,9 @@ def make_policy(config: Config, channels_last: bool) -> Policy:
         "observation.state": {"mean": [0.5] * 4, "std": [0.3] * 4},
         "action": {"min": [-1.0] * 3, "max": [1.0] * 3},
     }
-    policy_config = PolicyConfig(image_size=config.image_size, channels_last=channels_last)
+    policy_config = dataclasses.replace(
+        default_policy_config(), image_size=config.image_size, channels_last=channels_last
+    )
     torch.manual_seed(0)
     return Policy(policy_config, stats, Tokenizer.from_texts(TASKS))
 

@@ -27,6 +27,7 @@ from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train import TrainConfig, Trainer, build_optimizer
+from nanovla.train.cli import default_policy_config
 
 
 @dataclass
@@ -101,7 +102,7 @@ def main(args: Args) -> None:
         )
     )
     dataset = EpisodeDataset(path)
-    config = PolicyConfig()
+    config = default_policy_config()  # the default `nanovla train` policy
     loader = BatchLoader(
         dataset, args.batch_size, chunk=config.chunk, augment_shift=args.augment_shift
     )
