@@ -54,3 +54,23 @@ def test_policy_learns_goals_only_when_the_dataset_has_them(dataset):
     assert "goal_l1" not in metrics_without
     off = Policy.from_dataset(PolicyConfig(chunk=2, goal_weight=0.0), dataset)
     assert off.goal_head is None
+
+
+def test_dart_collection_records_clean_labels_of_noisy_rollouts(tmp_path):
+    noisy = collect(
+        CollectConfig(
+            task="reach", episodes=4, num_envs=4, out=tmp_path / "dart", expert_noise=0.5,
+            progress=False,
+        )
+    )  # fmt: skip
+    clean = collect(
+        CollectConfig(task="reach", episodes=4, num_envs=4, out=tmp_path / "clean", progress=False)
+    )
+    noisy_data, clean_data = (
+        EpisodeDataset(noisy, progress=False),
+        EpisodeDataset(clean, progress=False),
+    )
+    # the reach expert keeps the gripper open: a noisy *label* would not be exactly -1
+    assert np.all(noisy_data.actions[:, 2] == -1.0)
+    # ...while the executed noise did change the visited states
+    assert not np.array_equal(noisy_data.states[:20], clean_data.states[:20])

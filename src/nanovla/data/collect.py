@@ -5,7 +5,10 @@ the observation returned by that step is already the first frame of env i's next
 each env keeps its own episode buffer; a finished buffer becomes an `Episode` (kept if it
 succeeded, or always with `--keep-failures`) and a fresh buffer starts from the returned frame.
 Each recorded frame pairs the observation with the action executed from it; with `--policy`
-the expert's action for the same state is stored too, as `action.expert` (DAgger labels).
+the expert's action for the same state is stored too, as `action.expert` (DAgger labels). With
+`--expert-noise` > 0 the recording follows DART (Laskey et al. 2017): the world executes the
+noisy expert action, so demonstrations visit the off-course states a learner will reach, while
+the recorded `action` is the clean expert label for that state.
 
 Exactly `--episodes` episodes are written, chosen in the order the episodes STARTED: each
 rollout gets a serial number when it begins, finished rollouts wait until every earlier serial
@@ -57,7 +60,8 @@ class CollectConfig:
     seed: int = 0
     """seed of the world's initial states (the same seed records the same dataset)"""
     expert_noise: float = 0.0
-    """std of Gaussian noise the world adds to expert actions (more varied demonstrations)"""
+    """std of Gaussian noise on the executed expert actions (DART: the recorded label stays the
+    clean expert action), so demonstrations include recoveries from off-course states"""
     policy: Path | None = None
     """checkpoint directory (pretrained_model/) whose actions drive the rollouts instead of the expert"""
     keep_failures: bool = False
@@ -197,13 +201,20 @@ def record_episodes(
     bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
     keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, act is not None, bar)
     while report.episodes < num_episodes:
-        expert = np.asarray(world.expert_action(), dtype=np.float32)  # (N, A)
-        action = expert if act is None else np.asarray(act(obs), dtype=np.float32)
+        noise = float(getattr(world, "expert_noise", 0.0))
+        if noise > 0:  # DART: execute the noisy action, record the clean expert label
+            expert = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A)
+            executed = np.asarray(world.expert_action(), dtype=np.float32)
+        else:
+            expert = executed = np.asarray(world.expert_action(), dtype=np.float32)
+        if act is not None:
+            executed = np.asarray(act(obs), dtype=np.float32)
+        action = expert if act is None else executed  # the recorded `action` column
         goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
         for i, buffer in enumerate(buffers):
             goal = None if goals is None else goals[i]
             buffer.add(obs["image"][i], obs["state"][i], action[i], expert[i], goal)
-        obs, _, terminated, truncated, info = world.step(action)
+        obs, _, terminated, truncated, info = world.step(executed)
         for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)).tolist():
             keeper.finish(serials[i], buffers[i], bool(info["success"][i]))
             buffers[i] = _EpisodeBuffer(obs["instruction"][i], obs["task"][i])
