@@ -7,7 +7,7 @@ succeeded, or always with `--keep-failures`) and a fresh buffer starts from the 
 Each recorded frame pairs the observation with the action executed from it; with `--policy`
 the expert's action for the same state is stored too, as `action.expert` (DAgger labels). With
 `--expert-noise` > 0 the recording follows DART (Laskey et al. 2017): the world executes the
-noisy expert action, so demonstrations visit the off-course states a learner will reach, while
+expert's motion plus noise (grip left clean), so demonstrations visit the off-course states a learner will reach, while
 the recorded `action` is the clean expert label for that state.
 
 Exactly `--episodes` episodes are written, chosen in the order the episodes STARTED: each
@@ -60,8 +60,8 @@ class CollectConfig:
     seed: int = 0
     """seed of the world's initial states (the same seed records the same dataset)"""
     expert_noise: float = 0.0
-    """std of Gaussian noise on the executed expert actions (DART: the recorded label stays the
-    clean expert action), so demonstrations include recoveries from off-course states"""
+    """std of Gaussian noise on the executed expert motion (dx, dy; DART: the recorded label stays
+    the clean expert action), so demonstrations include recoveries from off-course states"""
     policy: Path | None = None
     """checkpoint directory (pretrained_model/) whose actions drive the rollouts instead of the expert"""
     keep_failures: bool = False
@@ -200,11 +200,15 @@ def record_episodes(
     next_serial = world.num_envs
     bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
     keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, act is not None, bar)
+    noise = float(getattr(world, "expert_noise", 0.0))
+    rng = np.random.default_rng(seed)  # DART motion noise
     while report.episodes < num_episodes:
-        noise = float(getattr(world, "expert_noise", 0.0))
-        if noise > 0:  # DART: execute the noisy action, record the clean expert label
+        if noise > 0:  # DART: execute a noisy motion, record the clean expert label
             expert = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A)
-            executed = np.asarray(world.expert_action(), dtype=np.float32)
+            executed = expert.copy()
+            # Motion (dx, dy) only: a flipped grip would drop objects, which teaches nothing.
+            executed[:, :2] += rng.normal(0.0, noise, size=executed[:, :2].shape)
+            executed = np.clip(executed, -1.0, 1.0).astype(np.float32)
         else:
             expert = executed = np.asarray(world.expert_action(), dtype=np.float32)
         if act is not None:
