@@ -62,8 +62,9 @@ class TrainCommand:
     dataset: Path | None = None
     """dataset directory; default: data/<tasks>-<episodes>ep-<hash of the collection options>,
     recorded on the first run and reused afterwards"""
-    expert_noise: float = 0.0
-    """std of Gaussian noise on the expert's actions while recording (more varied states)"""
+    expert_noise: float = 0.3
+    """DART: std of Gaussian noise on the expert's executed motion while recording (the recorded
+    label stays clean); 0.3 lifted seen success 0.75 -> 0.81 on the default suite"""
     collect_envs: int = 32
     """parallel worlds while recording demonstrations"""
     seed: int = 0
