@@ -23,6 +23,7 @@ from nanovla.eval.evaluate import EvalConfig, evaluate, format_table, write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train.config import TrainConfig
 from nanovla.train.engine import Trainer
+from nanovla.world.experts import EXPERT_VERSION
 
 COMMAND_FILE = "train_command.json"
 
@@ -105,6 +106,7 @@ def dataset_dir(command: TrainCommand) -> Path:
         "expert_noise": command.expert_noise,
         "num_envs": command.collect_envs,
         "seed": command.seed,
+        "expert_version": EXPERT_VERSION,
     }
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return Path("data") / f"{'-'.join(command.tasks)}-{command.episodes}ep-{digest}"

@@ -13,7 +13,10 @@ proprioceptive state show (object, gripper and place positions; gripper closed /
   does not shove a neighbour against the target or knock a sorted object out of its bowl.
 - push: gripper open throughout. In the frame of the object (u along the push direction toward the
   zone, v across it): beside or in front -> step sideways clear of it; clear -> back up behind it;
-  behind -> line up on the push axis and push through, re-centring the contact as it goes.
+  behind -> line up on the push axis and push through, re-centring the contact as it goes. Going
+  around, it passes the object with a wide berth (`PUSH_PASS_CLEARANCE`): a learner that misjudges
+  the object's position by a pixel or two then passes it instead of knocking it off course; with
+  the earlier 0.015 berth, cloned policies stalled right at the sidestep / back-up boundary.
 - sort: the pick_place expert on the first pair that is not yet in its bowl.
 """
 
@@ -25,10 +28,14 @@ from nanovla.world.dynamics import GRASP_GAP, MAX_SPEED, clip_planar
 from nanovla.world.scene import GRIPPER_RADIUS, GRIPPER_RANGE, ZONE_RECTS, SceneState
 from nanovla.world.tasks import in_bowl
 
+EXPERT_VERSION = 2
+"""bumped whenever an expert's behaviour changes: cached demonstrations key on it"""
 RELEASE_DISTANCE = 0.03
 """open the gripper once the carried object's centre is this close to the bowl's centre"""
 PUSH_STANDOFF = 0.015
-"""extra clearance kept when manoeuvring around an object before a push"""
+"""extra clearance kept behind an object before a push"""
+PUSH_PASS_CLEARANCE = 0.04
+"""extra clearance kept beside an object while going around it to get behind it"""
 DETOUR_CLEARANCE = 0.02
 """clearance kept when steering around an object in the way"""
 GRASP_TURNS = (0, 30, -30, 60, -60, 90, -90, 120, -120, 150, -150, 180)
@@ -191,15 +198,16 @@ def push_expert(state: SceneState) -> np.ndarray:
     v = (rel * across).sum(-1)
     touch = radius + GRIPPER_RADIUS
     standoff = touch + PUSH_STANDOFF
+    passing = touch + PUSH_PASS_CLEARANCE
     side = np.where(v >= 0, 1.0, -1.0)
     behind = u <= -0.7 * standoff
     aligned = behind & (np.abs(v) <= 0.4 * touch)
     # Waypoints in the object frame, for each situation.
-    sidestep = pos + axis * u[:, None] + across * (side * (standoff + 0.02))[:, None]
+    sidestep = pos + axis * u[:, None] + across * (side * (passing + 0.02))[:, None]
     back_up = pos - axis * standoff[:, None] + across * v[:, None]
     line_up = pos - axis * standoff[:, None]
     push = pos - axis * (touch - MAX_SPEED)[:, None]
-    waypoint = np.where((np.abs(v) < standoff)[:, None], sidestep, back_up)
+    waypoint = np.where((np.abs(v) < passing)[:, None], sidestep, back_up)
     waypoint = np.where(behind[:, None], line_up, waypoint)
     waypoint = np.where(aligned[:, None], push, waypoint)
     move = _toward(state.gripper, waypoint)
