@@ -163,3 +163,19 @@ def test_collect_does_not_import_torch() -> None:
     code = "import sys, nanovla.data.collect; assert 'torch' not in sys.modules, 'torch imported'"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_train_demonstration_cache_key_tracks_collection_options_and_expert_version(monkeypatch):
+    from nanovla.train import cli as train_cli
+
+    base = train_cli.TrainCommand()
+    key = train_cli.dataset_dir(base)
+    assert key.parent == Path("data") and key.name.startswith("reach-push-pick_place-6000ep-")
+    assert train_cli.dataset_dir(train_cli.TrainCommand()) == key  # deterministic
+    assert train_cli.dataset_dir(train_cli.TrainCommand(expert_noise=0.0)) != key
+    assert train_cli.dataset_dir(train_cli.TrainCommand(seed=1)) != key
+    # A changed expert must not reuse demonstrations recorded by the old one.
+    monkeypatch.setattr(train_cli, "EXPERT_VERSION", train_cli.EXPERT_VERSION + 1)
+    assert train_cli.dataset_dir(base) != key
+    given = Path("somewhere/else")
+    assert train_cli.dataset_dir(train_cli.TrainCommand(dataset=given)) == given
