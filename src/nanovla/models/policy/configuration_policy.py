@@ -16,6 +16,7 @@ TEXT_ENCODERS: tuple[str, ...] = ("lstm", "minilm", "transformer")
 FUSIONS: tuple[str, ...] = ("film", "concat")
 READOUTS: tuple[str, ...] = ("keypoints", "flatten", "attention")
 LOSSES: tuple[str, ...] = ("smooth_l1", "mse")
+ACTION_HEADS: tuple[str, ...] = ("tanh", "bins")
 
 
 @dataclass
@@ -77,6 +78,12 @@ class PolicyConfig:
     """token embedding size of the trainable text encoders"""
     text_hidden_dim: int = 128
     """LSTM hidden size; the Transformer's d_model"""
+    action_head: Literal["tanh", "bins"] = "tanh"
+    """"tanh": the seed's MLP regressing each action (loss below); "bins": the MLP classifies
+    each action dimension into `action_bins` values in [-1, 1] (two-hot cross-entropy, decoded at
+    the mode), so where demonstrations disagree the policy commits instead of averaging"""
+    action_bins: int = 21
+    """bins per action dimension when action_head is "bins" (spacing 2 / (bins - 1))"""
     hidden_dim: int = 256
     """width of the action head's MLP"""
     head_layers: int = 2
@@ -91,7 +98,8 @@ class PolicyConfig:
     """size of the auxiliary subgoal target; `Policy.from_dataset` sets it from the dataset's
     stats (4 for nanovla demonstrations; 0 = none recorded, no auxiliary head)"""
     loss: Literal["smooth_l1", "mse"] = "smooth_l1"
-    """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse" """
+    """regression loss on [-1, 1]-normalised actions: "smooth_l1" (Huber) or "mse" (action_head
+    "tanh" only; "bins" always uses cross-entropy)"""
     loss_beta: float = 0.1
     """smooth_l1 switch point between quadratic and linear, in normalised action units"""
     loss_weights: tuple[float, ...] = field(default_factory=tuple)
@@ -103,6 +111,7 @@ class PolicyConfig:
             ("fusion", FUSIONS),
             ("readout", READOUTS),
             ("loss", LOSSES),
+            ("action_head", ACTION_HEADS),
         )
         for name, allowed in (*choices, ("tokenizer_level", LEVELS)):
             if getattr(self, name) not in allowed:
@@ -121,6 +130,8 @@ class PolicyConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.action_bins < 2:
+            raise ValueError(f"PolicyConfig.action_bins must be >= 2, got {self.action_bins}")
         if self.goal_weight < 0:
             raise ValueError(f"PolicyConfig.goal_weight must be >= 0, got {self.goal_weight}")
         for name in ("state_dim", "film_blocks", "head_layers", "vision_extra_blocks", "goal_dim"):

@@ -1,4 +1,4 @@
-"""The seed's masked, weighted regression loss over an action chunk.
+"""The seed's masked, weighted regression loss over an action chunk (and its binned twin).
 
 The seed's ``CustomLoss`` weights per-component MSE terms and, given a mask, averages over the
 valid entries only (``(loss * mask).sum() / mask.sum()``); its ``SmoothL1Loss`` is the Huber loss.
@@ -35,10 +35,31 @@ def masked_regression_loss(
         elementwise = F.mse_loss(pred, target, reduction="none")  # (B, k, A)
     else:
         raise ValueError(f"loss must be one of ('smooth_l1', 'mse'), got {kind!r}")
+    return _masked_mean(elementwise, is_pad, weights)
+
+
+def masked_binned_loss(
+    logits: torch.Tensor,
+    target_probs: torch.Tensor,
+    is_pad: torch.Tensor | None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of binned logits (B, k, A, bins) against target distributions of the same
+    shape (two-hot, see `BinnedActionHead.two_hot`), weighted and averaged over the non-padded
+    entries exactly as `masked_regression_loss` averages its elementwise loss."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    elementwise = -(target_probs * log_probs).sum(-1)  # (B, k, A)
+    return _masked_mean(elementwise, is_pad, weights)
+
+
+def _masked_mean(
+    elementwise: torch.Tensor, is_pad: torch.Tensor | None, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """sum_{b,t,a} w_a * elementwise * valid_{b,t} / (A * sum_{b,t} valid_{b,t})"""
     if weights is not None:
         elementwise = elementwise * weights  # (B, k, A) * (A,)
     if is_pad is None:
         return elementwise.mean()
     valid = (~is_pad).to(elementwise.dtype).unsqueeze(-1)  # (B, k, 1)
-    count = valid.sum() * pred.shape[-1]
+    count = valid.sum() * elementwise.shape[-1]
     return (elementwise * valid).sum() / count.clamp_min(1.0)

@@ -3,7 +3,7 @@
     image uint8 (B,3,H,W) -> normalise -> vision.forward_features -> grid (B,C,h,w) --+
     instruction list[str] -> InstructionEncoder (cached per string) -> text (B,Dt) ---+-> fusion
     state (B,D) -> standardise ---------------------------------------------------------+    |
-                                     ActionChunkHead (MLP + tanh) -> (B,k,A) in [-1,1] <-----+
+             ActionChunkHead (MLP + tanh) or BinnedActionHead -> (B,k,A) in [-1,1] <-----+
                                      -> unnormalise with the dataset's action min/max
 
 The seed's SimpleVLA (VisionEncoder + LanguageEncoder + concat + ActionDecoder) is this model
@@ -26,9 +26,9 @@ from torch import nn
 from nanovla.models.policy import pretrained
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.policy.fusion import build_fusion
-from nanovla.models.policy.heads import ActionChunkHead
+from nanovla.models.policy.heads import ActionChunkHead, BinnedActionHead
 from nanovla.models.policy.language import InstructionEncoder
-from nanovla.models.policy.loss import masked_regression_loss
+from nanovla.models.policy.loss import masked_binned_loss, masked_regression_loss
 from nanovla.models.policy.normalize import ACTION, IMAGE, STATE, Normalizer
 from nanovla.models.policy.observation import observation_to_batch
 from nanovla.models.policy.vision import build_vision_encoder
@@ -56,10 +56,17 @@ class Policy(nn.Module):
         self.language = InstructionEncoder(config, tokenizer)
         state_dim = config.state_dim if config.use_state else 0
         self.fusion = build_fusion(config, grid_shape, self.language.out_dim, state_dim)
-        self.head = ActionChunkHead(
-            self.fusion.out_dim, config.chunk, config.action_dim,
-            config.hidden_dim, config.head_layers, config.dropout,
-        )  # fmt: skip
+        head_sizes = (config.hidden_dim, config.head_layers, config.dropout)
+        self.head: ActionChunkHead | BinnedActionHead
+        if config.action_head == "bins":
+            self.head = BinnedActionHead(
+                self.fusion.out_dim, config.chunk, config.action_dim, config.action_bins,
+                *head_sizes,
+            )  # fmt: skip
+        else:
+            self.head = ActionChunkHead(
+                self.fusion.out_dim, config.chunk, config.action_dim, *head_sizes
+            )
         # Auxiliary grounding head: fused features -> subgoal positions (see PolicyConfig.goal_weight)
         self.goal_head = None
         if config.goal_dim and config.goal_weight > 0:
@@ -82,7 +89,10 @@ class Policy(nn.Module):
         self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]
     ) -> torch.Tensor:
         """Raw uint8 image (B,3,H,W), raw state (B,D), B strings -> normalised chunk (B,k,A)."""
-        return self.head(self.encode(image, state, instructions))  # (B, k, A) in [-1, 1]
+        out = self.head(self.encode(image, state, instructions))
+        if isinstance(self.head, BinnedActionHead):
+            return self.head.decode(out)  # (B, k, A, bins) logits -> (B, k, A)
+        return out  # (B, k, A) in [-1, 1]
 
     def encode(
         self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]
@@ -133,11 +143,16 @@ class Policy(nn.Module):
                 f"got {tuple(is_pad.shape)}"
             )
         fused = self.encode(batch[IMAGE], batch[STATE], list(batch["task"]))  # (B, F)
-        pred = self.head(fused)  # (B, k, A)
         target = self.normalizer.action(action)  # (B, k, A) in [-1, 1]
-        loss = masked_regression_loss(
-            pred, target, is_pad, self.loss_weights, self.config.loss, self.config.loss_beta
-        )
+        if isinstance(self.head, BinnedActionHead):
+            logits = self.head(fused)  # (B, k, A, bins)
+            loss = masked_binned_loss(logits, self.head.two_hot(target), is_pad, self.loss_weights)
+            pred = self.head.decode(logits.detach())  # (B, k, A)
+        else:
+            pred = self.head(fused)  # (B, k, A)
+            loss = masked_regression_loss(
+                pred, target, is_pad, self.loss_weights, self.config.loss, self.config.loss_beta
+            )
         metrics = self._metrics(loss, pred, action, is_pad)
         if self.goal_head is not None and GOAL in batch:
             # Table coordinates [0, 1] -> [-1, 1], the scale of the spatial readouts.
