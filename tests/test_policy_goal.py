@@ -46,7 +46,7 @@ def test_policy_learns_goals_only_when_the_dataset_has_them(dataset):
     assert policy.config.goal_dim == 4 and policy.goal_head is not None
     batch = BatchLoader(dataset, 8, chunk=2).next_batch()
     loss, metrics = policy(batch)
-    assert "goal_l1" in metrics and float(metrics["bc_loss"]) < float(loss)
+    assert "goal_l1" in metrics and float(metrics["bc_loss"]) < loss.item()
     loss.backward()
     assert all(p.grad is not None for p in policy.goal_head.parameters())
     without = {key: value for key, value in batch.items() if key != ENV_STATE_KEY}

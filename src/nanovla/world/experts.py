@@ -12,11 +12,14 @@ proprioceptive state show (object, gripper and place positions; gripper closed /
   open first. Approach and carry steer around objects in the way (`_detour`), so the gripper
   does not shove a neighbour against the target or knock a sorted object out of its bowl.
 - push: gripper open throughout. In the frame of the object (u along the push direction toward the
-  zone, v across it): beside or in front -> step sideways clear of it; clear -> back up behind it;
-  behind -> line up on the push axis and push through, re-centring the contact as it goes. Going
-  around, it passes the object with a wide berth (`PUSH_PASS_CLEARANCE`): a learner that misjudges
-  the object's position by a pixel or two then passes it instead of knocking it off course; with
-  the earlier 0.015 berth, cloned policies stalled right at the sidestep / back-up boundary.
+  zone, v across it): lined up behind it -> push through, re-centring the contact as it goes;
+  otherwise head for the point just behind it, going around the object (`_detour`, as pick_place
+  goes around obstacles) with `PUSH_PASS_CLEARANCE` to spare. The waypoint moves continuously with
+  the state everywhere except exactly in front of the object (which way round), so a cloned
+  policy whose estimate of the object is off by a pixel still gets nearly the expert's action.
+  (Version 2 switched between "step sideways", "back up" and "line up" regions; along the
+  "line up" boundary beside the object the two choices point in opposite directions, and cloned
+  policies there shoved the object sideways instead of going around it.)
 - sort: the pick_place expert on the first pair that is not yet in its bowl.
 """
 
@@ -28,7 +31,7 @@ from nanovla.world.dynamics import GRASP_GAP, MAX_SPEED, clip_planar
 from nanovla.world.scene import GRIPPER_RADIUS, GRIPPER_RANGE, ZONE_RECTS, SceneState
 from nanovla.world.tasks import in_bowl
 
-EXPERT_VERSION = 2
+EXPERT_VERSION = 3
 """bumped whenever an expert's behaviour changes: cached demonstrations key on it"""
 RELEASE_DISTANCE = 0.03
 """open the gripper once the carried object's centre is this close to the bowl's centre"""
@@ -198,17 +201,14 @@ def push_expert(state: SceneState) -> np.ndarray:
     v = (rel * across).sum(-1)
     touch = radius + GRIPPER_RADIUS
     standoff = touch + PUSH_STANDOFF
-    passing = touch + PUSH_PASS_CLEARANCE
-    side = np.where(v >= 0, 1.0, -1.0)
-    behind = u <= -0.7 * standoff
-    aligned = behind & (np.abs(v) <= 0.4 * touch)
-    # Waypoints in the object frame, for each situation.
-    sidestep = pos + axis * u[:, None] + across * (side * (passing + 0.02))[:, None]
-    back_up = pos - axis * standoff[:, None] + across * v[:, None]
+    aligned = (u <= -0.7 * standoff) & (np.abs(v) <= 0.4 * touch)
+    # Not lined up: head for the point behind the object, going around it (as pick_place goes
+    # around obstacles) with PUSH_PASS_CLEARANCE to spare; near that point the object is ignored.
     line_up = pos - axis * standoff[:, None]
+    keep_out = (radius + PUSH_PASS_CLEARANCE)[:, None]
+    slack = standoff + PUSH_PASS_CLEARANCE
+    waypoint = _detour(state.gripper, line_up, GRIPPER_RADIUS, pos[:, None], keep_out, slack)
     push = pos - axis * (touch - MAX_SPEED)[:, None]
-    waypoint = np.where((np.abs(v) < passing)[:, None], sidestep, back_up)
-    waypoint = np.where(behind[:, None], line_up, waypoint)
     waypoint = np.where(aligned[:, None], push, waypoint)
     move = _toward(state.gripper, waypoint)
     return np.concatenate([move, -np.ones((len(move), 1))], axis=1)
