@@ -105,3 +105,28 @@ def test_expert_grips_each_object_once(family, objects):
         _, _, terminated, truncated, _ = world.step(action)
         done |= terminated | truncated
     assert np.mean(toggles == 2 * objects) >= 0.95
+
+
+def test_push_expert_barely_changes_its_mind_when_the_object_moves_a_pixel():
+    """What makes an expert clonable from 64x64 pixels: a learner misjudging the object by a pixel
+    (1/64 of the table) should still get nearly the expert's move. Grippers placed around the
+    object (0.06-0.2 from its centre); the push expert of version 2 (sidestep / back-up / line-up
+    regions) turned its move by more than 90 degrees in 7.3% of these states, version 3 in 1.1%."""
+    from nanovla.world.experts import push_expert
+
+    n = 4000
+    world = make_world("push", num_envs=n, seed=5, render=False)
+    state, rng, rows = world.state, np.random.default_rng(0), np.arange(n)
+    slot = np.maximum(state.target_obj[:, 0], 0)
+    pos = state.obj_pos[rows, slot].copy()
+    angle, radius = rng.uniform(0, 2 * np.pi, n), rng.uniform(0.06, 0.2, n)
+    offset = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    state.gripper[:] = np.clip(pos + offset, 0.05, 0.95)
+    move = push_expert(state)[:, :2]
+    turned = []
+    for _ in range(4):
+        shift = rng.normal(size=(n, 2))
+        state.obj_pos[rows, slot] = pos + shift / np.linalg.norm(shift, axis=1, keepdims=True) / 64
+        moved = push_expert(state)[:, :2]
+        turned.append((move * moved).sum(1) < 0)
+    assert np.mean(turned) < 0.03
