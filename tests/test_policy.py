@@ -228,3 +228,23 @@ def test_config_json_round_trip():
     assert PolicyConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown PolicyConfig keys"):
         PolicyConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+def test_word_dropout_hides_tokens_only_in_training():
+    policy = make_policy(word_dropout=0.5)
+    language, texts = policy.language, TASKS * 4
+    ids, _ = language._tokenize(list(dict.fromkeys(texts)))
+    calls = []
+    original = language.encoder.forward
+    language.encoder.forward = lambda ids, lengths: calls.append(ids) or original(ids, lengths)
+    torch.manual_seed(0)
+    first, second = language(texts), language(texts)
+    assert not torch.equal(first, second)
+    hidden = torch.stack([(call == 1) & (ids != 1) for call in calls]).float()
+    assert 0.35 < hidden[:, ids != 0].mean() < 0.65  # about half of the real tokens
+    assert torch.equal(
+        torch.stack(calls)[:, ids == 0], torch.zeros_like(hidden[:, ids == 0]).long()
+    )
+    policy.eval()
+    clean = language(texts)
+    assert torch.equal(calls[-1], ids) and torch.equal(clean, language(texts))

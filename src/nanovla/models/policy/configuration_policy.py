@@ -72,6 +72,9 @@ class PolicyConfig:
     """text-query heads when readout is "attention" (each can point at a different thing)"""
     film_blocks: int = 2
     """FiLM residual conv blocks on the token grid (fusion="film" only)"""
+    word_dropout: float = 0.0
+    """training only: probability that each instruction token is replaced by <unk> (lstm and
+    transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise"""
     text_dim: int = 128
     """output size of the trainable text encoders (MiniLM is always 384)"""
     text_embed_dim: int = 64
@@ -141,6 +144,10 @@ class PolicyConfig:
             raise ValueError(
                 f"PolicyConfig.n_action_steps must be in [1, chunk={self.chunk}], "
                 f"got {self.n_action_steps}"
+            )
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(
+                f"PolicyConfig.word_dropout must be in [0, 1), got {self.word_dropout}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"PolicyConfig.dropout must be in [0, 1), got {self.dropout}")

@@ -7,6 +7,10 @@ Instructions repeat a lot (a few hundred templates over thousands of frames), so
 - text *features* are cached per string when they cannot change: always for the frozen MiniLM,
   and for the trainable encoders only in eval mode (`select_action`). Entering train mode or
   loading weights empties the cache. So `select_action` costs only the vision pass.
+
+Word dropout (`PolicyConfig.word_dropout`, training only): each token of each distinct string
+in a batch becomes ``<unk>`` with that probability, so the policy learns to act from the words
+it does know when a held-out paraphrase brings words it never saw (which encode as ``<unk>``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import nn
 
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.text.lstm import LSTMTextEncoder
-from nanovla.models.text.tokenizer import Tokenizer
+from nanovla.models.text.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 MAX_CACHED = 4096  # distinct strings kept; a pathological stream of new strings cannot grow it
 
@@ -47,6 +51,7 @@ class InstructionEncoder(nn.Module):
         super().__init__()
         self.kind = config.text
         self.tokenizer = tokenizer
+        self.word_dropout = config.word_dropout
         if self.kind == "minilm":
             from nanovla.models.text.minilm import MiniLMTextEncoder
 
@@ -108,6 +113,10 @@ class InstructionEncoder(nn.Module):
         if self.frozen:
             return self.encoder(texts).to(device)
         ids, lengths = self._tokenize(texts)
+        if self.training and self.word_dropout > 0:
+            # Word dropout: hide random tokens as <unk>, as unseen paraphrase words will be.
+            hide = torch.rand(ids.shape) < self.word_dropout
+            ids = torch.where(hide & (ids != PAD_ID), UNK_ID, ids)
         return self.encoder(ids.to(device), lengths.to(device))
 
     def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
