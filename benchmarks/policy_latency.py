@@ -18,6 +18,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,6 +50,8 @@ class Config:
     """timed training steps (after 5 warm-up steps)"""
     image_size: int = 64
     """image side in pixels"""
+    action_head: Literal["tanh", "bins"] = "tanh"
+    """the policy's action head (PolicyConfig.action_head)"""
 
 
 def make_policy(config: Config, channels_last: bool) -> Policy:
@@ -58,7 +61,10 @@ def make_policy(config: Config, channels_last: bool) -> Policy:
         "action": {"min": [-1.0] * 3, "max": [1.0] * 3},
     }
     policy_config = dataclasses.replace(
-        default_policy_config(), image_size=config.image_size, channels_last=channels_last
+        default_policy_config(),
+        image_size=config.image_size,
+        channels_last=channels_last,
+        action_head=config.action_head,
     )
     torch.manual_seed(0)
     return Policy(policy_config, stats, Tokenizer.from_texts(TASKS))
@@ -118,7 +124,8 @@ def main(config: Config) -> None:
     policies = {cl: make_policy(config, cl) for cl in (True, False)}
     params = sum(p.numel() for p in policies[True].parameters())
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
-    print(f"default policy: {params:,} parameters, {config.image_size}x{config.image_size}")
+    size = f"{config.image_size}x{config.image_size}"
+    print(f"default policy, {config.action_head} head: {params:,} parameters, {size}")
     print(f"{'setting':<34} {'median ms':>10} {'p95 ms':>8}")
     for threads in config.threads:
         for channels_last, policy in policies.items():
