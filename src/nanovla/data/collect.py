@@ -203,17 +203,18 @@ def record_episodes(
     noise = float(getattr(world, "expert_noise", 0.0))
     rng = np.random.default_rng(seed)  # DART motion noise
     while report.episodes < num_episodes:
-        if noise > 0:  # DART: execute a noisy motion, record the clean expert label
-            expert = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A)
-            executed = expert.copy()
+        # Clean expert labels (N, A); a world without expert noise needs no `noise` argument.
+        labels = world.expert_action(noise=0.0) if noise > 0 else world.expert_action()
+        expert = np.asarray(labels, dtype=np.float32)
+        if act is not None:  # a policy drives; its actions are the recorded `action` column
+            executed = action = np.asarray(act(obs), dtype=np.float32)
+        elif noise > 0:  # DART: execute a noisy motion, record the clean expert label
+            executed, action = expert.copy(), expert
             # Motion (dx, dy) only: a flipped grip would drop objects, which teaches nothing.
             executed[:, :2] += rng.normal(0.0, noise, size=executed[:, :2].shape)
             executed = np.clip(executed, -1.0, 1.0).astype(np.float32)
         else:
-            expert = executed = np.asarray(world.expert_action(), dtype=np.float32)
-        if act is not None:
-            executed = np.asarray(act(obs), dtype=np.float32)
-        action = expert if act is None else executed  # the recorded `action` column
+            executed = action = expert
         goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
         for i, buffer in enumerate(buffers):
             goal = None if goals is None else goals[i]
