@@ -14,9 +14,11 @@ proprioceptive state show (object, gripper and place positions; gripper closed /
 - push: gripper open throughout. In the frame of the object (u along the push direction toward the
   zone, v across it): lined up behind it -> push through, re-centring the contact as it goes;
   otherwise head for the point just behind it, going around the object (`_detour`, as pick_place
-  goes around obstacles) with `PUSH_PASS_CLEARANCE` to spare. The waypoint moves continuously with
-  the state everywhere except exactly in front of the object (which way round), so a cloned
-  policy whose estimate of the object is off by a pixel still gets nearly the expert's action.
+  goes around obstacles) with `PUSH_PASS_CLEARANCE` to spare. Its decisions (which way round,
+  detour or straight, line up or push) never send nearby states in opposite directions except
+  right in front of the object: moving the object by a pixel turns the move by more than 90
+  degrees in ~1% of the states near it (7% for version 2; tests/test_world_experts.py), so a
+  cloned policy whose estimate of the object is off by a pixel still gets nearly the right move.
   (Version 2 switched between "step sideways", "back up" and "line up" regions; along the
   "line up" boundary beside the object the two choices point in opposite directions, and cloned
   policies there shoved the object sideways instead of going around it.)
