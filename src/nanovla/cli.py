@@ -63,14 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    from nanovla.errors import NanovlaError
+
     try:
         return int(module.main(args[1:]) or 0)
     except KeyboardInterrupt:
         print(f"nanovla {name}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except NanovlaError as error:
         # Bad input is the user's to fix: one line naming what was wrong, not a traceback.
-        # NANOVLA_DEBUG=1 shows the traceback for bug reports.
+        # Anything else is a bug and keeps its traceback; NANOVLA_DEBUG=1 shows one here too.
         if os.environ.get("NANOVLA_DEBUG"):
             raise
         print(f"nanovla {name}: error: {error}", file=sys.stderr)

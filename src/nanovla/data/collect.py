@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from nanovla.data.format import ACTION_KEY, ENV_STATE_KEY
 from nanovla.data.writer import DatasetWriter, Episode
+from nanovla.errors import ExistsError, InputError, MissingError
 
 EXPERT_ACTION_KEY = ACTION_KEY + ".expert"
 """Extra feature holding the expert's action when a policy drives the rollouts."""
@@ -227,7 +228,7 @@ def record_episodes(
         if max_attempts is not None and report.attempts >= max_attempts:
             if report.episodes < num_episodes:
                 bar.close()
-                raise ValueError(
+                raise InputError(
                     f"only {report.episodes} of {num_episodes} episodes kept after "
                     f"{report.attempts} rollouts (success {100 * report.success_rate:.1f}%); "
                     "use --keep-failures or a better policy"
@@ -239,21 +240,21 @@ def record_episodes(
 
 def _check_config(config: CollectConfig) -> None:
     if config.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
+        raise InputError(f"--episodes must be >= 1, got {config.episodes}")
     if config.num_envs < 1:
-        raise ValueError(f"--num-envs must be >= 1, got {config.num_envs}")
+        raise InputError(f"--num-envs must be >= 1, got {config.num_envs}")
     if config.image_size < 8:
-        raise ValueError(f"--image-size must be >= 8, got {config.image_size}")
+        raise InputError(f"--image-size must be >= 8, got {config.image_size}")
     if config.expert_noise < 0:
-        raise ValueError(f"--expert-noise must be >= 0, got {config.expert_noise}")
+        raise InputError(f"--expert-noise must be >= 0, got {config.expert_noise}")
     if config.max_attempts_per_episode <= 0:
-        raise ValueError(
+        raise InputError(
             f"--max-attempts-per-episode must be > 0, got {config.max_attempts_per_episode}"
         )
     if config.policy is not None and not Path(config.policy).is_dir():
-        raise FileNotFoundError(f"{config.policy}: --policy checkpoint directory not found")
+        raise MissingError(f"{config.policy}: --policy checkpoint directory not found")
     if Path(config.out).exists() and not config.overwrite:
-        raise FileExistsError(f"{config.out}: already exists; pass --overwrite to replace it")
+        raise ExistsError(f"{config.out}: already exists; pass --overwrite to replace it")
 
 
 def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:

@@ -39,6 +39,7 @@ from nanovla.data.format import (
 )
 from nanovla.data.images import decode_image, image_cell_bytes
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
+from nanovla.errors import InputError
 
 CacheMode = Literal["memory", "memmap"]
 BOOK_COLUMNS = ("episode_index", "frame_index", "index", "task_index")
@@ -64,7 +65,7 @@ class EpisodeDataset:
         progress: bool = True,
     ) -> None:
         if cache not in ("memory", "memmap"):
-            raise ValueError(f"cache must be 'memory' or 'memmap', got {cache!r}")
+            raise InputError(f"cache must be 'memory' or 'memmap', got {cache!r}")
         self.root = Path(root)
         self.image_key, self.state_key, self.action_key = image_key, state_key, action_key
         self.info: dict[str, Any] = read_info(self.root)
@@ -168,7 +169,7 @@ class EpisodeDataset:
         lengths, starts = episodes["length"], episodes["dataset_from_index"]
         total = int(lengths.sum())
         if len(self.actions) != total:
-            raise ValueError(
+            raise InputError(
                 f"{self._files[0].parent}: data files hold {len(self.actions)} frames but "
                 f"meta/episodes lists {total}"
             )
@@ -181,7 +182,7 @@ class EpisodeDataset:
             bad = np.flatnonzero(columns[key] != want)
             if len(bad):
                 row = int(bad[0])
-                raise ValueError(
+                raise InputError(
                     f"{self._file_of_row(row)}: row {row} has {key}={columns[key][row]}, expected "
                     f"{want[row]} (episode {expected['episode_index'][row]} per meta/episodes)"
                 )
@@ -189,14 +190,14 @@ class EpisodeDataset:
             bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
             if len(bad):
                 row = int(bad[0])
-                raise ValueError(
+                raise InputError(
                     f"{self._file_of_row(row)}: NaN or inf in {key!r} at episode "
                     f"{self.episode_index[row]}, frame {self.frame_index[row]}"
                 )
         bad = np.flatnonzero((self.task_index < 0) | (self.task_index >= len(self.tasks)))
         if len(bad):
             row = int(bad[0])
-            raise ValueError(
+            raise InputError(
                 f"{self._file_of_row(row)}: task_index {self.task_index[row]} at episode "
                 f"{self.episode_index[row]} is not in meta/tasks.parquet ({len(self.tasks)} tasks)"
             )
@@ -264,11 +265,11 @@ def _decode_checked(
     try:
         frame = decode_image(data)
     except OSError as error:
-        raise ValueError(
+        raise InputError(
             f"{path}: undecodable image at episode {episode_index[row]} ({error})"
         ) from error
     if frame.shape != shape:
-        raise ValueError(
+        raise InputError(
             f"{path}: image at episode {episode_index[row]} is {frame.shape}, info.json says {shape}"
         )
     return frame
@@ -281,12 +282,12 @@ def _vector_column(column: pa.ChunkedArray, path: Path, key: str) -> np.ndarray:
     if not (
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     ):
-        raise ValueError(f"{path}: column {key!r} has type {kind}; expected a list of floats")
+        raise InputError(f"{path}: column {key!r} has type {kind}; expected a list of floats")
     if column.null_count:
-        raise ValueError(f"{path}: column {key!r} has {column.null_count} missing rows")
+        raise InputError(f"{path}: column {key!r} has {column.null_count} missing rows")
     widths = pc.list_value_length(column)
     if len(column) == 0 or pc.min(widths).as_py() != pc.max(widths).as_py():
-        raise ValueError(f"{path}: rows of column {key!r} do not all have the same length")
+        raise InputError(f"{path}: rows of column {key!r} do not all have the same length")
     flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     return flat.reshape(len(column), -1)
 

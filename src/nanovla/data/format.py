@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nanovla.errors import InputError, MissingError
+
 CODEBASE_VERSION = "v3.0"
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
@@ -60,54 +62,54 @@ EPISODE_COLUMNS = ("episode_index", "length", "dataset_from_index", "dataset_to_
 def read_json(path: Path) -> Any:
     """Parsed JSON of `path`, or FileNotFoundError / ValueError naming it."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise InputError(f"{path}: not valid JSON ({error})") from error
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
     """`pq.read_table` whose errors name the file: missing, truncated/corrupt, missing columns."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingError(f"{path}: file not found")
     try:
         schema = pq.read_schema(path)
         if columns is not None:
             missing = [name for name in columns if name not in schema.names]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"{path}: missing column(s) {missing}; present: {sorted(schema.names)}"
                 )
         return pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{path}: not a readable parquet file ({error})") from error
+        raise InputError(f"{path}: not a readable parquet file ({error})") from error
 
 
 def read_info(root: Path) -> dict[str, Any]:
     """`meta/info.json`, checked for the v3.0 codebase version and the fields the loader needs."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset directory not found")
+        raise MissingError(f"{root}: dataset directory not found")
     path = root / INFO_PATH
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingError(
             f"{path}: file not found; {root} is not a LeRobotDataset (record one with `nanovla collect`)"
         )
     info = read_json(path)
     if not isinstance(info, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+        raise InputError(f"{path}: expected a JSON object, got {type(info).__name__}")
     version = info.get("codebase_version")
     if version != CODEBASE_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path}: codebase_version {version!r} is not supported; this loader reads "
             f"{CODEBASE_VERSION!r} (convert older datasets with LeRobot's v3.0 converter)"
         )
     for key in ("fps", "features", "total_episodes", "total_frames"):
         if key not in info:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise InputError(f"{path}: missing key {key!r}")
     if not isinstance(info["features"], dict):
-        raise ValueError(f"{path}: 'features' must be an object of feature specs")
+        raise InputError(f"{path}: 'features' must be an object of feature specs")
     return info
 
 
@@ -115,12 +117,12 @@ def require_feature(info: dict[str, Any], root: Path, key: str, dtypes: tuple[st
     """The spec of feature `key` from info.json, checked to have one of `dtypes`."""
     features = info["features"]
     if key not in features:
-        raise ValueError(
+        raise InputError(
             f"{root / INFO_PATH}: feature {key!r} not found; features present: {sorted(features)}"
         )
     spec = features[key]
     if spec.get("dtype") not in dtypes:
-        raise ValueError(
+        raise InputError(
             f"{root / INFO_PATH}: feature {key!r} has dtype {spec.get('dtype')!r}; expected one of {dtypes}"
         )
     return spec
@@ -131,16 +133,16 @@ def read_tasks(root: Path) -> list[str]:
     path = Path(root) / TASKS_PATH
     table = read_parquet(path)
     if "task_index" not in table.column_names:
-        raise ValueError(f"{path}: missing column 'task_index'; present: {table.column_names}")
+        raise InputError(f"{path}: missing column 'task_index'; present: {table.column_names}")
     key = _task_string_column(table)
     if key is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: no task strings found (expected a 'task' column or a pandas string index)"
         )
     tasks = table.column(key).to_pylist()
     indices = np.asarray(table.column("task_index").to_numpy(), dtype=np.int64)
     if sorted(indices.tolist()) != list(range(len(tasks))):
-        raise ValueError(f"{path}: task_index must be 0..{len(tasks) - 1} each once, got {indices}")
+        raise InputError(f"{path}: task_index must be 0..{len(tasks) - 1} each once, got {indices}")
     ordered = [""] * len(tasks)
     for index, task in zip(indices.tolist(), tasks):
         ordered[index] = task
@@ -178,7 +180,7 @@ def read_episodes(
     root = Path(root)
     files = sorted((root / EPISODES_DIR).glob("*/*.parquet"))
     if not files:
-        raise FileNotFoundError(f"{root / EPISODES_DIR}: no episode parquet files found")
+        raise MissingError(f"{root / EPISODES_DIR}: no episode parquet files found")
     parts: dict[str, list[np.ndarray]] = {}
     for path in files:
         schema_names = _schema_names(path)
@@ -197,7 +199,7 @@ def read_episodes(
     _check_episode_tiling(episodes, root / EPISODES_DIR, total_episodes)
     covered = int(episodes["dataset_to_index"][-1])
     if total_frames is not None and covered != total_frames:
-        raise ValueError(
+        raise InputError(
             f"{root / EPISODES_DIR}: episodes cover {covered} frames but {root / INFO_PATH} says "
             f"total_frames={total_frames}"
         )
@@ -208,20 +210,20 @@ def _schema_names(path: Path) -> list[str]:
     try:
         return pq.read_schema(path).names
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{path}: not a readable parquet file ({error})") from error
+        raise InputError(f"{path}: not a readable parquet file ({error})") from error
 
 
 def _check_episode_tiling(episodes: dict[str, np.ndarray], where: Path, total: int) -> None:
     """Episodes must be 0..E-1, each covering rows [from, to) back to back with to - from = length."""
     index = episodes["episode_index"]
     if len(index) != total:
-        raise ValueError(
+        raise InputError(
             f"{where}: {len(index)} episodes listed but info.json says total_episodes={total}"
         )
     expected = np.arange(len(index))
     if not np.array_equal(index, expected):
         bad = int(index[np.flatnonzero(index != expected)[0]])
-        raise ValueError(
+        raise InputError(
             f"{where}: episode indices must be 0..{total - 1} each once; episode {bad} breaks that"
         )
     start, stop, length = (
@@ -233,7 +235,7 @@ def _check_episode_tiling(episodes: dict[str, np.ndarray], where: Path, total: i
     broken = np.flatnonzero((stop - start != length) | (start != previous_stop) | (length <= 0))
     if len(broken):
         e = int(broken[0])
-        raise ValueError(
+        raise InputError(
             f"{where}: episode {e} has length {length[e]} and rows [{start[e]}, {stop[e]}), "
             f"which do not follow the previous episode's end {previous_stop[e]}"
         )

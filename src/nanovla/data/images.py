@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from nanovla.errors import InputError
+
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 """Arrow type of an image cell, identical to HF datasets' `Image()` feature."""
 
@@ -24,7 +26,7 @@ PNG_COMPRESS_LEVEL = 1
 def encode_png(frame: np.ndarray) -> bytes:
     """PNG bytes of one RGB frame (H, W, 3) uint8."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(
+        raise InputError(
             f"frame must be a (H, W, 3) uint8 array, got shape {frame.shape} dtype {frame.dtype}"
         )
     buffer = io.BytesIO()
@@ -54,7 +56,7 @@ def image_cell_bytes(column: pa.ChunkedArray | pa.Array, root: Path, source: Pat
         has_path = column.type.get_field_index("path") >= 0
         paths = column.field("path").to_pylist() if has_path else [None] * len(cells)
     else:
-        raise ValueError(
+        raise InputError(
             f"{source}: image column has type {column.type}; expected struct<bytes, path> "
             "(HF datasets Image) or binary"
         )
@@ -62,7 +64,7 @@ def image_cell_bytes(column: pa.ChunkedArray | pa.Array, root: Path, source: Pat
     for row, (data, path) in enumerate(zip(cells, paths)):
         if data is None:
             if path is None or not (root / path).is_file():
-                raise ValueError(f"{source}: image at row {row} has no bytes and no readable path")
+                raise InputError(f"{source}: image at row {row} has no bytes and no readable path")
             data = (root / path).read_bytes()
         out.append(data)
     return out

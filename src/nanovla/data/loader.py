@@ -38,6 +38,7 @@ import torch
 
 from nanovla.data.dataset import EpisodeDataset
 from nanovla.data.format import ENV_STATE_KEY
+from nanovla.errors import InputError
 
 Split = Literal["train", "val", "all"]
 Batch = dict[str, Any]
@@ -51,7 +52,7 @@ def split_episodes(
     At least one episode goes to each side when `val_fraction` > 0 and there are two or more.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(num_episodes)
     num_val = int(round(num_episodes * val_fraction))
     if val_fraction > 0 and num_episodes >= 2:
@@ -79,12 +80,12 @@ class BatchLoader:
         drop_last: bool = True,
     ) -> None:
         if batch_size < 1 or chunk < 1 or augment_shift < 0:
-            raise ValueError(
+            raise InputError(
                 f"batch_size and chunk must be >= 1 and augment_shift >= 0, "
                 f"got batch_size={batch_size}, chunk={chunk}, augment_shift={augment_shift}"
             )
         if split not in ("train", "val", "all"):
-            raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+            raise InputError(f"split must be 'train', 'val' or 'all', got {split!r}")
         self.dataset, self.batch_size, self.chunk = dataset, batch_size, chunk
         self.split, self.augment_shift = split, augment_shift
         self.seed, self.drop_last = seed, drop_last
@@ -95,7 +96,7 @@ class BatchLoader:
             np.concatenate([np.arange(lo, hi) for lo, hi in bounds] + [np.zeros(0, np.int64)])
         )  # (M,) global frame indices of this split
         if len(self.rows) == 0 or (drop_last and len(self.rows) < batch_size):
-            raise ValueError(
+            raise InputError(
                 f"split {split!r} has {len(self.rows)} frames ({len(self.episodes)} episodes), "
                 f"fewer than batch_size={batch_size}; lower batch_size or val_fraction, "
                 "or use drop_last=False"
@@ -182,7 +183,7 @@ class BatchLoader:
         """Frames (B, 3, H, W), each cropped at its own random offset (dy, dx) in [0, 2s]^2."""
         rows = self._local.index_select(0, rows)  # (B,) positions in this split's frames
         if bool((rows < 0).any()):
-            raise ValueError(f"batch rows include frames outside the {self.split!r} split")
+            raise InputError(f"batch rows include frames outside the {self.split!r} split")
         if self.augment_shift == 0:
             return self.frames.index_select(0, rows)
         _, channels, padded_h, padded_w = self.frames.shape
@@ -215,9 +216,9 @@ class BatchLoader:
             state
         )
         if missing:
-            raise ValueError(f"loader state is missing key(s) {sorted(missing)}")
+            raise InputError(f"loader state is missing key(s) {sorted(missing)}")
         if int(state["num_rows"]) != len(self.rows):
-            raise ValueError(
+            raise InputError(
                 f"loader state is for a split of {int(state['num_rows'])} frames, this loader has "
                 f"{len(self.rows)}; build it from the same dataset, split, val_fraction and seed"
             )

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from nanovla.errors import InputError
+
 STAT_NAMES = ("min", "max", "mean", "std", "count")
 """The statistics stored for every feature."""
 
@@ -26,7 +28,7 @@ Stats = dict[str, np.ndarray]
 def vector_stats(values: np.ndarray) -> Stats:
     """Per-dimension statistics of a (N, D) array (float64 internally)."""
     if values.ndim != 2 or len(values) == 0:
-        raise ValueError(f"vector_stats expects a non-empty (N, D) array, got shape {values.shape}")
+        raise InputError(f"vector_stats expects a non-empty (N, D) array, got shape {values.shape}")
     values64 = values.astype(np.float64)
     return {
         "min": values64.min(axis=0),  # (D,)
@@ -40,7 +42,7 @@ def vector_stats(values: np.ndarray) -> Stats:
 def image_stats(frames: np.ndarray) -> Stats:
     """Per-channel statistics on the [0, 1] scale of (N, H, W, 3) uint8 frames, shaped (3, 1, 1)."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
+        raise InputError(
             f"image_stats expects (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}"
         )
     pixels = frames.reshape(-1, 3)  # (N*H*W, 3)
@@ -64,7 +66,7 @@ def image_stats(frames: np.ndarray) -> Stats:
 def aggregate_stats(parts: list[Stats]) -> Stats:
     """Pool statistics of disjoint parts (e.g. episodes) into those of their union."""
     if not parts:
-        raise ValueError("aggregate_stats needs at least one part")
+        raise InputError("aggregate_stats needs at least one part")
     counts = np.array([int(part["count"][0]) for part in parts], dtype=np.float64)  # (P,)
     shape = (-1,) + (1,) * parts[0]["mean"].ndim
     weights = (counts / counts.sum()).reshape(shape)  # (P, 1...) broadcast against stats
@@ -93,10 +95,10 @@ def stats_to_json(stats: dict[str, Stats]) -> dict[str, dict[str, Any]]:
 def stats_from_json(raw: dict[str, Any], source: str) -> dict[str, Stats]:
     """Arrays from `meta/stats.json` content; `source` names the file in errors."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a JSON object of features, got {type(raw).__name__}")
+        raise InputError(f"{source}: expected a JSON object of features, got {type(raw).__name__}")
     out: dict[str, Stats] = {}
     for key, feature in raw.items():
         if not isinstance(feature, dict):
-            raise ValueError(f"{source}: stats of feature {key!r} must be an object")
+            raise InputError(f"{source}: stats of feature {key!r} must be an object")
         out[key] = {name: np.asarray(value, dtype=np.float64) for name, value in feature.items()}
     return out

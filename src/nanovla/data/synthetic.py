@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanovla.data.writer import Episode
+from nanovla.errors import InputError
 
 
 def synthetic_episodes(
@@ -22,11 +23,11 @@ def synthetic_episodes(
     that chunks come from the right episode and step.
     """
     if num_episodes < 1 or lengths[0] < 1 or lengths[1] < lengths[0]:
-        raise ValueError(
+        raise InputError(
             f"need num_episodes >= 1 and 1 <= lengths[0] <= lengths[1], got {num_episodes}, {lengths}"
         )
     if action_dim < 2:
-        raise ValueError(f"action_dim must be >= 2 to encode (episode, frame), got {action_dim}")
+        raise InputError(f"action_dim must be >= 2 to encode (episode, frame), got {action_dim}")
     rng = np.random.default_rng(seed)
     episodes = []
     for episode in range(num_episodes):

@@ -35,6 +35,7 @@ from nanovla.data.format import (
 )
 from nanovla.data.images import IMAGE_STRUCT, encode_png
 from nanovla.data.stats import Stats, aggregate_stats, image_stats, stats_to_json, vector_stats
+from nanovla.errors import ExistsError, InputError
 
 
 @dataclass
@@ -71,7 +72,7 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
+            raise InputError(f"fps must be positive, got {fps}")
         _refuse_existing(self.root, overwrite)
         self.fps, self.robot_type, self.image_key = fps, robot_type, image_key
         self.overwrite = overwrite
@@ -101,7 +102,7 @@ class DatasetWriter:
     def add_episode(self, episode: Episode) -> int:
         """Encode and keep one episode; returns its episode_index."""
         if self._finalized:
-            raise ValueError(f"{self.root}: writer already finalized; create a new DatasetWriter")
+            raise InputError(f"{self.root}: writer already finalized; create a new DatasetWriter")
         vectors = self._check_episode(episode)
         self._pngs.append([encode_png(frame) for frame in episode.images])
         for key, values in vectors.items():
@@ -116,13 +117,13 @@ class DatasetWriter:
         """Validated float32 vectors of the episode keyed by feature name."""
         length = len(episode.images)
         if length == 0:
-            raise ValueError("episode has no frames")
+            raise InputError("episode has no frames")
         if (
             episode.images.dtype != np.uint8
             or episode.images.ndim != 4
             or episode.images.shape[-1] != 3
         ):
-            raise ValueError(
+            raise InputError(
                 f"episode images must be (T, H, W, 3) uint8, got {episode.images.shape}"
             )
         vectors = {STATE_KEY: episode.states, ACTION_KEY: episode.actions, **episode.extras}
@@ -130,21 +131,21 @@ class DatasetWriter:
         for key, values in vectors.items():
             values = np.asarray(values, dtype=np.float32)
             if values.ndim != 2 or len(values) != length:
-                raise ValueError(f"episode {key!r} must be ({length}, K), got shape {values.shape}")
+                raise InputError(f"episode {key!r} must be ({length}, K), got shape {values.shape}")
             if not np.isfinite(values).all():
-                raise ValueError(f"episode {key!r} contains NaN or inf")
+                raise InputError(f"episode {key!r} contains NaN or inf")
             out[key] = values
         if self._pngs:
             first = self._episode_stats[0]
             if set(out) != set(first) - {self.image_key}:
-                raise ValueError(f"episode features {sorted(out)} differ from the first episode's")
+                raise InputError(f"episode features {sorted(out)} differ from the first episode's")
             for key, values in out.items():
                 if values.shape[1] != len(first[key]["mean"]):
-                    raise ValueError(
+                    raise InputError(
                         f"episode {key!r} has width {values.shape[1]}, first episode had {len(first[key]['mean'])}"
                     )
             if episode.images.shape[1:] != self._image_shape:
-                raise ValueError(
+                raise InputError(
                     f"episode images are {episode.images.shape[1:]}, first episode's were {self._image_shape}"
                 )
         else:
@@ -154,7 +155,7 @@ class DatasetWriter:
     def finalize(self) -> Path:
         """Write every file into `<root>.tmp-XXXX`, then rename it to `root`; returns `root`."""
         if self.num_episodes == 0:
-            raise ValueError(f"{self.root}: no episodes to write")
+            raise InputError(f"{self.root}: no episodes to write")
         _refuse_existing(self.root, self.overwrite)
         self.root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{self.root.name}.tmp-", dir=self.root.parent))
@@ -202,7 +203,7 @@ class DatasetWriter:
             width_k = chunks[0].shape[1]
             names = self.names.get(key) or [f"{key.split('.')[-1]}_{i}" for i in range(width_k)]
             if len(names) != width_k:
-                raise ValueError(
+                raise InputError(
                     f"names for {key!r} has {len(names)} entries, feature has {width_k}"
                 )
             features[key] = {"dtype": "float32", "shape": [width_k], "names": list(names)}
@@ -326,12 +327,12 @@ def _refuse_existing(root: Path, overwrite: bool) -> None:
     if not root.exists():
         return
     if not overwrite:
-        raise FileExistsError(
+        raise ExistsError(
             f"{root}: already exists; pass overwrite=True (--overwrite) to replace it"
         )
     is_dataset = (root / INFO_PATH).is_file()
     if not root.is_dir() or not (is_dataset or not any(root.iterdir())):
-        raise FileExistsError(
+        raise ExistsError(
             f"{root}: exists and is not a dataset (no {INFO_PATH}); refusing to overwrite it"
         )
 

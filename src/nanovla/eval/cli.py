@@ -8,6 +8,7 @@ from pathlib import Path
 
 import tyro
 
+from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import EvalConfig, evaluate, format_table, write_json
 
 
@@ -31,11 +32,11 @@ def resolve_pretrained(checkpoint: Path) -> Path:
     """The folder holding config.json + model.safetensors for a checkpoint path."""
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+        raise MissingError(f"checkpoint {str(checkpoint)!r} does not exist")
     for candidate in (checkpoint, checkpoint / "pretrained_model"):
         if (candidate / "config.json").is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MissingError(
         f"{str(checkpoint)!r} holds no config.json (nor pretrained_model/config.json): "
         "pass a checkpoint directory such as runs/RUN/checkpoints/last"
     )
@@ -49,7 +50,7 @@ def trained_families(pretrained: Path) -> tuple[str, ...]:
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise InputError(f"{path} is not valid JSON: {error}") from error
     return tuple(recorded.get("tasks", ()))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from nanovla.errors import InputError
 from nanovla.eval.rollout import ActsOnObservations, run_episodes
 from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import write_video
@@ -54,11 +55,11 @@ class EvalConfig:
 def _check(config: EvalConfig, families: tuple[str, ...]) -> None:
     unknown = [split for split in config.splits if split not in SPLIT_TEMPLATES]
     if unknown:
-        raise ValueError(f"unknown eval split(s) {unknown}; choose from {list(SPLIT_TEMPLATES)}")
+        raise InputError(f"unknown eval split(s) {unknown}; choose from {list(SPLIT_TEMPLATES)}")
     if config.episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {config.episodes}")
+        raise InputError(f"episodes must be >= 1, got {config.episodes}")
     if not families:
-        raise ValueError("families must name at least one task family")
+        raise InputError("families must name at least one task family")
 
 
 def _summary(successes: int, episodes: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from nanovla.errors import InputError
 from nanovla.world import make_world
 
 
@@ -61,7 +62,7 @@ def run_episodes(
     `record` > 0 keeps the frames of the first `record` episodes for GIFs.
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise InputError(f"episodes must be >= 1, got {episodes}")
     world = make_world(
         family,
         num_envs=episodes,

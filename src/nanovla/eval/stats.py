@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from nanovla.errors import InputError
+
 
 def wilson_interval(
     successes: int, episodes: int, z: float = 1.959963984540054
@@ -18,9 +20,9 @@ def wilson_interval(
     center = (p + z²/2n) / (1 + z²/n),  half = z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n)
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1 for a confidence interval, got {episodes}")
+        raise InputError(f"episodes must be >= 1 for a confidence interval, got {episodes}")
     if not 0 <= successes <= episodes:
-        raise ValueError(f"successes must be in [0, episodes={episodes}], got {successes}")
+        raise InputError(f"successes must be in [0, episodes={episodes}], got {successes}")
     p = successes / episodes
     z2 = z * z
     denominator = 1.0 + z2 / episodes

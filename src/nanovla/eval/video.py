@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nanovla.errors import InputError
+
 
 def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscale of (..., H, W, 3) frames by an integer `factor`."""
     if factor < 1:
-        raise ValueError(f"upscale factor must be >= 1, got {factor}")
+        raise InputError(f"upscale factor must be >= 1, got {factor}")
     return frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
 
 
@@ -33,7 +35,7 @@ def write_video(
     """
     path = Path(path)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise InputError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     import imageio.v3 as iio
 
     frames = upscale(frames, scale)
@@ -46,6 +48,6 @@ def write_video(
     elif path.suffix.lower() == ".mp4":
         iio.imwrite(temporary, frames, fps=fps)  # needs the `video` extra (imageio-ffmpeg)
     else:
-        raise ValueError(f"video path {str(path)!r} must end in .gif or .mp4")
+        raise InputError(f"video path {str(path)!r} must end in .gif or .mp4")
     temporary.replace(path)
     return path

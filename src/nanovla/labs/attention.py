@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from nanovla.errors import InputError
 from nanovla.labs.common import (
     LabConfig,
     check_choice,
@@ -191,7 +192,7 @@ def _check(config: AttentionConfig) -> None:
         lr=config.lr,
     )
     if config.d_model % config.num_heads:
-        raise ValueError(f"--num-heads: {config.num_heads} must divide --d-model {config.d_model}")
+        raise InputError(f"--num-heads: {config.num_heads} must divide --d-model {config.d_model}")
 
 
 def run(config: AttentionConfig) -> dict[str, object]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from nanovla.errors import InputError
 from nanovla.labs.common import (
     LabConfig,
     check_positive,
@@ -198,7 +199,7 @@ def run(config: BasicsConfig) -> dict[str, object]:
     """Runs the walk-through, writes metrics.json and the PNGs; returns the metrics."""
     check_positive(steps=config.steps, hidden_size=config.hidden_size, lr=config.lr)
     if config.points < 4:
-        raise ValueError(f"--points: must be >= 4, got {config.points}")
+        raise InputError(f"--points: must be >= 4, got {config.points}")
     out = setup(config)
     generator = torch.Generator().manual_seed(config.seed)
     metrics = {

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from nanovla.errors import InputError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -39,7 +41,7 @@ class LabConfig:
 def check_choice(argument: str, value: str, allowed: Sequence[str]) -> None:
     """Raises ValueError naming `--argument` and the allowed values if `value` is not allowed."""
     if value not in allowed:
-        raise ValueError(
+        raise InputError(
             f"--{argument}: unknown value {value!r}; choose one of {', '.join(allowed)}"
         )
 
@@ -48,14 +50,14 @@ def check_positive(**values: float) -> None:
     """Raises ValueError for the first `--name` whose value is not > 0."""
     for name, value in values.items():
         if not value > 0:
-            raise ValueError(f"--{name.replace('_', '-')}: must be > 0, got {value!r}")
+            raise InputError(f"--{name.replace('_', '-')}: must be > 0, got {value!r}")
 
 
 def setup(config: LabConfig) -> Path:
     """Seeds every generator, applies `threads`, creates and returns the output directory."""
     if config.threads is not None:
         if config.threads < 1:
-            raise ValueError(f"--threads: must be >= 1 (or omitted), got {config.threads}")
+            raise InputError(f"--threads: must be >= 1 (or omitted), got {config.threads}")
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     config.out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nanovla.errors import InputError
 from nanovla.world import COLORS, KINDS, SIZES, make_world
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"kind": KINDS, "color": COLORS, "size": SIZES}
@@ -24,7 +25,7 @@ def parse_colors(argument: str, spec: str) -> tuple[str, ...]:
     """ "red+green" -> ("red", "green"); raises ValueError naming `--argument` otherwise."""
     names = tuple(name.strip() for name in spec.split("+"))
     if any(name not in COLORS for name in names) or len(set(names)) != len(names):
-        raise ValueError(
+        raise InputError(
             f"--{argument}: {spec!r} must be distinct colors from {', '.join(COLORS)} joined "
             "with '+', e.g. 'red+green+blue'"
         )
@@ -36,7 +37,7 @@ def parse_attributes(argument: str, spec: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in spec.split("+"))
     unknown = [name for name in names if name not in ATTRIBUTES]
     if unknown or len(set(names)) != len(names) or not names:
-        raise ValueError(
+        raise InputError(
             f"--{argument}: {spec!r} must be distinct attributes from {', '.join(ATTRIBUTES)} "
             "joined with '+', e.g. 'kind+size' or 'color'"
         )
@@ -117,7 +118,7 @@ def few_shot_indices(
     for label in range(num_classes):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < shots:
-            raise ValueError(
+            raise InputError(
                 f"--shots: class {label} has only {len(members)} crops in the labelled pool, "
                 f"fewer than {shots}; lower --shots or raise --target-scenes"
             )

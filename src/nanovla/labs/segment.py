@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from nanovla.errors import InputError
 from nanovla.labs.common import (
     LabConfig,
     check_positive,
@@ -196,7 +197,7 @@ def _check(config: SegmentConfig) -> None:
         num_envs=config.num_envs,
     )
     if config.image_size < 32:
-        raise ValueError(
+        raise InputError(
             f"--image-size: must be >= 32 (the world's minimum), got {config.image_size}"
         )
 

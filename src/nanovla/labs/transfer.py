@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from nanovla.errors import InputError
 from nanovla.labs.common import LabConfig, check_positive, pyplot, save_figure, setup, write_metrics
 from nanovla.labs.crops import (
     class_names,
@@ -247,7 +248,7 @@ def _check(config: TransferConfig) -> tuple[Task, Task]:
         parse_colors("target-colors", config.target_colors),
     )
     if config.jitter < 0 or 2 * config.jitter >= config.crop:
-        raise ValueError(f"--jitter: must be in [0, crop / 2), got {config.jitter}")
+        raise InputError(f"--jitter: must be in [0, crop / 2), got {config.jitter}")
     check_positive(
         shots=config.shots,
         source_scenes=config.source_scenes,

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from torch import nn
 
+from nanovla.errors import InputError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
@@ -22,7 +24,7 @@ def register_model(builder: Builder) -> Builder:
     """Register `builder` under its function name; a second builder with that name is an error."""
     name = builder.__name__
     if name in _REGISTRY and _REGISTRY[name] is not builder:
-        raise ValueError(f"model {name!r} is registered twice")
+        raise InputError(f"model {name!r} is registered twice")
     _REGISTRY[name] = builder
     return builder
 
@@ -43,7 +45,7 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     (`num_classes`, `in_chans`, and family-specific ones such as `img_size`)."""
     _ensure_zoo_loaded()
     if name not in _REGISTRY:
-        raise ValueError(
+        raise InputError(
             f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}"
         )
     return _REGISTRY[name](**kwargs)

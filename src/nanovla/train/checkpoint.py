@@ -43,6 +43,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nanovla.errors import InputError, MissingError
+
 CHECKPOINTS_DIR = "checkpoints"
 LAST_LINK = "last"
 PRETRAINED_DIR = "pretrained_model"
@@ -72,11 +74,11 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     """Read a JSON file; FileNotFoundError / ValueError name the file."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingError(f"{path}: file not found")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        raise InputError(f"{path}: not valid JSON ({err})") from err
 
 
 def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
@@ -94,7 +96,7 @@ def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], 
 
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor | np.ndarray) and path in tensors:
-        raise ValueError(f"state entries collide at {path!r} (keys containing '.'?)")
+        raise InputError(f"state entries collide at {path!r} (keys containing '.'?)")
     if isinstance(obj, torch.Tensor):
         # clone: safetensors refuses tensors that share storage (e.g. views of one buffer)
         tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
@@ -111,7 +113,7 @@ def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         return {"__tuple__": items} if isinstance(obj, tuple) else items
     if isinstance(obj, dict):
         return _encode_dict(obj, path, tensors)
-    raise ValueError(
+    raise InputError(
         f"state entry {path or '<root>'!r} has type {type(obj).__name__}, which a "
         "checkpoint cannot hold (allowed: tensors, arrays, numbers, str, lists, dicts)"
     )
@@ -126,7 +128,7 @@ def _encode_dict(obj: dict, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         return {k: _encode(v, child(k), tensors) for k, v in obj.items()}
     for key in obj:
         if not (key is None or isinstance(key, bool | int | float | str)):
-            raise ValueError(
+            raise InputError(
                 f"state entry {child(key)!r}: dict key of type "
                 f"{type(key).__name__} cannot be stored (allowed: str, int, float)"
             )
@@ -143,7 +145,7 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
         ((tag, value),) = skeleton.items()
         if tag in ("__tensor__", "__ndarray__"):
             if value not in tensors:
-                raise ValueError(f"state tensor {value!r} is missing from the .safetensors file")
+                raise InputError(f"state tensor {value!r} is missing from the .safetensors file")
             tensor = tensors[value]
             return tensor.numpy() if tag == "__ndarray__" else tensor
         if tag == "__tuple__":
@@ -169,16 +171,16 @@ def load_state(directory: Path, name: str) -> Any:
     try:
         return unflatten_state(skeleton, tensors)
     except ValueError as err:
-        raise ValueError(f"{tensor_file}: {err}") from err
+        raise InputError(f"{tensor_file}: {err}") from err
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingError(f"{path}: file not found")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+        raise InputError(f"{path}: not a readable safetensors file ({err})") from err
 
 
 # ---------------------------------------------------------------- RNG state
@@ -289,12 +291,12 @@ def pretrained_dir(path: str | Path) -> Path:
     """The `pretrained_model/` directory of a checkpoint given as step dir, `last` or itself."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise MissingError(f"{path}: checkpoint not found")
     if (path / PRETRAINED_DIR).is_dir():
         return path / PRETRAINED_DIR
     if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
         return path
-    raise FileNotFoundError(
+    raise MissingError(
         f"{path}: not a checkpoint (expected {PRETRAINED_DIR}/ or {CONFIG_FILE} inside)"
     )
 
@@ -308,7 +310,7 @@ def load_checkpoint_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, tor
     directory = pretrained_dir(path)
     config = read_json(directory / CONFIG_FILE)
     if not isinstance(config, dict):
-        raise ValueError(
+        raise InputError(
             f"{directory / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}"
         )
     return config, _load_safetensors(directory / WEIGHTS_FILE)
@@ -331,7 +333,7 @@ def model_config_dict(model: torch.nn.Module) -> dict[str, Any]:
     elif isinstance(config, dict):
         raw = config
     else:
-        raise ValueError(
+        raise InputError(
             f"model.config must be a config dataclass (got {type(config).__name__}); the engine "
             "compares it with a checkpoint's config.json on resume"
         )
@@ -369,7 +371,7 @@ def check_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path
         if found[k] != expected[k]
     ]
     if problems:
-        raise ValueError(f"{path}: weights do not fit the model: {'; '.join(sorted(problems)[:8])}")
+        raise InputError(f"{path}: weights do not fit the model: {'; '.join(sorted(problems)[:8])}")
 
 
 # ---------------------------------------------------------------- training state
@@ -394,10 +396,10 @@ def save_training_state(directory: Path, state: dict[str, Any]) -> None:
 def load_training_state(directory: Path) -> dict[str, Any]:
     """Read what `save_training_state` wrote; errors name the missing or unreadable file."""
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: training state directory not found")
+        raise MissingError(f"{directory}: training state directory not found")
     step_record = read_json(directory / STEP_FILE)
     if not isinstance(step_record, dict) or not isinstance(step_record.get("step"), int):
-        raise ValueError(f'{directory / STEP_FILE}: expected {{"step": <int>}}')
+        raise InputError(f'{directory / STEP_FILE}: expected {{"step": <int>}}')
     state: dict[str, Any] = {"step": step_record["step"]}
     for part in _STATE_PARTS:
         optional = part == "grad_scaler"

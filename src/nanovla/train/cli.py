@@ -19,6 +19,7 @@ from typing import Any
 
 import tyro
 
+from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import EvalConfig, evaluate, format_table, write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train.config import TrainConfig
@@ -87,11 +88,11 @@ class TrainCommand:
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+            raise InputError(f"--episodes must be >= 1, got {self.episodes}")
         if not self.tasks:
-            raise ValueError("--tasks must name at least one task family")
+            raise InputError("--tasks must name at least one task family")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+            raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
 
 
 def dataset_dir(command: TrainCommand) -> Path:
@@ -121,7 +122,7 @@ def ensure_dataset(command: TrainCommand) -> Path:
         print(f"train: using cached demonstrations in {path}")
         return path
     if path.exists() and any(path.iterdir()):
-        raise ValueError(
+        raise InputError(
             f"{path} exists but holds no meta/info.json: not a dataset; remove it or pass --dataset"
         )
     return collect(
@@ -142,11 +143,11 @@ def _load_command(out: Path) -> TrainCommand:
     """For --resume: the command the run was started with (saved in OUT/train_command.json)."""
     path = out / COMMAND_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} not found; is {out} a nanovla train run?")
+        raise MissingError(f"--resume: {path} not found; is {out} a nanovla train run?")
     try:
         command = _from_dict(TrainCommand, json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"--resume: {path} does not hold a train command: {error}") from error
+        raise InputError(f"--resume: {path} does not hold a train command: {error}") from error
     command.out, command.resume = out, True
     return command
 
@@ -203,9 +204,9 @@ def run(command: TrainCommand) -> dict[str, Any]:
     started = time.perf_counter()
     out = command.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if command.resume and not (out / "checkpoints" / "last").exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last'}")
+        raise MissingError(f"--resume: no checkpoint at {out / 'checkpoints' / 'last'}")
     if not command.resume and (out / "checkpoints").exists():
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it")
+        raise ExistsError(f"{out} already holds a run; pass --resume to continue it")
     data_path = ensure_dataset(command)
     collected = time.perf_counter()
     dataset = EpisodeDataset(data_path)
@@ -283,7 +284,7 @@ def main(argv: list[str]) -> int:
     command = tyro.cli(TrainCommand, args=argv, prog="nanovla train", description=__doc__)
     if command.resume:
         if command.out is None:
-            raise ValueError("--resume needs --out naming the run directory to continue")
+            raise InputError("--resume needs --out naming the run directory to continue")
         command = _load_command(command.out)
     run(command)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from nanovla.errors import InputError
 from nanovla.train.schedules import check_schedule
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -62,20 +63,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1; got {getattr(self, name)}")
         for name in ("save_every", "keep_last", "eval_every", "num_threads", "warmup_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError(
+            raise InputError(
                 f"grad_clip and weight_decay must be >= 0; got {self.grad_clip}, "
                 f"{self.weight_decay}"
             )
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+            raise InputError(f"lr must be > 0; got {self.lr}")
         if self.amp not in AMP_MODES:
-            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
+            raise InputError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
         self.warmup_steps = min(self.warmup_steps, self.steps - 1)  # see its docstring
         check_schedule(self.scheduler, self.steps, self.warmup_steps, self.min_lr_ratio)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas}")
+            raise InputError(f"betas must be two numbers in [0, 1); got {self.betas}")

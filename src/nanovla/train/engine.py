@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nanovla.errors import InputError, MissingError
 from nanovla.train.checkpoint import (
     CONFIG_FILE,
     PRETRAINED_DIR,
@@ -87,9 +88,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no CUDA device; use --device cpu or auto")
+        raise InputError("device='cuda' but torch sees no CUDA device; use --device cpu or auto")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be one of cpu, cuda, auto; got {name!r}")
+        raise InputError(f"device must be one of cpu, cuda, auto; got {name!r}")
     return torch.device(name)
 
 
@@ -147,10 +148,10 @@ class Trainer:
         resume: bool | None = None,
     ) -> None:
         if not callable(getattr(model, "save_pretrained", None)):
-            raise ValueError("model must have save_pretrained(dir) (config.json + safetensors)")
+            raise InputError("model must have save_pretrained(dir) (config.json + safetensors)")
         extra = dict(train_config_extra or {})
         if "train" in extra:
-            raise ValueError("train_config_extra must not have a 'train' key (the TrainConfig's)")
+            raise InputError("train_config_extra must not have a 'train' key (the TrainConfig's)")
         self.config, self.loader, self.eval_fn = config, loader, eval_fn
         self.out_dir = Path(out_dir)
         self.train_config = {"train": json_normalize(dataclasses.asdict(config)), **extra}
@@ -159,7 +160,7 @@ class Trainer:
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
         if config.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("amp='fp16' needs CUDA (GradScaler); on CPU use amp='bf16' or 'none'")
+            raise InputError("amp='fp16' needs CUDA (GradScaler); on CPU use amp='bf16' or 'none'")
         self.model = model.to(self.device)
         self._forward = torch.compile(self.model) if config.compile else self.model
         self.optimizer = build_optimizer(self.model, config.lr, config.weight_decay, config.betas)
@@ -175,7 +176,7 @@ class Trainer:
         if config.resume if resume is None else resume:
             self._resume()
         elif latest_checkpoint(self.out_dir) is not None:
-            raise ValueError(
+            raise InputError(
                 f"{self.out_dir / 'checkpoints'} already holds a run; resume it (--resume) or "
                 "train into another directory"
             )
@@ -340,12 +341,12 @@ class Trainer:
         checkpoint = latest_checkpoint(self.out_dir)
         if checkpoint is None:
             last = self.out_dir / "checkpoints" / "last"
-            raise FileNotFoundError(f"{last}: no checkpoint to resume from (drop --resume)")
+            raise MissingError(f"{last}: no checkpoint to resume from (drop --resume)")
         saved_config, weights = load_checkpoint_dir(checkpoint)
         config_file = checkpoint / PRETRAINED_DIR / CONFIG_FILE
         diffs = config_differences(model_config_dict(self.model), saved_config)
         if diffs:
-            raise ValueError(
+            raise InputError(
                 f"{config_file}: checkpoint is from a different model config; "
                 f"differing keys: {'; '.join(diffs)}"
             )
@@ -358,7 +359,7 @@ class Trainer:
             self.loader.load_state_dict(state["loader"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             path = state_dir / "loader_state.json"
-            raise ValueError(f"{path}: the loader refused it: {err}") from err
+            raise InputError(f"{path}: the loader refused it: {err}") from err
         self.model.load_state_dict(weights)
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -372,10 +373,10 @@ class Trainer:
 def _check_output(output: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     """The model's `(loss, metrics)`, or one ValueError saying what came back instead."""
     if not (isinstance(output, tuple) and len(output) == 2):
-        raise ValueError(f"model(batch) must return (loss, metrics); got {type(output).__name__}")
+        raise InputError(f"model(batch) must return (loss, metrics); got {type(output).__name__}")
     loss, metrics = output
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-        raise ValueError("model(batch) must return a scalar loss tensor as its first element")
+        raise InputError("model(batch) must return a scalar loss tensor as its first element")
     if not isinstance(metrics, dict):
-        raise ValueError(f"model(batch) metrics must be a dict; got {type(metrics).__name__}")
+        raise InputError(f"model(batch) metrics must be a dict; got {type(metrics).__name__}")
     return loss, metrics

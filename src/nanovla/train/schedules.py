@@ -38,6 +38,8 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
 )
 
+from nanovla.errors import InputError
+
 SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "constant")
 
 # torch's OneCycleLR defaults, kept explicit so the docstring above stays true.
@@ -69,13 +71,13 @@ def check_schedule(name: str, steps: int, warmup_steps: int, min_lr_ratio: float
     """ValueError naming the argument for an unknown `name`, `steps < 1`, `warmup_steps`
     outside [0, steps) or `min_lr_ratio` outside [0, 1]."""
     if name not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {name!r}")
+        raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {name!r}")
     if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
+        raise InputError(f"steps must be >= 1; got {steps}")
     if not 0 <= warmup_steps < steps:
-        raise ValueError(f"warmup_steps must be in [0, steps={steps}); got {warmup_steps}")
+        raise InputError(f"warmup_steps must be in [0, steps={steps}); got {warmup_steps}")
     if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"min_lr_ratio must be in [0, 1]; got {min_lr_ratio}")
+        raise InputError(f"min_lr_ratio must be in [0, 1]; got {min_lr_ratio}")
 
 
 def _warmup_cosine(
@@ -127,7 +129,7 @@ def build_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, 
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
-        raise ValueError("model has no parameters with requires_grad=True: nothing to train")
+        raise InputError("model has no parameters with requires_grad=True: nothing to train")
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
     return [
@@ -163,11 +165,11 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Any, path: P
     """The saved optimizer state has this optimizer's groups and sizes, or a ValueError."""
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise ValueError(f"{path}: not an optimizer state (no param_groups)")
+        raise InputError(f"{path}: not an optimizer state (no param_groups)")
     saved_sizes = [len(g.get("params", [])) for g in groups]
     sizes = [len(g["params"]) for g in optimizer.param_groups]
     if saved_sizes != sizes:
-        raise ValueError(
+        raise InputError(
             f"{path}: parameter groups of sizes {saved_sizes}, this model trains {sizes} "
             "(were parameters frozen or unfrozen since?)"
         )

@@ -13,6 +13,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from nanovla.errors import InputError
 from nanovla.world.core import World, make_world
 from nanovla.world.render import GRIPPER_ID
 from nanovla.world.tasks import TASK_FAMILIES
@@ -59,13 +60,13 @@ class DemoConfig:
 
 def _check_out(path: Path, suffix: str) -> None:
     if path.suffix.lower() != suffix:
-        raise ValueError(f"--out: {str(path)!r} must end in {suffix}")
+        raise InputError(f"--out: {str(path)!r} must end in {suffix}")
 
 
 def _bilingual(config: ShowConfig) -> tuple[World, str]:
     """The scene's world (English split) and its Korean instruction for the same scene."""
     if config.instructions not in ("train", "heldout"):
-        raise ValueError(
+        raise InputError(
             f"--instructions: got {config.instructions!r}; choose 'train' or 'heldout'"
         )
     world = make_world(
@@ -163,7 +164,7 @@ def demo(config: DemoConfig) -> int:
         ("fps", config.fps),
     ):
         if value < 1:
-            raise ValueError(f"--{name}: must be >= 1, got {value}")
+            raise InputError(f"--{name}: must be >= 1, got {value}")
     import imageio.v3 as iio
 
     world = World(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nanovla.errors import InputError
 from nanovla.world.annotate import DETECTION_CLASSES, box_arrays, box_lists, caption_en, caption_ko
 from nanovla.world.dynamics import step_dynamics
 from nanovla.world.experts import expert_action
@@ -84,14 +85,14 @@ class World:
     ) -> None:
         self.families = parse_tasks(tasks)
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ValueError(f"num_envs: must be an integer >= 1, got {num_envs!r}")
+            raise InputError(f"num_envs: must be an integer >= 1, got {num_envs!r}")
         if not isinstance(image_size, int | np.integer) or image_size < MIN_IMAGE_SIZE:
-            raise ValueError(
+            raise InputError(
                 f"image_size: must be an integer >= {MIN_IMAGE_SIZE} (e.g. 64, 96, 128, 224), "
                 f"got {image_size!r}"
             )
         if not np.isfinite(expert_noise) or expert_noise < 0:
-            raise ValueError(f"expert_noise: must be a finite number >= 0, got {expert_noise!r}")
+            raise InputError(f"expert_noise: must be a finite number >= 0, got {expert_noise!r}")
         self.num_envs, self.image_size = int(num_envs), int(image_size)
         self.state_dim, self.action_dim = STATE_DIM, ACTION_DIM
         self.max_steps = {family: MAX_STEPS[family] for family in self.families}
@@ -165,12 +166,12 @@ class World:
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.float64)
         if actions.shape != (self.num_envs, ACTION_DIM):
-            raise ValueError(
+            raise InputError(
                 f"actions: expected shape ({self.num_envs}, {ACTION_DIM}) = (num_envs, dx/dy/grip),"
                 f" got {actions.shape}"
             )
         if not np.isfinite(actions).all():
-            raise ValueError("actions: contain NaN or inf; allowed values are finite, in [-1, 1]")
+            raise InputError("actions: contain NaN or inf; allowed values are finite, in [-1, 1]")
         return np.clip(actions, -1.0, 1.0)
 
     # ----------------------------------------------------------------- observing
@@ -230,7 +231,7 @@ class World:
         actions = expert_action(self.state)
         std = self.expert_noise if noise is None else float(noise)
         if std < 0 or not np.isfinite(std):
-            raise ValueError(f"noise: must be a finite number >= 0, got {noise!r}")
+            raise InputError(f"noise: must be a finite number >= 0, got {noise!r}")
         if std > 0:
             actions = actions + self._noise_rng.normal(0.0, std, size=actions.shape)
             actions = np.clip(actions, -1.0, 1.0).astype(np.float32)

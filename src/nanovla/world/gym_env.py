@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from nanovla.errors import InputError
 from nanovla.world.core import ACTION_DIM, STATE_DIM, World
 from nanovla.world.instructions import BOWL_KO, COLORS_KO, KINDS_KO, SIZES_KO, ZONES_KO
 from nanovla.world.scene import COLORS, KINDS, SIZES, ZONES
@@ -64,7 +65,7 @@ class TabletopEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
+            raise InputError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
         self.world = World(task, 1, image_size, 0, instructions, targets, autoreset=False)
         self.render_mode = render_mode
         self.observation_space = observation_space(self.world)
@@ -87,7 +88,7 @@ class TabletopEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,):
-            raise ValueError(
+            raise InputError(
                 f"action: expected shape ({ACTION_DIM},) = (dx, dy, grip), got {action.shape}"
             )
         obs, reward, terminated, truncated, info = self.world.step(action[None])

@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from nanovla.errors import InputError
 from nanovla.world.core import ACTION_DIM, World
 from nanovla.world.gym_env import observation_space
 
@@ -39,7 +40,7 @@ class TabletopVectorEnv(gym.vector.VectorEnv):
         render_mode: str | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
+            raise InputError(f"render_mode: got {render_mode!r}; allowed: None, 'rgb_array'")
         self.world = World(task, num_envs, image_size, 0, instructions, targets, autoreset=False)
         self.num_envs, self.render_mode = self.world.num_envs, render_mode
         self.single_observation_space = observation_space(self.world)

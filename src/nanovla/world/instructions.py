@@ -18,6 +18,7 @@ import string
 
 import numpy as np
 
+from nanovla.errors import InputError
 from nanovla.world.scene import COLORS, KINDS, SIZES, ZONES, SceneState
 from nanovla.world.tasks import TASK_FAMILIES
 
@@ -188,18 +189,18 @@ def template_slots(template: str) -> set[str]:
 def validate_templates(templates: list[str], families: tuple[str, ...]) -> None:
     """Raises ValueError unless every template has `{object}` and only slots its families fill."""
     if not templates:
-        raise ValueError("instructions: the template list is empty")
+        raise InputError("instructions: the template list is empty")
     for template in templates:
         slots = template_slots(template)
         if "object" not in slots:
-            raise ValueError(
+            raise InputError(
                 f"instructions: template {template!r} has no {{object}} slot; every template "
                 "needs {object} (and may use {place}; sort also {object2}, {place2})"
             )
         for family in families:
             extra = slots - set(SLOTS[family])
             if extra:
-                raise ValueError(
+                raise InputError(
                     f"instructions: template {template!r} uses slots {sorted(extra)} that task "
                     f"{family!r} cannot fill; allowed slots: {list(SLOTS[family])}"
                 )
@@ -213,7 +214,7 @@ def resolve_templates(
         names = instructions.split("+")
         bad = [name for name in names if name not in SPLITS]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"instructions: unknown split {bad[0]!r}; choose one of {SPLITS}, several joined "
                 "with '+' (e.g. 'train+ko'), or a list of templates"
             )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from nanovla.errors import InputError
+
 KINDS: tuple[str, ...] = ("box", "ball")
 COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple")
 SIZES: tuple[str, ...] = ("small", "medium", "large")
@@ -95,12 +97,12 @@ class SceneState:
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in arrays]
         if missing:
-            raise ValueError(f"state: missing keys {missing}; expected keys {names}")
+            raise InputError(f"state: missing keys {missing}; expected keys {names}")
         values = {}
         for name in names:
             value = np.array(arrays[name], copy=True)
             if value.shape[:1] != (num_envs,):
-                raise ValueError(
+                raise InputError(
                     f"state[{name!r}]: leading dimension {value.shape[:1]} != num_envs {num_envs}"
                 )
             values[name] = value
@@ -123,7 +125,7 @@ class SceneState:
 def allowed_target_combos(targets: str) -> np.ndarray:
     """(30,) bool mask of the combos that may be a task target under split `targets`."""
     if targets not in TARGET_SPLITS:
-        raise ValueError(f"targets: unknown split {targets!r}; choose one of {TARGET_SPLITS}")
+        raise InputError(f"targets: unknown split {targets!r}; choose one of {TARGET_SPLITS}")
     heldout = np.zeros(len(COMBOS), dtype=bool)
     for kind, color in HELDOUT_COMBOS:
         heldout |= (COMBOS[:, 0] == KINDS.index(kind)) & (COMBOS[:, 1] == COLORS.index(color))

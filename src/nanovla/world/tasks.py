@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nanovla.errors import InputError
 from nanovla.world.dynamics import GRASP_GAP, surface_gap
 from nanovla.world.scene import BOWL_RADIUS, ZONE_RECTS, SceneState
 
@@ -37,7 +38,7 @@ def parse_tasks(tasks: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     allowed = (*TASK_FAMILIES, "suite")
     bad = [name for name in names if name not in TASK_FAMILIES]
     if not names or bad:
-        raise ValueError(
+        raise InputError(
             f"tasks: unknown task {bad[0] if bad else tasks!r}; choose one of {allowed} "
             "or a list of family names"
         )

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nanovla.errors import InputError
 from nanovla.models.text.tokenizer import LEVELS
 
 TEXT_ENCODERS: tuple[str, ...] = ("lstm", "minilm", "transformer")
@@ -120,7 +121,7 @@ class PolicyConfig:
         )
         for name, allowed in (*choices, ("tokenizer_level", LEVELS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(
+                raise InputError(
                     f"PolicyConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
         for name in (
@@ -134,35 +135,35 @@ class PolicyConfig:
             "attention_heads",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"PolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.action_bins < 2:
-            raise ValueError(f"PolicyConfig.action_bins must be >= 2, got {self.action_bins}")
+            raise InputError(f"PolicyConfig.action_bins must be >= 2, got {self.action_bins}")
         if self.goal_weight < 0:
-            raise ValueError(f"PolicyConfig.goal_weight must be >= 0, got {self.goal_weight}")
+            raise InputError(f"PolicyConfig.goal_weight must be >= 0, got {self.goal_weight}")
         for name in ("state_dim", "film_blocks", "head_layers", "vision_extra_blocks", "goal_dim"):
             if getattr(self, name) < 0:
-                raise ValueError(f"PolicyConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"PolicyConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 1 <= self.n_action_steps <= self.chunk:
-            raise ValueError(
+            raise InputError(
                 f"PolicyConfig.n_action_steps must be in [1, chunk={self.chunk}], "
                 f"got {self.n_action_steps}"
             )
         if not 0.0 <= self.word_dropout < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"PolicyConfig.word_dropout must be in [0, 1), got {self.word_dropout}"
             )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"PolicyConfig.dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"PolicyConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.loss_beta <= 0:
-            raise ValueError(f"PolicyConfig.loss_beta must be > 0, got {self.loss_beta}")
+            raise InputError(f"PolicyConfig.loss_beta must be > 0, got {self.loss_beta}")
         for name in ("loss_weights", "action_names"):
             if len(getattr(self, name)) not in (0, self.action_dim):
-                raise ValueError(
+                raise InputError(
                     f"PolicyConfig.{name} must be empty or have action_dim={self.action_dim} "
                     f"entries, got {getattr(self, name)}"
                 )
         if any(w < 0 for w in self.loss_weights):
-            raise ValueError(f"PolicyConfig.loss_weights must be >= 0, got {self.loss_weights}")
+            raise InputError(f"PolicyConfig.loss_weights must be >= 0, got {self.loss_weights}")
 
     @property
     def action_labels(self) -> tuple[str, ...]:
@@ -177,18 +178,18 @@ class PolicyConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "PolicyConfig") -> PolicyConfig:
         """Inverse of `to_dict`; unknown keys -> ValueError naming `source` and the keys."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{source}: unknown PolicyConfig keys {unknown}; known: {sorted(fields)}"
             )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         try:
             return cls(**values)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{source}: {error}") from error
+            raise InputError(f"{source}: {error}") from error
 
 
 def _jsonable(value: Any) -> Any:

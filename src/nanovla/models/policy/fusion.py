@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
 from nanovla.models.policy.configuration_policy import READOUTS, PolicyConfig
 from nanovla.models.vision.vla_cnn import SpatialSoftmax
 
@@ -59,7 +60,7 @@ class GridReadout(nn.Module):
             self.reduce = nn.Sequential(nn.Conv2d(channels, flat_channels, 1), nn.ReLU())
             self.out_dim = flat_channels * height * width
         else:
-            raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
+            raise InputError(f"readout must be one of {READOUTS}, got {kind!r}")
         self.kind = kind
 
     def forward(self, grid: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ class FiLMFusion(nn.Module):
     ) -> None:
         super().__init__()
         if num_blocks < 1:
-            raise ValueError(f"fusion='film' needs film_blocks >= 1, got {num_blocks}")
+            raise InputError(f"fusion='film' needs film_blocks >= 1, got {num_blocks}")
         self.blocks = nn.ModuleList(FiLMBlock(channels) for _ in range(num_blocks))
         self.film = nn.Linear(text_dim, 2 * channels * num_blocks)  # text -> all (delta, beta)
         nn.init.normal_(self.film.weight, std=1e-2)
@@ -146,4 +147,4 @@ def build_fusion(
         return FiLMFusion(readout, grid_shape[0], text_dim, state_dim, config.film_blocks)
     if config.fusion == "concat":
         return ConcatFusion(readout, text_dim, state_dim)
-    raise ValueError(f"fusion must be one of ('film', 'concat'), got {config.fusion!r}")
+    raise InputError(f"fusion must be one of ('film', 'concat'), got {config.fusion!r}")

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
+
 
 def _mlp(in_dim: int, out_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> nn.Module:
     layers: list[nn.Module] = []
@@ -74,7 +76,7 @@ class BinnedActionHead(nn.Module):
     ) -> None:
         super().__init__()
         if bins < 2:
-            raise ValueError(f"bins must be >= 2, got {bins}")
+            raise InputError(f"bins must be >= 2, got {bins}")
         self.chunk, self.action_dim, self.bins = chunk, action_dim, bins
         self.mlp = _mlp(in_dim, chunk * action_dim * bins, hidden_dim, num_layers, dropout)
         self.register_buffer("centres", torch.linspace(-1.0, 1.0, bins), persistent=False)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.text.lstm import LSTMTextEncoder
 from nanovla.models.text.tokenizer import PAD_ID, UNK_ID, Tokenizer
@@ -31,7 +32,7 @@ def _build_transformer(config: PolicyConfig, tokenizer: Tokenizer) -> nn.Module:
     try:
         from nanovla.models.text.transformer import TransformerTextEncoder
     except ImportError as error:
-        raise ValueError(
+        raise InputError(
             "text='transformer' needs nanovla.models.text.transformer.TransformerTextEncoder, "
             f"which is not available in this install ({error}); use text='lstm' or 'minilm'"
         ) from None
@@ -58,7 +59,7 @@ class InstructionEncoder(nn.Module):
             self.encoder: nn.Module = MiniLMTextEncoder()
         else:
             if tokenizer is None:
-                raise ValueError(
+                raise InputError(
                     f"text={self.kind!r} needs a tokenizer: Tokenizer.from_texts(dataset.tasks) "
                     "or Policy.from_dataset(config, dataset)"
                 )
@@ -89,7 +90,7 @@ class InstructionEncoder(nn.Module):
     def forward(self, texts: Sequence[str], device: torch.device | None = None) -> torch.Tensor:
         """`texts`: B strings -> (B, out_dim); each distinct string is encoded once."""
         if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
-            raise ValueError("instructions must be a list of strings")
+            raise InputError("instructions must be a list of strings")
         unique = list(dict.fromkeys(texts))
         index = {text: i for i, text in enumerate(unique)}
         rows = torch.tensor([index[text] for text in texts], device=device)  # (B,)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nanovla.errors import InputError
+
 
 def masked_regression_loss(
     pred: torch.Tensor,
@@ -34,7 +36,7 @@ def masked_regression_loss(
     elif kind == "mse":
         elementwise = F.mse_loss(pred, target, reduction="none")  # (B, k, A)
     else:
-        raise ValueError(f"loss must be one of ('smooth_l1', 'mse'), got {kind!r}")
+        raise InputError(f"loss must be one of ('smooth_l1', 'mse'), got {kind!r}")
     return _masked_mean(elementwise, is_pad, weights)
 
 

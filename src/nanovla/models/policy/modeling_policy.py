@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
 from nanovla.models.policy import pretrained
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.policy.fusion import build_fusion
@@ -49,7 +50,7 @@ class Policy(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(config, PolicyConfig):
-            raise ValueError(f"config must be a PolicyConfig, got {type(config).__name__}")
+            raise InputError(f"config must be a PolicyConfig, got {type(config).__name__}")
         self.config = config
         self.normalizer = Normalizer(config.state_dim, config.action_dim, dataset_stats)
         self.vision, grid_shape = build_vision_encoder(config)
@@ -101,17 +102,17 @@ class Policy(nn.Module):
         self.normalizer.check_ready()
         size = self.config.image_size
         if image.ndim != 4 or image.shape[1] != 3 or tuple(image.shape[2:]) != (size, size):
-            raise ValueError(
+            raise InputError(
                 f"{IMAGE} must be (B, 3, {size}, {size}) (config.image_size={size}), "
                 f"got {tuple(image.shape)}"
             )
         if state.ndim != 2 or state.shape[1] != self.config.state_dim:
-            raise ValueError(
+            raise InputError(
                 f"{STATE} must be (B, {self.config.state_dim}) (config.state_dim), "
                 f"got {tuple(state.shape)}"
             )
         if len(instructions) != image.shape[0]:
-            raise ValueError(f"got {len(instructions)} instructions for {image.shape[0]} images")
+            raise InputError(f"got {len(instructions)} instructions for {image.shape[0]} images")
         if self.config.channels_last:  # convert the uint8 image: 4x less to copy than floats
             image = image.contiguous(memory_format=torch.channels_last)
         grid = self.vision.forward_features(self.normalizer.image(image))  # (B, C, h, w)
@@ -128,17 +129,17 @@ class Policy(nn.Module):
         """
         missing = [key for key in BATCH_KEYS if key not in batch]
         if missing:
-            raise ValueError(f"batch is missing keys {missing} (needs {list(BATCH_KEYS)})")
+            raise InputError(f"batch is missing keys {missing} (needs {list(BATCH_KEYS)})")
         action, is_pad = batch[ACTION], batch["action_is_pad"]
         expected = (self.config.chunk, self.config.action_dim)
         if action.ndim != 3 or tuple(action.shape[1:]) != expected:
-            raise ValueError(
+            raise InputError(
                 f"batch[{ACTION!r}] must be (B, chunk, action_dim) = "
                 f"(B, {expected[0]}, {expected[1]}), "
                 f"got {tuple(action.shape)}"
             )
         if tuple(is_pad.shape) != tuple(action.shape[:2]):
-            raise ValueError(
+            raise InputError(
                 f"batch['action_is_pad'] must be {tuple(action.shape[:2])}, "
                 f"got {tuple(is_pad.shape)}"
             )
@@ -247,7 +248,7 @@ class Policy(nn.Module):
         stats = getattr(dataset, "stats", None)
         tasks = getattr(dataset, "tasks", None)
         if not isinstance(stats, Mapping) or tasks is None:
-            raise ValueError("Policy.from_dataset needs a dataset with .stats (dict) and .tasks")
+            raise InputError("Policy.from_dataset needs a dataset with .stats (dict) and .tasks")
         config = pretrained.config_for_stats(config, stats)
         tokenizer = None
         if config.text != "minilm":

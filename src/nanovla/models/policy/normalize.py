@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
+
 IMAGE, STATE, ACTION = "observation.image", "observation.state", "action"
 _MIN_STD = 1e-3  # a feature constant in the data must not blow up to +-inf when it moves
 _MIN_RANGE = 1e-6
@@ -26,18 +28,18 @@ _MIN_RANGE = 1e-6
 def _stat(stats: Mapping[str, Any], feature: str, key: str, shape: tuple[int, ...]) -> torch.Tensor:
     """stats[feature][key] as a float32 tensor of `shape`; missing or misshapen -> ValueError."""
     if feature not in stats:
-        raise ValueError(
+        raise InputError(
             f"dataset stats have no entry for feature {feature!r} (has: {sorted(stats)})"
         )
     if key not in stats[feature]:
-        raise ValueError(f"dataset stats for feature {feature!r} have no {key!r}")
+        raise InputError(f"dataset stats for feature {feature!r} have no {key!r}")
     value = torch.as_tensor(np.asarray(stats[feature][key], dtype=np.float32))
     if value.numel() != int(np.prod(shape)):
-        raise ValueError(
+        raise InputError(
             f"dataset stats {feature!r}/{key!r} have shape {tuple(value.shape)}, expected {shape}"
         )
     if not torch.isfinite(value).all():
-        raise ValueError(f"dataset stats {feature!r}/{key!r} contain NaN or inf")
+        raise InputError(f"dataset stats {feature!r}/{key!r} contain NaN or inf")
     return value.reshape(shape)
 
 
@@ -65,7 +67,7 @@ class Normalizer(nn.Module):
     def set_stats(self, stats: Mapping[str, Any]) -> None:
         """Copy the dataset's stats (meta/stats.json dict) into the buffers."""
         if not isinstance(stats, Mapping):
-            raise ValueError(
+            raise InputError(
                 f"dataset_stats must be a dict of features, got {type(stats).__name__}"
             )
         state_dim, action_dim = self.state_mean.numel(), self.action_min.numel()
@@ -84,7 +86,7 @@ class Normalizer(nn.Module):
 
     def check_ready(self) -> None:
         if not self.ready:
-            raise ValueError(
+            raise InputError(
                 "the policy has no normalization stats: pass dataset_stats=dataset.stats, "
                 "or build it with Policy.from_dataset / Policy.from_pretrained"
             )

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nanovla.errors import InputError
+
 OBS_KEYS = ("image", "state", "instruction")
 
 
@@ -22,7 +24,7 @@ def observation_to_batch(
     """
     missing = [key for key in OBS_KEYS if key not in obs]
     if missing:
-        raise ValueError(f"observation is missing keys {missing} (needs {list(OBS_KEYS)})")
+        raise InputError(f"observation is missing keys {missing} (needs {list(OBS_KEYS)})")
     image, state, instruction = (
         np.asarray(obs["image"]),
         np.asarray(obs["state"]),
@@ -33,11 +35,11 @@ def observation_to_batch(
         image, state = image[None], state[None]
         instruction = [instruction] if isinstance(instruction, str) else list(instruction)
     if image.ndim != 4 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
             f"observation 'image' must be uint8 (N, H, W, 3), got {image.dtype} {image.shape}"
         )
     if isinstance(instruction, str) or len(instruction) != image.shape[0]:
-        raise ValueError(f"observation 'instruction' must be a list of {image.shape[0]} strings")
+        raise InputError(f"observation 'instruction' must be a list of {image.shape[0]} strings")
     image_t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(0, 3, 1, 2)
     state_t = torch.from_numpy(np.asarray(state, dtype=np.float32)).to(device)
     return image_t, state_t, list(instruction), single

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nanovla.errors import InputError, MissingError
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.policy.normalize import ACTION, STATE
 from nanovla.models.text.tokenizer import Tokenizer
@@ -58,13 +59,13 @@ def save_policy(policy: nn.Module, directory: str | os.PathLike) -> None:
 
 def _read_config(path: Path) -> PolicyConfig:
     if not path.is_file():
-        raise FileNotFoundError(f"policy config not found: {path}")
+        raise MissingError(f"policy config not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: corrupt JSON ({error})") from error
+        raise InputError(f"{path}: corrupt JSON ({error})") from error
     if not isinstance(data, dict) or data.get("type") != POLICY_TYPE:
-        raise ValueError(f'{path}: not a nanovla policy config (needs "type": "{POLICY_TYPE}")')
+        raise InputError(f'{path}: not a nanovla policy config (needs "type": "{POLICY_TYPE}")')
     data = {key: value for key, value in data.items() if key != "type"}
     return PolicyConfig.from_dict(data, source=str(path))
 
@@ -75,18 +76,18 @@ def load_policy_files(
     """(config, state dict, tokenizer or None) read from a `save_pretrained` directory."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"policy directory not found: {directory}")
+        raise MissingError(f"policy directory not found: {directory}")
     config = _read_config(directory / CONFIG_NAME)
     tokenizer = None
     if config.text != "minilm":
         tokenizer = Tokenizer.load(directory / TOKENIZER_NAME)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
-        raise FileNotFoundError(f"policy weights not found: {weights}")
+        raise MissingError(f"policy weights not found: {weights}")
     try:
         state_dict = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{weights}: corrupt safetensors file ({error})") from error
+        raise InputError(f"{weights}: corrupt safetensors file ({error})") from error
     return config, state_dict, tokenizer
 
 
@@ -109,7 +110,7 @@ def load_weights(
     ]
     if problems:
         weights = Path(source) / WEIGHTS_NAME if Path(source).is_dir() else Path(source)
-        raise ValueError(f"{weights}: weights do not match the config; " + "; ".join(problems))
+        raise InputError(f"{weights}: weights do not match the config; " + "; ".join(problems))
     policy.load_state_dict(state_dict, strict=True)
 
 
@@ -122,7 +123,7 @@ def config_for_stats(config: PolicyConfig, stats: Mapping[str, Any]) -> PolicyCo
     sizes = {}
     for feature, key, field in ((STATE, "mean", "state_dim"), (ACTION, "min", "action_dim")):
         if feature not in stats or key not in stats[feature]:
-            raise ValueError(f"dataset stats have no {feature!r}/{key!r} entry")
+            raise InputError(f"dataset stats have no {feature!r}/{key!r} entry")
         sizes[field] = int(np.asarray(stats[feature][key]).size)
     changes: dict[str, Any] = dict(sizes)
     goal = stats.get(GOAL, {}).get("mean")
@@ -130,7 +131,7 @@ def config_for_stats(config: PolicyConfig, stats: Mapping[str, Any]) -> PolicyCo
     if len(config.action_names) not in (0, sizes["action_dim"]):
         changes["action_names"] = ()
     if len(config.loss_weights) not in (0, sizes["action_dim"]):
-        raise ValueError(
+        raise InputError(
             f"PolicyConfig.loss_weights has {len(config.loss_weights)} entries but the dataset's "
             f"actions have {sizes['action_dim']} dimensions"
         )

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from nanovla.errors import InputError
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.registry import create_model
 
@@ -35,7 +36,7 @@ def tokens_to_grid(features: torch.Tensor) -> torch.Tensor:
     if features.ndim == 4:
         return features
     if features.ndim != 3:
-        raise ValueError(
+        raise InputError(
             "vision forward_features must give (B, C, h, w) or (B, N, C), "
             f"got {tuple(features.shape)}"
         )
@@ -45,7 +46,7 @@ def tokens_to_grid(features: torch.Tensor) -> torch.Tensor:
         if side * side == num_tokens - skip:
             tokens = features[:, skip:]  # (B, s*s, C)
             return tokens.transpose(1, 2).reshape(features.shape[0], -1, side, side)
-    raise ValueError(f"vision tokens ({num_tokens}) do not form a square grid")
+    raise InputError(f"vision tokens ({num_tokens}) do not form a square grid")
 
 
 def _create(config: PolicyConfig) -> nn.Module:
@@ -65,7 +66,7 @@ def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, in
     """(encoder with forward_features -> (B, C, h, w), its grid shape (C, h, w))."""
     model = _create(config)
     if not hasattr(model, "forward_features"):
-        raise ValueError(f"vision model {config.vision!r} has no forward_features; pick a backbone")
+        raise InputError(f"vision model {config.vision!r} has no forward_features; pick a backbone")
     encoder = model if config.vision == "vla_cnn" else TokensToGrid(model)
     was_training = model.training
     model.eval()  # the probe must not touch BatchNorm running stats

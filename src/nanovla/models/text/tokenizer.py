@@ -26,6 +26,8 @@ from typing import Literal
 
 import torch
 
+from nanovla.errors import InputError, MissingError
+
 TokenizerLevel = Literal["word", "char"]
 LEVELS: tuple[str, ...] = ("word", "char")
 PAD, UNK = "<pad>", "<unk>"
@@ -42,7 +44,7 @@ def split_text(text: str, level: str) -> list[str]:
         return _WORD_RE.findall(text)
     if level == "char":
         return list(text)
-    raise ValueError(f"tokenizer level must be one of {LEVELS}, got {level!r}")
+    raise InputError(f"tokenizer level must be one of {LEVELS}, got {level!r}")
 
 
 class Tokenizer:
@@ -55,13 +57,13 @@ class Tokenizer:
 
     def __init__(self, vocab: Sequence[str], level: str = "word", max_length: int = 128) -> None:
         if level not in LEVELS:
-            raise ValueError(f"tokenizer level must be one of {LEVELS}, got {level!r}")
+            raise InputError(f"tokenizer level must be one of {LEVELS}, got {level!r}")
         if len(vocab) < 2 or vocab[PAD_ID] != PAD or vocab[UNK_ID] != UNK:
-            raise ValueError(f"tokenizer vocab must start with {PAD!r}, {UNK!r}")
+            raise InputError(f"tokenizer vocab must start with {PAD!r}, {UNK!r}")
         if len(set(vocab)) != len(vocab):
-            raise ValueError("tokenizer vocab has duplicate tokens")
+            raise InputError("tokenizer vocab has duplicate tokens")
         if max_length < 1:
-            raise ValueError(f"tokenizer max_length must be >= 1, got {max_length}")
+            raise InputError(f"tokenizer max_length must be >= 1, got {max_length}")
         self.level = level
         self.max_length = max_length
         self.vocab: list[str] = list(vocab)
@@ -99,7 +101,7 @@ class Tokenizer:
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids ``(B, T)`` long and lengths ``(B,)`` long for a batch of instructions."""
         if isinstance(texts, str):
-            raise ValueError("Tokenizer.encode takes a list of strings, got a single str")
+            raise InputError("Tokenizer.encode takes a list of strings, got a single str")
         return self.pad([self.tokenize(text) for text in texts])
 
     @staticmethod
@@ -124,16 +126,16 @@ class Tokenizer:
     def from_dict(cls, data: dict, source: str = "tokenizer") -> Tokenizer:
         """Inverse of `to_dict`; a malformed dict -> ValueError naming `source` and the key."""
         if not isinstance(data, dict) or data.get("type") != "nanovla_tokenizer":
-            raise ValueError(
+            raise InputError(
                 f"{source}: not a nanovla tokenizer (missing 'type': 'nanovla_tokenizer')"
             )
         for key, kind in (("level", str), ("max_length", int), ("vocab", list)):
             if not isinstance(data.get(key), kind):
-                raise ValueError(f"{source}: key {key!r} missing or not a {kind.__name__}")
+                raise InputError(f"{source}: key {key!r} missing or not a {kind.__name__}")
         try:
             return cls(data["vocab"], level=data["level"], max_length=data["max_length"])
         except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
+            raise InputError(f"{source}: {error}") from error
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON (atomically: temp file + rename)."""
@@ -147,11 +149,11 @@ class Tokenizer:
         """Read a tokenizer written by `save`; missing or corrupt file -> error naming it."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
+            raise MissingError(f"tokenizer file not found: {path}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: corrupt tokenizer JSON ({error})") from error
+            raise InputError(f"{path}: corrupt tokenizer JSON ({error})") from error
         return cls.from_dict(data, source=str(path))
 
     def __eq__(self, other: object) -> bool:

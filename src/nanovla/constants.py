@@ -1,0 +1,51 @@
+"""One home for the names that several layers spell: feature keys and file names.
+
+Feature keys follow LeRobot's names, so a nanovla dataset reads as a LeRobot one. The policy is
+trained on loader batches (`observation.image` CHW uint8, `task` = the instruction string) and
+acts on world observations (`image` HWC uint8, `instruction`); `models/policy/observation.py`
+maps the second onto the first, so the network only ever sees the dataset's names.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- dataset features (LeRobot)
+IMAGE_KEY = "observation.image"
+"""(T, 3, H, W) uint8 camera frames in a batch; HWC PNG frames on disk"""
+STATE_KEY = "observation.state"
+"""(T, D) float32 proprioception"""
+ENV_STATE_KEY = "observation.environment_state"
+"""privileged simulator state: the world's subgoal positions (object x, y, place x, y)"""
+ACTION_KEY = "action"
+"""(T, A) float32 executed action (the clean expert label when the expert drives)"""
+EXPERT_ACTION_KEY = ACTION_KEY + ".expert"
+"""the expert's action for each state of a policy-driven rollout (the DAgger label)"""
+TASK_KEY = "task"
+"""the instruction string of a frame (LeRobot's name; in the world it is `instruction`)"""
+
+# ---------------------------------------------------------------- world observations
+OBS_IMAGE = "image"
+"""(N, H, W, 3) uint8 in a world observation"""
+OBS_STATE = "state"
+OBS_INSTRUCTION = "instruction"
+"""the instruction string of each env"""
+OBS_FAMILY = "task"
+"""the task family of each env (reach, push, ...): the world's `task`, not LeRobot's"""
+
+# ---------------------------------------------------------------- checkpoints and runs
+CHECKPOINTS_DIR = "checkpoints"
+LAST_LINK = "last"
+PRETRAINED_DIR = "pretrained_model"
+TRAINING_STATE_DIR = "training_state"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+RUN_RECORD_FILE = "run.json"
+"""what a checkpoint's run trained on (families, image size, dataset): read by evaluation"""
+STEP_FILE = "training_step.json"
+COMMAND_FILE = "train_command.json"
+EVAL_FILE = "eval.json"
+LOGS_DIR = "logs"
+PLOTS_DIR = "plots"
+VIDEOS_DIR = "videos"
+LOCK_FILE = ".lock"

@@ -1,0 +1,54 @@
+"""Small file helpers every layer shares: atomic writes, and reads whose errors name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nanovla.errors import InputError, MissingError
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (temp file in the same directory + rename).
+
+    A crash or an error part-way leaves either the old file or the new one, never half of one,
+    and no temporary file behind. The parent directory is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as indented UTF-8 JSON to `path` atomically; returns the path."""
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parsed JSON of `path`; a missing file is MissingError, bad JSON InputError, both naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from error
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """`read_json` that also insists on a JSON object at the top."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
