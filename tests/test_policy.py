@@ -226,7 +226,7 @@ def test_from_dataset_takes_sizes_stats_and_tasks():
 def test_config_json_round_trip():
     config = PolicyConfig(fusion="concat", vision_widths=(16, 32), loss_weights=(1.0, 1.0, 2.0))
     assert PolicyConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown PolicyConfig keys"):
+    with pytest.raises(ValueError, match="unknown PolicyConfig key"):
         PolicyConfig.from_dict({**config.to_dict(), "colour": 1})
 
 

@@ -131,8 +131,9 @@ class Trainer:
     Checkpoints, logs and the loss plot go under `out_dir`. `eval_fn(model, step)` runs every
     `config.eval_every` steps (and at the last step) in eval mode with the training RNG streams
     set aside, so turning evaluation on or off does not change the trained weights.
-    `train_config_extra` is saved with the resolved `TrainConfig` in each checkpoint's
-    train_config.json (`{"train": {...}, **extra}`). `resume` (default: `config.resume`) restores
+    Each checkpoint's `pretrained_model/` holds the model's files and train_config.json (the
+    resolved `TrainConfig`); `on_save(pretrained_dir)` may add files of its own there (the
+    pipeline writes its typed run record), inside the atomic write. `resume` (default: `config.resume`) restores
     model, optimizer, scheduler, loss scaler, RNG, loader and step from
     `out_dir/checkpoints/last` before anything is written.
     """
@@ -144,17 +145,14 @@ class Trainer:
         config: TrainConfig,
         out_dir: str | Path,
         eval_fn: EvalFn | None = None,
-        train_config_extra: dict[str, Any] | None = None,
+        on_save: Callable[[Path], None] | None = None,
         resume: bool | None = None,
     ) -> None:
         if not callable(getattr(model, "save_pretrained", None)):
             raise InputError("model must have save_pretrained(dir) (config.json + safetensors)")
-        extra = dict(train_config_extra or {})
-        if "train" in extra:
-            raise InputError("train_config_extra must not have a 'train' key (the TrainConfig's)")
-        self.config, self.loader, self.eval_fn = config, loader, eval_fn
+        self.config, self.loader, self.eval_fn, self.on_save = config, loader, eval_fn, on_save
         self.out_dir = Path(out_dir)
-        self.train_config = {"train": json_normalize(dataclasses.asdict(config)), **extra}
+        self.train_config = {"train": json_normalize(dataclasses.asdict(config))}
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed)
@@ -317,6 +315,8 @@ class Trainer:
             pretrained.mkdir()
             self.model.save_pretrained(pretrained)
             write_json(pretrained / TRAIN_CONFIG_FILE, self.train_config)
+            if self.on_save is not None:
+                self.on_save(pretrained)
             save_training_state(directory / TRAINING_STATE_DIR, state)
 
         return write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)

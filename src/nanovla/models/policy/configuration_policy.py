@@ -6,10 +6,10 @@ config is saved as ``config.json`` beside the weights, so a checkpoint rebuilds 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nanovla.codec import from_json, to_json
 from nanovla.errors import InputError
 from nanovla.models.text.tokenizer import LEVELS
 
@@ -171,26 +171,10 @@ class PolicyConfig:
         return self.action_names or tuple(f"dim{i}" for i in range(self.action_dim))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Plain JSON-ready dict (tuples become lists), as config.json holds it."""
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "PolicyConfig") -> PolicyConfig:
-        """Inverse of `to_dict`; unknown keys -> ValueError naming `source` and the keys."""
-        if not isinstance(data, dict):
-            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise InputError(
-                f"{source}: unknown PolicyConfig keys {unknown}; known: {sorted(fields)}"
-            )
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{source}: {error}") from error
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+        """Inverse of `to_dict`; unknown keys or wrong types -> InputError naming `source`."""
+        return from_json(cls, data, source)
