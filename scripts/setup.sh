@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv with CPU torch 2.13.0 and nanovla (editable) plus the extras named in $1
-# (default "test"). Idempotent: a second run only checks. The constraints file pins torch so
-# that no requirement can pull a multi-GB CUDA build.
+# (default "test", which holds every extra's packages, matplotlib for `nanovla train`'s loss
+# plot included; a lean install names its own, e.g. `bash scripts/setup.sh plots`).
+# Idempotent: a second run only checks. The constraints file pins torch so that no
+# requirement can pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-test}"
