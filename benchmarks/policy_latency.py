@@ -26,7 +26,7 @@ import tyro
 
 from nanovla.models.policy import Policy
 from nanovla.models.text.tokenizer import Tokenizer
-from nanovla.train.cli import default_policy_config
+from nanovla.pipeline import default_policy_config
 
 COLORS, KINDS = ("red", "green", "blue", "yellow"), ("box", "ball")
 TASKS = [f"put the {c} {k} in the {b} bowl" for c in COLORS for k in KINDS for b in COLORS]

@@ -27,7 +27,7 @@ from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train import TrainConfig, Trainer, build_optimizer
-from nanovla.train.cli import default_policy_config
+from nanovla.pipeline import default_policy_config
 
 
 @dataclass

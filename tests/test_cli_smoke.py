@@ -77,7 +77,7 @@ def test_eval_of_the_checkpoint_writes_the_same_schema(trained_run):
     assert result.returncode == 0, result.stderr[-2000:]
     fresh = json.loads(out.read_text())
     first = json.loads((trained_run / "run" / "eval.json").read_text())
-    assert fresh["families"] == ["reach", "push"]  # read from the checkpoint's train_config.json
+    assert fresh["families"] == ["reach", "push"]  # read from the checkpoint's run.json
     # same seeded initial states, same weights: the same successes
     for split in ("seen", "heldout", "ko"):
         assert fresh["splits"][split]["per_task"] == first["splits"][split]["per_task"]

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nanovla.data.collect",
         "record expert or policy rollouts as a LeRobot v3.0 dataset",
     ),
-    "train": ("nanovla.train.cli", "the main job: collect -> train a VLA policy by BC -> evaluate"),
+    "train": ("nanovla.pipeline", "the main job: collect -> train a VLA policy by BC -> evaluate"),
     "eval": (
         "nanovla.eval.cli",
         "evaluate a checkpoint on fixed seeded episodes (95% Wilson intervals)",

@@ -1,15 +1,23 @@
-"""`nanovla eval`: evaluate a checkpoint on fixed seeded episodes and write eval.json + GIFs."""
+"""`nanovla eval`: evaluate a checkpoint on fixed seeded episodes and write a result JSON + GIFs.
+
+A run's own `eval.json` (written by `nanovla train`) is never overwritten: by default the result
+goes beside it as `eval-<step>.json` (then `eval-<step>.1.json`, ... if that exists), and an
+explicit `--out` that exists is refused unless `--overwrite` is given.
+"""
 
 from __future__ import annotations
 
-import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tyro
 
-from nanovla.errors import InputError, MissingError
-from nanovla.eval.evaluate import EvalConfig, evaluate, format_table, write_json
+from nanovla.constants import CHECKPOINTS_DIR, CONFIG_FILE, EVAL_FILE, PRETRAINED_DIR
+from nanovla.errors import ExistsError, MissingError
+from nanovla.eval.evaluate import EvalConfig, evaluate, format_table
+from nanovla.io import write_json
+from nanovla.train.run_record import RunRecord
 
 
 @dataclass
@@ -19,13 +27,16 @@ class EvalCommand:
     checkpoint: Path
     """a checkpoint directory (`runs/RUN/checkpoints/last`) or its `pretrained_model/` folder"""
     out: Path | None = None
-    """where eval.json goes (default: eval.json beside the checkpoint's run directory)"""
+    """where the result JSON goes (default: `RUN/eval-<step>.json`, beside the run's eval.json,
+    which is never overwritten)"""
+    overwrite: bool = False
+    """replace an existing --out file"""
     tasks: tuple[str, ...] = ()
     """task families to evaluate (default: the families the checkpoint was trained on)"""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """the evaluation protocol"""
     videos: Path | None = None
-    """folder for rollout GIFs (default: `videos/` beside eval.json)"""
+    """folder for rollout GIFs (default: `<out without .json>-videos/` beside the result)"""
 
 
 def resolve_pretrained(checkpoint: Path) -> Path:
@@ -33,38 +44,58 @@ def resolve_pretrained(checkpoint: Path) -> Path:
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise MissingError(f"checkpoint {str(checkpoint)!r} does not exist")
-    for candidate in (checkpoint, checkpoint / "pretrained_model"):
-        if (candidate / "config.json").is_file():
+    for candidate in (checkpoint, checkpoint / PRETRAINED_DIR):
+        if (candidate / CONFIG_FILE).is_file():
             return candidate
     raise MissingError(
-        f"{str(checkpoint)!r} holds no config.json (nor pretrained_model/config.json): "
+        f"{str(checkpoint)!r} holds no {CONFIG_FILE} (nor {PRETRAINED_DIR}/{CONFIG_FILE}): "
         "pass a checkpoint directory such as runs/RUN/checkpoints/last"
     )
 
 
 def trained_families(pretrained: Path) -> tuple[str, ...]:
-    """Task families recorded in the checkpoint's train_config.json (empty if not recorded)."""
-    path = pretrained / "train_config.json"
-    if not path.is_file():
-        return ()
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path} is not valid JSON: {error}") from error
-    return tuple(recorded.get("tasks", ()))
+    """Task families the checkpoint was trained on (its run.json), or () when not recorded."""
+    record = RunRecord.load(pretrained)
+    return () if record is None else tuple(record.families)
+
+
+def default_out(pretrained: Path) -> Path:
+    """`runs/RUN/eval-<step>.json` for `runs/RUN/checkpoints/<step>/pretrained_model`, made
+    unique with `.1`, `.2`, ... so no earlier result is replaced."""
+    parts = pretrained.resolve().parts
+    if CHECKPOINTS_DIR in parts and parts.index(CHECKPOINTS_DIR) + 1 < len(parts):
+        index = parts.index(CHECKPOINTS_DIR)
+        folder, stem = Path(*parts[:index]), f"eval-{parts[index + 1]}"
+    else:
+        folder, stem = pretrained, "eval"
+    candidate, copy = folder / f"{stem}.json", 0
+    while candidate.exists() or candidate.name == EVAL_FILE:
+        copy += 1
+        candidate = folder / f"{stem}.{copy}.json"
+    return candidate
 
 
 def main(argv: list[str]) -> int:
     """Entry point of `nanovla eval`."""
-    command = tyro.cli(EvalCommand, args=argv, prog="nanovla eval")
+    command = tyro.cli(EvalCommand, args=argv, prog="nanovla eval", description=__doc__)
     from nanovla.models.policy import Policy
     from nanovla.world import TASK_FAMILIES
 
     pretrained = resolve_pretrained(command.checkpoint)
+    if command.out is not None and command.out.exists() and not command.overwrite:
+        raise ExistsError(f"{command.out} already exists; pass --overwrite to replace it")
     policy = Policy.from_pretrained(pretrained)
-    families = command.tasks or trained_families(pretrained) or tuple(TASK_FAMILIES)
-    out = command.out or _default_out(pretrained)
-    videos = command.videos or out.parent / "videos"
+    trained = trained_families(pretrained)
+    families = command.tasks or trained or tuple(TASK_FAMILIES)
+    unseen = [family for family in families if trained and family not in trained]
+    if unseen:
+        print(
+            f"eval: warning: {', '.join(unseen)} outside the checkpoint's training families "
+            f"({', '.join(trained)}); its 'seen' split means seen instructions, not seen tasks",
+            file=sys.stderr,
+        )
+    out = command.out or default_out(pretrained)
+    videos = command.videos or out.with_name(out.stem + "-videos")
     result = evaluate(
         policy,
         families,
@@ -73,16 +104,7 @@ def main(argv: list[str]) -> int:
         video_dir=videos if command.eval.gifs else None,
     )
     result["checkpoint"] = str(pretrained)
-    write_json(result, out)
+    write_json(out, result)
     print(format_table(result))
     print(f"wrote {out}")
     return 0
-
-
-def _default_out(pretrained: Path) -> Path:
-    # runs/RUN/checkpoints/STEP/pretrained_model -> runs/RUN/eval.json
-    parts = pretrained.resolve().parts
-    if "checkpoints" in parts:
-        run_dir = Path(*parts[: parts.index("checkpoints")])
-        return run_dir / "eval.json"
-    return pretrained / "eval.json"

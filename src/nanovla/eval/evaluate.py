@@ -10,12 +10,19 @@ Splits name which instruction templates the episodes use:
 | `ko_heldout` | Korean templates never trained on          | Korean generalization             |
 
 Every (split, family) pair runs the same number of episodes from fixed seeded initial states.
+The initial states of a family depend on its name and the base seed only (`scene_seed`), never on
+which other families are evaluated or in which order: `nanovla eval --tasks push` sees the same
+push scenes as the suite, and every checkpoint of every run is judged on the same episodes. The
+splits of one family share its scenes (only the instruction differs), so split figures are paired.
+
+Seed ranges (so no scene is judged twice for different purposes): demonstrations are recorded
+from the collection seed (default 0), validation rollouts during training use
+`[VALIDATION_SEED, VALIDATION_SEED + SEED_SPAN)` and the final evaluation
+`[EVAL_SEED, EVAL_SEED + SEED_SPAN)`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,29 @@ from nanovla.errors import InputError
 from nanovla.eval.rollout import ActsOnObservations, run_episodes
 from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import write_video
+from nanovla.world.tasks import TASK_FAMILIES
+
+FAMILY_SEED_STRIDE = 7919
+"""seed distance between two families' scenes (a prime, so batches never line up)"""
+SEED_SPAN = FAMILY_SEED_STRIDE * len(TASK_FAMILIES)
+"""seeds one evaluation may use, counted from its base seed"""
+VALIDATION_SEED = 50_000
+"""base seed of the validation rollouts during training"""
+EVAL_SEED = 100_000
+"""base seed of the final evaluation"""
+
+
+def scene_seed(base: int, family: str) -> int:
+    """The seed of `family`'s evaluation scenes: keyed on the family's name, not a list position."""
+    if family not in TASK_FAMILIES:
+        raise InputError(f"unknown task family {family!r}; choose from {list(TASK_FAMILIES)}")
+    return base + FAMILY_SEED_STRIDE * TASK_FAMILIES.index(family)
+
+
+def seed_range(base: int) -> range:
+    """Every seed an evaluation with base seed `base` may reset a world with."""
+    return range(base, base + SEED_SPAN)
+
 
 SPLIT_TEMPLATES: dict[str, str] = {
     "seen": "train",
@@ -44,8 +74,9 @@ class EvalConfig:
     """episodes per task family per split (each a fixed seeded initial state)"""
     splits: tuple[str, ...] = ("seen", "heldout", "ko")
     """instruction splits to run: seen, heldout, ko, ko_heldout"""
-    seed: int = 100_000
-    """seed of the initial states; far from the collection seeds so no training scene repeats"""
+    seed: int = EVAL_SEED
+    """base seed of the initial states (each family adds its own fixed offset); keep it away
+    from the collection seed and the validation seeds so no scene is seen twice"""
     gifs: int = 2
     """rollout GIFs written per task family (seen split); 0 = none"""
     targets: str = "all"
@@ -102,7 +133,7 @@ def evaluate(
             family,
             SPLIT_TEMPLATES[split],
             config.episodes,
-            seed=config.seed + 7919 * families.index(family),
+            seed=scene_seed(config.seed, family),
             image_size=image_size,
             record=record,
             targets=config.targets,
@@ -145,13 +176,3 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['episodes_per_task']} episodes per family per split, seed {result['seed']}"
     )
     return "\n".join(lines)
-
-
-def write_json(data: dict[str, Any], path: str | Path) -> Path:
-    """Write `data` as JSON atomically (temp file + rename): never a half-written eval.json."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
-    return path

@@ -1,0 +1,193 @@
+"""The main job's chain (`nanovla.pipeline`) and the seams bugs it had: seeds, scenes, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nanovla import pipeline
+from nanovla.data import EpisodeDataset
+from nanovla.data.collect import CollectConfig, collect
+from nanovla.errors import InputError
+from nanovla.eval.evaluate import EvalConfig, evaluate, seed_range
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+
+
+def nanovla(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nanovla.cli", *args],
+        capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reach_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "reach"
+    collect(CollectConfig(task="reach", episodes=12, num_envs=6, out=out, progress=False))
+    return out
+
+
+# ---------------------------------------------------------------- bug 1: --seed reaches the weights
+
+
+def test_seed_decides_the_initial_weights(reach_data):
+    dataset = EpisodeDataset(reach_data)
+
+    def weights(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1234 + seed * 7)  # whatever the global RNG holds must not matter
+        policy = pipeline.build_policy(pipeline.TrainCommand(seed=seed), dataset)
+        return {k: v.clone() for k, v in policy.state_dict().items()}
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
+
+
+# ---------------------------------------------------------------- bug 2: scenes keyed on the family
+
+
+class _FirstFrames:
+    """A 'policy' that remembers the first observation of each family it is rolled out on."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, np.ndarray] = {}
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        family = obs["family"][0] if "family" in obs else obs["task"][0]
+        self.first.setdefault(family, obs["state"].copy())
+        return np.zeros((len(obs["state"]), 3), dtype=np.float32)
+
+
+def test_eval_scenes_do_not_depend_on_the_task_list():
+    config = EvalConfig(episodes=4, splits=("seen",), gifs=0)
+    alone, in_suite = _FirstFrames(), _FirstFrames()
+    evaluate(alone, ("push",), config, image_size=32, progress=False)
+    evaluate(in_suite, ("reach", "pick_place", "push"), config, image_size=32, progress=False)
+    np.testing.assert_array_equal(alone.first["push"], in_suite.first["push"])
+
+
+# ---------------------------------------------------------------- bug 3: validation has its own seeds
+
+
+def test_validation_rollouts_use_their_own_seed_range(monkeypatch):
+    seen: list[int] = []
+
+    def fake_evaluate(model, families, config, image_size, progress=True):
+        seen.append(config.seed)
+        return {"splits": {"seen": {"success": 0.0, "per_task": {}}}}
+
+    monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
+    command = pipeline.TrainCommand()
+
+    class Model:
+        def reset(self) -> None: ...
+
+    pipeline._validation(command, [])(Model(), 0)
+    assert seen == [command.val_seed]
+    validation, final = seed_range(command.val_seed), seed_range(command.eval.seed)
+    assert not set(validation) & set(final) and command.seed not in validation
+    with pytest.raises(InputError, match="overlapping"):
+        pipeline.TrainCommand(val_seed=command.eval.seed + 1)
+    with pytest.raises(InputError, match="seed range"):
+        pipeline.TrainCommand(seed=command.val_seed)
+
+
+# ---------------------------------------------------------------- bug 4: --resume and other flags
+
+TINY = (
+    "--episodes", "12", "--collect-envs", "6", "--batch-size", "16", "--image-size", "32",
+    "--train.steps", "6", "--train.warmup-steps", "1", "--train.log-every", "2",
+    "--train.num-threads", "1", "--train.no-progress", "--eval.episodes", "2", "--eval.gifs", "0",
+    "--tasks", "reach",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    result = nanovla("train", "--out", "run", *TINY, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root
+
+
+def _step(run: Path) -> int:
+    return json.loads((run / "checkpoints/last/training_state/training_step.json").read_text())[
+        "step"
+    ]
+
+
+def test_resume_refuses_options_that_may_not_change_by_name(tiny_run):
+    result = nanovla(
+        "train", "--out", "run", "--resume", "--batch-size", "8", "--policy.vision", "lenet",
+        cwd=tiny_run,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--batch-size" in result.stderr and "--policy.vision" in result.stderr
+    assert _step(tiny_run / "run") == 6
+
+
+def test_resume_applies_a_new_step_count(tiny_run):
+    result = nanovla("train", "--out", "run", "--resume", "--train.steps", "8", cwd=tiny_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train.steps" in result.stdout and _step(tiny_run / "run") == 8
+    saved = json.loads((tiny_run / "run" / "train_command.json").read_text())
+    assert saved["train"]["steps"] == 8  # a later --resume continues with it
+
+
+# ---------------------------------------------------------------- bug 5: eval never overwrites
+
+
+def test_eval_writes_beside_the_runs_result(tiny_run):
+    run = tiny_run / "run"
+    before = (run / "eval.json").read_bytes()
+    args = ("eval", "--checkpoint", "run/checkpoints/last", "--eval.episodes", "2")
+    for _ in range(2):
+        result = nanovla(*args, "--eval.gifs", "0", cwd=tiny_run)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (run / "eval.json").read_bytes() == before
+    written = sorted(p.name for p in run.glob("eval-*.json"))
+    assert len(written) == 2 and written[0].startswith("eval-0000")
+    refused = nanovla(*args, "--out", "run/eval.json", cwd=tiny_run)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert (run / "eval.json").read_bytes() == before
+
+
+# ---------------------------------------------------------------- resume through the CLI, exact
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, reach_data):
+    args = (
+        "--dataset", str(reach_data), "--tasks", "reach", "--image-size", "64", "--batch-size",
+        "8", "--train.steps", "400", "--train.save-every", "50", "--train.log-every", "50",
+        "--train.num-threads", "1", "--train.no-progress", "--eval.episodes", "2",
+        "--eval.gifs", "0", "--eval.splits", "seen",
+    )  # fmt: skip
+    straight = nanovla("train", "--out", "straight", *args, cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nanovla.cli", "train", "--out", "cut", *args],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut/checkpoints/000050").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert 50 <= _step(tmp_path / "cut") < 400
+    resumed = nanovla("train", "--out", "cut", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    weights = "checkpoints/last/pretrained_model/model.safetensors"
+    assert (tmp_path / "cut" / weights).read_bytes() == (
+        tmp_path / "straight" / weights
+    ).read_bytes()
+    a, b = (json.loads((tmp_path / r / "eval.json").read_text()) for r in ("straight", "cut"))
+    assert a["splits"] == b["splits"]
