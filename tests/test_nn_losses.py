@@ -4,7 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanovla.nn.losses import SmoothL1Loss, info_nce, masked_weighted_regression, smooth_l1_loss
+from nanovla.models.policy.loss import masked_binned_loss, masked_regression_loss
+from nanovla.nn.losses import (
+    SmoothL1Loss,
+    info_nce,
+    masked_weighted_mean,
+    masked_weighted_regression,
+    smooth_l1_loss,
+)
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.3, 2.5, 0.0])
@@ -91,6 +98,70 @@ def test_masked_regression_rejects_bad_arguments() -> None:
         masked_weighted_regression(x, x, mask=torch.ones(2, 4))
     with pytest.raises(ValueError, match="same shape"):
         masked_weighted_regression(x, torch.zeros(2, 3, 5))
+
+
+def _old_policy_masked_mean(elementwise, is_pad, weights):
+    """The policy's own masked mean before it moved onto `nanovla.nn.losses` (verbatim)."""
+    if weights is not None:
+        elementwise = elementwise * weights
+    if is_pad is None:
+        return elementwise.mean()
+    valid = (~is_pad).to(elementwise.dtype).unsqueeze(-1)
+    count = valid.sum() * elementwise.shape[-1]
+    return (elementwise * valid).sum() / count.clamp_min(1.0)
+
+
+def _old_policy_regression(pred, target, is_pad, weights, kind, beta):
+    if kind == "smooth_l1":
+        elementwise = F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
+    else:
+        elementwise = F.mse_loss(pred, target, reduction="none")
+    return _old_policy_masked_mean(elementwise, is_pad, weights)
+
+
+@pytest.mark.parametrize("kind", ["smooth_l1", "mse"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("padded", [True, False])
+def test_policy_loss_is_bit_identical_to_its_old_implementation(
+    kind: str, dtype: torch.dtype, padded: bool
+) -> None:
+    """The policy's chunk loss now calls `masked_weighted_regression`: same values, same grads."""
+    torch.manual_seed(5)
+    pred = (torch.randn(8, 4, 3) * 2).to(dtype).requires_grad_()
+    target = torch.randn(8, 4, 3).to(dtype)
+    is_pad = (torch.rand(8, 4) < 0.3) if padded else None
+    weights = torch.tensor([1.0, 0.5, 2.0])
+    new = masked_regression_loss(pred, target, is_pad, weights, kind=kind, beta=0.7)
+    old = _old_policy_regression(pred, target, is_pad, weights, kind, 0.7)
+    assert new.dtype == old.dtype
+    assert torch.equal(new, old), (new.item(), old.item())
+    (grad_new,) = torch.autograd.grad(new, pred)
+    (grad_old,) = torch.autograd.grad(old, pred)
+    assert torch.equal(grad_new, grad_old)
+
+
+def test_policy_binned_loss_is_bit_identical_to_its_old_implementation() -> None:
+    torch.manual_seed(6)
+    logits = torch.randn(6, 4, 3, 11, requires_grad=True)
+    target_probs = torch.rand(6, 4, 3, 11).softmax(-1)
+    is_pad = torch.rand(6, 4) < 0.3
+    weights = torch.tensor([1.0, 0.0, 3.0])
+    new = masked_binned_loss(logits, target_probs, is_pad, weights)
+    elementwise = -(target_probs * F.log_softmax(logits, dim=-1)).sum(-1)
+    old = _old_policy_masked_mean(elementwise, is_pad, weights)
+    assert torch.equal(new, old)
+    # The mean alone: a padded step's entries do not count, whatever they hold.
+    polluted = elementwise.detach().clone()
+    polluted[is_pad] = 1e6
+    assert torch.equal(masked_weighted_mean(polluted, ~is_pad, weights), old.detach())
+
+
+def test_policy_loss_rejects_an_unknown_kind_as_input_error() -> None:
+    from nanovla.errors import InputError
+
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(InputError, match="'l1'"):
+        masked_regression_loss(x, x, None, kind="l1")
 
 
 def test_info_nce_matches_hand_computation() -> None:

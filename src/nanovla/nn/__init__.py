@@ -11,7 +11,13 @@ from nanovla.nn.attention import (
     load_from_torch_mha,
     scaled_dot_product_attention,
 )
-from nanovla.nn.losses import SmoothL1Loss, info_nce, masked_weighted_regression, smooth_l1_loss
+from nanovla.nn.losses import (
+    SmoothL1Loss,
+    info_nce,
+    masked_weighted_mean,
+    masked_weighted_regression,
+    smooth_l1_loss,
+)
 from nanovla.nn.masks import (
     causal_mask,
     lengths_to_padding_mask,
@@ -51,6 +57,7 @@ __all__ = [
     "lengths_to_padding_mask",
     "load_from_torch_layer",
     "load_from_torch_mha",
+    "masked_weighted_mean",
     "masked_weighted_regression",
     "merge_masks",
     "padding_to_attention_mask",

@@ -9,7 +9,8 @@ Departures from the seed:
 - `masked_weighted_regression` generalises the seed's `CustomLoss`, which hard-coded two named
   terms (`position`, `velocity`): here any number of action dimensions get a weight each, the mask
   marks valid (not padded) steps, and the mean is over valid *entries* (step x dimension), so a
-  batch with more padding does not get a smaller loss.
+  batch with more padding does not get a smaller loss. `masked_weighted_mean` is that mean on its
+  own, for losses that are not a regression (the policy's binned cross-entropy).
 """
 
 from __future__ import annotations
@@ -95,6 +96,33 @@ def _broadcast_mask(mask: Tensor, pred: Tensor) -> Tensor:
     return mask.to(pred.dtype).expand_as(pred)
 
 
+def masked_weighted_mean(
+    loss: Tensor, mask: Tensor | None = None, weights: Tensor | None = None
+) -> Tensor:
+    """Weighted mean of an elementwise loss `(..., D)` over its valid entries.
+
+    result = sum_{valid entries} w_d * loss / (number of valid entries)
+
+    `mask` is (...) (one flag per step, shared by its D dimensions) or (..., D); 1/True = valid,
+    None = all valid. `weights` is (D,) or None (all 1); it multiplies with type promotion, so a
+    bfloat16 loss with float32 weights is summed in float32. No valid entry gives 0 (still
+    connected to the graph). Returns a scalar.
+    """
+    if loss.dim() == 0:
+        raise ValueError("loss must have shape (..., D), got a scalar")
+    if weights is not None:
+        if weights.shape != loss.shape[-1:]:
+            raise ValueError(
+                f"weights must have shape ({loss.shape[-1]},) (one per action dimension), "
+                f"got {tuple(weights.shape)}"
+            )
+        loss = loss * weights  # (..., D) * (D,)
+    if mask is None:
+        return loss.mean()
+    valid = _broadcast_mask(mask, loss)  # (..., D)
+    return (loss * valid).sum() / valid.sum().clamp_min(1.0)
+
+
 def masked_weighted_regression(
     pred: Tensor,
     target: Tensor,
@@ -115,7 +143,10 @@ def masked_weighted_regression(
     weights | (D,)                      | weight of each action dimension; None = all 1
 
     With all weights 1 and no mask this is the plain mean (`F.mse_loss` / `F.smooth_l1_loss`).
-    A mask with no valid entry gives 0 (still connected to the graph). Returns a scalar.
+    A mask with no valid entry gives 0 (still connected to the graph). Returns a scalar. The
+    elementwise loss is torch's kernel (`F.smooth_l1_loss` / `F.mse_loss`; `smooth_l1_loss`
+    above is the reference it is tested against). The policy's chunk loss
+    (`nanovla.models.policy.loss`) is this function.
 
     Args:
         kind: "smooth_l1" (robust to outlier demonstrations) or "mse".
@@ -131,18 +162,10 @@ def masked_weighted_regression(
     if kind == "mse":
         loss = F.mse_loss(pred, target, reduction="none")  # (..., D)
     else:
-        loss = smooth_l1_loss(pred, target, beta=beta, reduction="none")  # (..., D)
-    if weights is not None:
-        if weights.shape != pred.shape[-1:]:
-            raise ValueError(
-                f"weights must have shape ({pred.shape[-1]},) (one per action dimension), "
-                f"got {tuple(weights.shape)}"
-            )
-        loss = loss * weights.to(loss.dtype)  # (..., D) * (D,)
-    if mask is None:
-        return loss.mean()
-    valid = _broadcast_mask(mask, pred)  # (..., D)
-    return (loss * valid).sum() / valid.sum().clamp_min(1.0)
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        loss = F.smooth_l1_loss(pred, target, reduction="none", beta=beta)  # (..., D)
+    return masked_weighted_mean(loss, mask, weights)
 
 
 def info_nce(logits_per_image: Tensor, logits_per_text: Tensor | None = None) -> Tensor:
