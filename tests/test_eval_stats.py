@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from nanovla.eval.stats import format_rate, wilson_interval
+from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import upscale, write_video
 
 
@@ -41,10 +41,6 @@ def test_wilson_never_collapses_at_the_edges():
 def test_wilson_rejects_bad_counts(k, n):
     with pytest.raises(ValueError, match="episodes|successes"):
         wilson_interval(k, n)
-
-
-def test_format_rate_shows_counts():
-    assert format_rate(47, 50) == "0.94 [0.84, 0.98] (47/50)"
 
 
 def test_video_upscale_and_write(tmp_path):

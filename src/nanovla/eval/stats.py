@@ -32,9 +32,3 @@ def wilson_interval(
     lo = 0.0 if successes == 0 else max(0.0, center - half)
     hi = 1.0 if successes == episodes else min(1.0, center + half)
     return lo, hi
-
-
-def format_rate(successes: int, episodes: int) -> str:
-    """`0.94 [0.84, 0.98] (47/50)`: the rate, its 95% Wilson interval and the counts."""
-    lo, hi = wilson_interval(successes, episodes)
-    return f"{successes / episodes:.2f} [{lo:.2f}, {hi:.2f}] ({successes}/{episodes})"
