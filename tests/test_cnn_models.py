@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nanovla.errors import InputError
 from nanovla.models import create_model
 
 
@@ -123,11 +124,14 @@ def test_efficientnet_compound_scaling_depths_and_head() -> None:
     ("name", "kwargs", "match"),
     [
         ("mobilenet_v2", {"width_mult": 0.0}, "width_mult must be > 0"),
-        ("resnet18", {"num_classes": 0}, "num_classes and in_chans must be >= 1"),
+        ("resnet18", {"num_classes": -1}, "num_classes must be >= 0 and in_chans >= 1"),
+        ("lenet", {"img_size": 8}, "img_size must be >= 16"),
+        ("vla_cnn", {"stem_stride": 0}, "stem_stride must be >= 1"),
+        ("unet", {"num_classes": -1}, "num_classes >= 0"),
     ],
 )
-def test_bad_arguments_raise_value_error(name: str, kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments_raise_input_error(name: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
         create_model(name, **kwargs)
 
 

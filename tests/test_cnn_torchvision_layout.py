@@ -228,3 +228,25 @@ def test_foreign_checkpoint_loads_strict(name: str) -> None:
     ):
         if key in foreign:
             torch.testing.assert_close(loaded[key], foreign[key])
+
+
+# torchvision's classifier keys, the only ones `num_classes=0` leaves out.
+CLASSIFIER_PREFIX = {
+    "resnet": "fc.",
+    "mobilenet_v2": "classifier.1.",
+    "efficientnet": "classifier.1.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_KEYS))
+def test_backbone_is_torchvision_minus_its_classifier(name: str) -> None:
+    prefix = next(v for k, v in CLASSIFIER_PREFIX.items() if name.startswith(k))
+    theirs = {k: s for k, s in TORCHVISION_KEYS[name]().items() if not k.startswith(prefix)}
+    with torch.device("meta"):
+        backbone = create_model(name, num_classes=0)
+    ours = {key: tuple(value.shape) for key, value in backbone.state_dict().items()}
+    assert ours == theirs
+    # and a torchvision checkpoint, its classifier dropped, loads into it strictly
+    foreign = {k: torch.zeros(s) for k, s in theirs.items()}
+    foreign = {k: v.long() if k.endswith("num_batches_tracked") else v for k, v in foreign.items()}
+    create_model(name, num_classes=0).load_state_dict(foreign, strict=True)

@@ -2,8 +2,9 @@
 
 Each model is built tiny (5 classes, small inputs) and must: give the right output shape with
 finite values; back-propagate finite gradients into every trainable parameter; split into
-`forward_features` + `forward_head` that compose to `forward`; and, when it exposes
-`set_grad_checkpointing`, give the same outputs and gradients with checkpointing on and off.
+`forward_features` + `forward_head` that compose to `forward`; and give the same outputs and
+gradients with `set_grad_checkpointing` on and off (every registered model offers it). The
+timm-style heads (`num_classes=0`, `reset_classifier`) are checked in tests/test_models_heads.py.
 Parameter counts of the torchvision/timm-compatible variants are checked at 1000 classes on the
 meta device (no memory, no time).
 
@@ -20,7 +21,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from nanovla.errors import InputError
 from nanovla.models import create_model, list_models
+from nanovla.models.registry import model_arguments
 
 NUM_CLASSES = 5
 
@@ -136,8 +139,6 @@ def test_features_then_head_equals_forward(name: str) -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_grad_checkpointing_matches(name: str) -> None:
     model, x, _ = _build(name)
-    if not hasattr(model, "set_grad_checkpointing"):
-        pytest.skip(f"{name} does not offer gradient checkpointing")
     model.train()  # dropout / stochastic depth on: checkpointing must replay their RNG
     outputs, grads = [], []
     for enable in (False, True):
@@ -156,8 +157,7 @@ def test_grad_checkpointing_matches(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
 def test_parameter_count(name: str) -> None:
-    if name not in list_models():
-        pytest.skip(f"{name} is not registered yet")
+    assert name in list_models(), f"{name} has a reference count but is not registered"
     kwargs = {} if name in ("lenet", "simple_cnn", "unet") else {"num_classes": 1000}
     with torch.device("meta"):
         model = create_model(name, **kwargs)
@@ -170,5 +170,17 @@ def test_every_case_names_a_registered_model() -> None:
 
 
 def test_unknown_model_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+    with pytest.raises(InputError, match="unknown model 'resnet19'.*resnet18"):
         create_model("resnet19")
+    with pytest.raises(InputError, match="unknown model 'resnet19'"):
+        model_arguments("resnet19")
+
+
+def test_model_arguments_name_what_each_builder_takes() -> None:
+    vit = model_arguments("vit_tiny_patch16_224")
+    assert {"num_classes", "in_chans", "img_size", "global_pool"} <= vit
+    assert "img_size" in model_arguments("lenet")  # its flatten width is fixed at build time
+    for name in ("resnet18", "mobilenet_v2", "efficientnet_b0", "vla_cnn", "unet"):
+        assert "img_size" not in model_arguments(name), name  # fully convolutional
+        assert {"num_classes", "in_chans"} <= model_arguments(name), name
+    assert "stem_stride" in model_arguments("vla_cnn")

@@ -17,6 +17,9 @@ checkpoints load with `strict=True` and give the same outputs:
   the indices shift down by one (`block.0` depthwise, `block.1` SE, `block.2` projection);
 - `features.8.0/8.1`: 1x1 head conv to `4 * last stage channels` (1280 B0/B1, 1408 B2, 1536 B3);
 - `classifier.0` dropout, `classifier.1` linear.
+`num_classes=0` (timm's convention) makes `classifier.1` an `nn.Identity`, so `forward` returns
+the pooled features (after the dropout, in train mode, as timm's `forward_head`) and the state
+dict is the one above without `classifier.1.*`.
 BatchNorm keeps torch's defaults (eps 1e-5, momentum 0.1), as torchvision's B0..B4 do (only its
 B5..B7 use eps 1e-3, momentum 0.01).
 
@@ -36,12 +39,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
 from nanovla.models.vision.layers import (
     ConvNormAct,
     SqueezeExcitation,
     StochasticDepth,
     checkpoint_sequential,
+    linear_or_identity,
     make_divisible,
 )
 
@@ -130,6 +135,12 @@ def _mbconv_stages(
     return sequentials
 
 
+def _init_linear(module: nn.Linear) -> None:
+    init_range = 1.0 / math.sqrt(module.out_features)
+    nn.init.uniform_(module.weight, -init_range, init_range)
+    nn.init.zeros_(module.bias)
+
+
 class EfficientNet(nn.Module):
     """EfficientNet (v1) built from B0's stages by compound scaling.
 
@@ -139,7 +150,7 @@ class EfficientNet(nn.Module):
         dropout: dropout probability before the classifier.
         stochastic_depth_prob: drop probability of the last block; block `i` of `N` uses
             `stochastic_depth_prob * i / N` (torchvision's linear rule).
-        num_classes: size of the classifier output.
+        num_classes: size of the classifier output; 0 = identity head (pooled features).
         in_chans: input image channels.
 
     `forward_features` returns `(B, num_features, H/32, W/32)`.
@@ -156,14 +167,14 @@ class EfficientNet(nn.Module):
     ) -> None:
         super().__init__()
         if width_mult <= 0 or depth_mult <= 0:
-            raise ValueError(
+            raise InputError(
                 f"width_mult and depth_mult must be > 0, got {width_mult}, {depth_mult}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if num_classes < 1 or in_chans < 1:
-            raise ValueError(
-                f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}"
+            raise InputError(f"dropout must be in [0, 1), got {dropout}")
+        if num_classes < 0 or in_chans < 1:
+            raise InputError(
+                f"num_classes must be >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
             )
         self.num_classes = num_classes
         self.grad_checkpointing = False
@@ -172,14 +183,14 @@ class EfficientNet(nn.Module):
             ConvNormAct(in_chans, stages[0][3], stride=2, activation=nn.SiLU)
         ]
         layers += _mbconv_stages(stages, stochastic_depth_prob)
-        self.num_features = 4 * stages[-1][4]
+        self.num_features = self.head_hidden_size = 4 * stages[-1][4]
         layers.append(
             ConvNormAct(stages[-1][4], self.num_features, kernel_size=1, activation=nn.SiLU)
         )
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout, inplace=True), nn.Linear(self.num_features, num_classes)
+            nn.Dropout(p=dropout, inplace=True), linear_or_identity(self.num_features, num_classes)
         )
         self._init_weights()
 
@@ -193,9 +204,20 @@ class EfficientNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                init_range = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -init_range, init_range)
-                nn.init.zeros_(module.bias)
+                _init_linear(module)
+
+    def get_classifier(self) -> nn.Module:
+        """The head: `classifier[1]`, the linear layer (an `nn.Identity` at 0 classes)."""
+        return self.classifier[1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace `classifier[1]` with a new `num_classes`-way linear layer (0: identity),
+        initialised as at construction; the dropout before it stays."""
+        head = linear_or_identity(self.num_features, num_classes)
+        if isinstance(head, nn.Linear):
+            _init_linear(head)
+        self.classifier[1] = head
+        self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each MBConv block in backward instead of storing its activations."""

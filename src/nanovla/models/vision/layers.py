@@ -11,7 +11,8 @@ Two kinds of block live here:
   `fc1` / `fc2`, as EfficientNet uses), `StochasticDepth` and `make_divisible`.
 
 `checkpoint_sequential` runs a list of blocks under activation checkpointing; the models call it
-from `forward_features` when `set_grad_checkpointing(True)` was asked for.
+from `forward_features` when `set_grad_checkpointing(True)` was asked for. `linear_or_identity`
+builds the classifier of timm's convention (`num_classes=0`: an identity).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+from nanovla.errors import InputError
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -193,7 +196,15 @@ class SEBlock(nn.Module):
         return x * weights  # (B, C, H, W)
 
 
-def checkpoint_sequential(blocks: Iterable[nn.Module], x: Tensor) -> Tensor:
+def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
+    """A `Linear(in_features, num_classes)` classifier, or `nn.Identity` for `num_classes == 0`
+    (timm's convention: the model then returns its pooled features)."""
+    if num_classes < 0:
+        raise InputError(f"num_classes must be >= 0 (0: no classifier), got {num_classes}")
+    return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def checkpoint_sequential(blocks: Iterable[Callable[[Tensor], Tensor]], x: Tensor) -> Tensor:
     """Run `blocks` one after another, each under `torch.utils.checkpoint` (non-reentrant), so
     that only block inputs are kept for backward and the rest is recomputed.
 

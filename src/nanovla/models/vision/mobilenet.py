@@ -12,6 +12,10 @@ with `strict=True` and gives the same outputs:
 - `features.18.0/18.1`: 1x1 conv to 1280 channels / BN (+ReLU6);
 - `classifier.0` dropout, `classifier.1` linear.
 
+`num_classes=0` (timm's convention) makes `classifier.1` an `nn.Identity`, so `forward` returns
+the pooled 1280 features (after the dropout, in train mode, as timm's `forward_head`) and the
+state dict is the one above without `classifier.1.*`.
+
 Checked against torchvision 0.29.2's own code: from the same seed, the same initial weights and
 bit-identical outputs and gradients in eval and train mode; `tests/test_cnn_golden.py` keeps
 outputs recorded from torchvision.
@@ -27,8 +31,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
-from nanovla.models.vision.layers import ConvNormAct, checkpoint_sequential, make_divisible
+from nanovla.models.vision.layers import (
+    ConvNormAct,
+    checkpoint_sequential,
+    linear_or_identity,
+    make_divisible,
+)
 
 # (expand ratio t, output channels c, repeats n, first stride s) from Table 2 of the paper.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -71,11 +81,16 @@ class InvertedResidual(nn.Module):
         return self.conv(x)  # (B, C_out, H/s, W/s)
 
 
+def _init_linear(module: nn.Linear) -> None:
+    nn.init.normal_(module.weight, 0, 0.01)
+    nn.init.zeros_(module.bias)
+
+
 class MobileNetV2(nn.Module):
     """MobileNetV2 with a width multiplier.
 
     Args:
-        num_classes: size of the classifier output.
+        num_classes: size of the classifier output; 0 = identity head (pooled features).
         in_chans: input image channels.
         width_mult: scales every layer's channels (rounded to multiples of `round_nearest`);
             the last conv keeps at least 1280 channels.
@@ -96,17 +111,18 @@ class MobileNetV2(nn.Module):
     ) -> None:
         super().__init__()
         if width_mult <= 0:
-            raise ValueError(f"width_mult must be > 0, got {width_mult}")
+            raise InputError(f"width_mult must be > 0, got {width_mult}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if num_classes < 1 or in_chans < 1:
-            raise ValueError(
-                f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}"
+            raise InputError(f"dropout must be in [0, 1), got {dropout}")
+        if num_classes < 0 or in_chans < 1:
+            raise InputError(
+                f"num_classes must be >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
             )
         self.num_classes = num_classes
         self.grad_checkpointing = False
         input_channel = make_divisible(32 * width_mult, round_nearest)
         self.num_features = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+        self.head_hidden_size = self.num_features
         features: list[nn.Module] = [
             ConvNormAct(in_chans, input_channel, stride=2, activation=nn.ReLU6)
         ]
@@ -122,7 +138,7 @@ class MobileNetV2(nn.Module):
         )
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(self.num_features, num_classes)
+            nn.Dropout(dropout), linear_or_identity(self.num_features, num_classes)
         )
         self._init_weights()
 
@@ -136,8 +152,20 @@ class MobileNetV2(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+                _init_linear(module)
+
+    def get_classifier(self) -> nn.Module:
+        """The head: `classifier[1]`, the linear layer (an `nn.Identity` at 0 classes)."""
+        return self.classifier[1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace `classifier[1]` with a new `num_classes`-way linear layer (0: identity),
+        initialised as at construction; the dropout before it stays."""
+        head = linear_or_identity(self.num_features, num_classes)
+        if isinstance(head, nn.Linear):
+            _init_linear(head)
+        self.classifier[1] = head
+        self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each `features` block in backward instead of storing its activations."""

@@ -27,6 +27,10 @@ Departures from the seed's `ResidualBlock` / `ResNet18`, all for torchvision com
 - `Bottleneck` (ResNet-50) puts the stride on the 3x3 conv (ResNet "v1.5", as torchvision);
 - convs use Kaiming-normal (fan-out) initialisation, as torchvision does;
 - `in_chans` other than 3 changes only `conv1`'s input channels.
+
+`num_classes=0` (timm's convention) makes `fc` an `nn.Identity`: the state dict is the one above
+without `fc.*`, 11,176,512 parameters for ResNet-18 (torchvision's count minus its 513,000-weight
+`fc`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
-from nanovla.models.vision.layers import checkpoint_sequential
+from nanovla.models.vision.layers import checkpoint_sequential, linear_or_identity
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -103,7 +108,8 @@ class ResNet(nn.Module):
     Args:
         block: `BasicBlock` (18/34) or `Bottleneck` (50).
         layers: blocks per stage, e.g. `(2, 2, 2, 2)` for ResNet-18.
-        num_classes: size of the classifier output.
+        num_classes: size of the classifier output; 0 makes `fc` an identity, so `forward`
+            returns the pooled `(B, num_features)` features (timm's convention).
         in_chans: input image channels.
 
     `forward_features` returns the last stage's map `(B, 512 * expansion, H/32, W/32)`.
@@ -118,10 +124,10 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(layers) != 4 or min(layers) < 1:
-            raise ValueError(f"layers must be four positive block counts, got {layers}")
-        if num_classes < 1 or in_chans < 1:
-            raise ValueError(
-                f"num_classes and in_chans must be >= 1, got {num_classes}, {in_chans}"
+            raise InputError(f"layers must be four positive block counts, got {layers}")
+        if num_classes < 0 or in_chans < 1:
+            raise InputError(
+                f"num_classes must be >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
             )
         self.num_classes = num_classes
         self.grad_checkpointing = False
@@ -134,9 +140,9 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.num_features = 512 * block.expansion
+        self.num_features = self.head_hidden_size = 512 * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.fc: nn.Module = linear_or_identity(self.num_features, num_classes)
         self._init_weights()
 
     def _make_layer(
@@ -160,6 +166,15 @@ class ResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def get_classifier(self) -> nn.Module:
+        """The head: `fc` (an `nn.Identity` when `num_classes == 0`)."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace `fc` with a freshly initialised `num_classes`-way head (0: identity)."""
+        self.fc = linear_or_identity(self.num_features, num_classes)
+        self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each residual block in backward instead of storing its activations."""

@@ -19,6 +19,9 @@ Departures from the seed:
   concatenation). Inputs that are already multiples run unpadded.
 - `forward_features` returns the last decoder map `(B, base_width, H, W)`; `forward_head`
   applies the 1x1 conv (`pre_logits=True` returns the map unchanged).
+- timm's face, per pixel: `num_classes=0` makes `head` an identity, so `forward` returns the
+  `(B, base_width, H, W)` decoder map (`num_features` channels); `reset_classifier(n)` puts a
+  new 1x1 conv there.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
 from nanovla.models.vision.layers import BasicCNNBlock
 
@@ -36,7 +40,7 @@ class UNet(nn.Module):
     """The seed's U-Net with configurable width and depth.
 
     Args:
-        num_classes: logit channels per pixel.
+        num_classes: logit channels per pixel; 0 = identity head (the decoder map).
         in_chans: input image channels.
         base_width: channels of the first encoder block; doubles at each level (seed: 64).
         depth: number of 2x down-samplings (seed: 4); inputs are padded to multiples of `2**depth`.
@@ -47,15 +51,15 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if base_width < 1 or num_classes < 1 or in_chans < 1:
-            raise ValueError(
-                "base_width, num_classes and in_chans must be >= 1, got "
-                f"{base_width}, {num_classes}, {in_chans}"
+            raise InputError(f"depth must be >= 1, got {depth}")
+        if base_width < 1 or num_classes < 0 or in_chans < 1:
+            raise InputError(
+                "base_width and in_chans must be >= 1 and num_classes >= 0, got "
+                f"{base_width}, {in_chans}, {num_classes}"
             )
         self.num_classes = num_classes
         self.depth = depth
-        self.num_features = base_width
+        self.num_features = self.head_hidden_size = base_width
         self.grad_checkpointing = False
         widths = [base_width * 2**level for level in range(depth + 1)]
         self.encoders = nn.ModuleList(
@@ -71,7 +75,21 @@ class UNet(nn.Module):
         self.decoders = nn.ModuleList(
             BasicCNNBlock(2 * widths[level], widths[level]) for level in reversed(range(depth))
         )
-        self.head = nn.Conv2d(base_width, num_classes, 1)
+        self.head = self._make_head(num_classes)
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        if num_classes < 0:
+            raise InputError(f"num_classes must be >= 0 (0: no head), got {num_classes}")
+        return nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        """The per-pixel head: the 1x1 conv `head` (an `nn.Identity` at 0 classes)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace `head` with a freshly initialised 1x1 conv to `num_classes` (0: identity)."""
+        self.head = self._make_head(num_classes)
+        self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each double-conv block in backward instead of storing its activations."""

@@ -16,6 +16,11 @@ LayerNorm epsilon is 1e-6, and the [CLS] token starts near zero (std 1e-6) as in
 Departures from timm: no stochastic depth, layer scale, register tokens or dynamic image size;
 with `global_pool="avg"` the final `norm` is still applied to every token (timm moves it to a
 `fc_norm` after pooling), so `forward_features` always returns normalised tokens.
+
+timm's face: `num_classes=0` makes `head` an identity (`forward` returns the pooled `(B, D)`
+features), `reset_classifier(n, global_pool=None)` replaces the head (and optionally the pooling),
+`get_classifier()` returns it, `num_features == head_hidden_size == embed_dim`; as in timm,
+`global_pool=""` pools nothing and `forward` returns all `(B, 1 + N, D)` tokens.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
 
-_GLOBAL_POOLS = ("token", "avg")
+_GLOBAL_POOLS = ("token", "avg", "")
 
 
 class PatchEmbed(nn.Module):
@@ -38,7 +44,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
         if patch_size < 1 or img_size % patch_size != 0:
-            raise ValueError(
+            raise InputError(
                 f"img_size ({img_size}) must be a positive multiple of patch_size ({patch_size})"
             )
         self.img_size = img_size
@@ -49,12 +55,12 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.proj.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"expected images (B, {self.proj.in_channels}, {self.img_size}, {self.img_size}), "
                 f"got {tuple(x.shape)}"
             )
         if x.shape[-2:] != (self.img_size, self.img_size):
-            raise ValueError(
+            raise InputError(
                 f"image size {tuple(x.shape[-2:])} does not match the model's img_size="
                 f"{self.img_size}; resize the images or build the model with img_size="
                 f"{x.shape[-1]}"
@@ -71,7 +77,7 @@ class Attention(nn.Module):
     ) -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({dim}) must be divisible by num_heads ({num_heads})")
+            raise InputError(f"embed_dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.attn_drop = attn_drop
@@ -143,13 +149,14 @@ class VisionTransformer(nn.Module):
         img_size: input height = width in pixels (a multiple of patch_size).
         patch_size: side of each square patch; tokens = (img_size / patch_size) ** 2 + 1.
         in_chans: image channels.
-        num_classes: classifier outputs; 0 = no head (`forward` returns pooled features).
+        num_classes: classifier outputs; 0 = identity head (`forward` returns pooled features).
         embed_dim: token width D. depth: number of blocks. num_heads: attention heads.
         mlp_ratio: MLP hidden width / embed_dim.
         qkv_bias: bias in the qkv projection.
         drop_rate: dropout after position embedding, in the MLP and projections, before the head.
         attn_drop_rate: dropout on attention weights.
-        global_pool: "token" ([CLS], as the paper) or "avg" (mean of the patch tokens).
+        global_pool: "token" ([CLS], as the paper), "avg" (mean of the patch tokens) or ""
+            (no pooling: the head reads every token).
         grad_checkpointing: recompute block activations in backward to save memory.
     """
 
@@ -171,12 +178,12 @@ class VisionTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if global_pool not in _GLOBAL_POOLS:
-            raise ValueError(f"global_pool must be one of {_GLOBAL_POOLS}, got {global_pool!r}")
+            raise InputError(f"global_pool must be one of {_GLOBAL_POOLS}, got {global_pool!r}")
         if depth < 1 or num_classes < 0:
-            raise ValueError(f"need depth >= 1 and num_classes >= 0, got {depth}, {num_classes}")
+            raise InputError(f"need depth >= 1 and num_classes >= 0, got {depth}, {num_classes}")
         self.num_classes = num_classes
         self.global_pool = global_pool
-        self.num_features = self.embed_dim = embed_dim
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.num_prefix_tokens = 1
         self.grad_checkpointing = grad_checkpointing
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
@@ -208,10 +215,24 @@ class VisionTransformer(nn.Module):
         """Recompute each block's activations in backward instead of storing them (same result)."""
         self.grad_checkpointing = enable
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head, e.g. for fine-tuning on new classes (0 = remove it)."""
+    def get_classifier(self) -> nn.Module:
+        """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head, e.g. for fine-tuning on new classes (0 = identity), initialised as
+        at construction; `global_pool` (one of "token", "avg", "") also changes the pooling."""
+        if num_classes < 0:
+            raise InputError(f"num_classes must be >= 0 (0: no head), got {num_classes}")
+        if global_pool is not None:
+            if global_pool not in _GLOBAL_POOLS:
+                raise InputError(f"global_pool must be one of {_GLOBAL_POOLS}, got {global_pool!r}")
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(self.head, nn.Linear):
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
 
     def _tokens(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, 1 + N, D): patches, [CLS] in front, position embedding added."""
@@ -230,10 +251,11 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """(B, 1 + N, D) tokens -> pooled (B, D) when `pre_logits`, else logits (B, num_classes)."""
+        """(B, 1 + N, D) tokens -> pooled (B, D) when `pre_logits`, else logits (B, num_classes);
+        with global_pool="" every token stays: (B, 1 + N, D) or (B, 1 + N, num_classes)."""
         if self.global_pool == "avg":
             x = x[:, self.num_prefix_tokens :].mean(dim=1)  # (B, D)
-        else:
+        elif self.global_pool == "token":
             x = x[:, 0]  # (B, D): the [CLS] token
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
@@ -297,7 +319,7 @@ def _map_hf_layer_key(name: str, qkv: dict[str, dict[str, Tensor]], value: Tenso
         return None
     if module in _HF_LAYER_KEYS:
         return f"blocks.{index}.{_HF_LAYER_KEYS[module]}.{suffix}"
-    raise ValueError(f"unexpected Hugging Face ViT key {name!r}")
+    raise InputError(f"unexpected Hugging Face ViT key {name!r}")
 
 
 def load_hf_vit_state_dict(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -323,12 +345,12 @@ def load_hf_vit_state_dict(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor
         elif name in _HF_TOP_KEYS:
             ours = _HF_TOP_KEYS[name]
         else:
-            raise ValueError(f"unexpected Hugging Face ViT key {key!r}")
+            raise InputError(f"unexpected Hugging Face ViT key {key!r}")
         if ours is not None:
             converted[ours] = value
     for key, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            raise ValueError(
+            raise InputError(
                 f"{key}: the Hugging Face state dict lacks {sorted({'q', 'k', 'v'} - set(parts))}"
             )
         converted[key] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
@@ -339,19 +361,50 @@ def _vit(defaults: dict[str, Any], kwargs: dict[str, Any]) -> VisionTransformer:
     return VisionTransformer(**(defaults | kwargs))
 
 
-@register_model
-def vit_tiny_patch16_224(**kwargs: Any) -> VisionTransformer:
-    """ViT-Ti/16 (5.7M parameters): D=192, 12 blocks, 3 heads."""
-    return _vit(dict(patch_size=16, embed_dim=192, depth=12, num_heads=3), kwargs)
+# The builders name the arguments callers pick per model (`registry.model_arguments` lists them:
+# `img_size` fixes the position embedding's length); the rest pass through to VisionTransformer.
 
 
 @register_model
-def vit_small_patch16_224(**kwargs: Any) -> VisionTransformer:
-    """ViT-S/16 (22M parameters): D=384, 12 blocks, 6 heads."""
-    return _vit(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6), kwargs)
+def vit_tiny_patch16_224(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    img_size: int = 224,
+    global_pool: str = "token",
+    **kwargs: Any,
+) -> VisionTransformer:
+    """ViT-Ti/16 (5,717,416 parameters at 1000 classes): D=192, 12 blocks, 3 heads."""
+    named = dict(
+        num_classes=num_classes, in_chans=in_chans, img_size=img_size, global_pool=global_pool
+    )
+    return _vit(dict(patch_size=16, embed_dim=192, depth=12, num_heads=3) | named, kwargs)
 
 
 @register_model
-def vit_base_patch16_224(**kwargs: Any) -> VisionTransformer:
-    """ViT-B/16 (86.6M parameters): D=768, 12 blocks, 12 heads."""
-    return _vit(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12), kwargs)
+def vit_small_patch16_224(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    img_size: int = 224,
+    global_pool: str = "token",
+    **kwargs: Any,
+) -> VisionTransformer:
+    """ViT-S/16 (22,050,664 parameters at 1000 classes): D=384, 12 blocks, 6 heads."""
+    named = dict(
+        num_classes=num_classes, in_chans=in_chans, img_size=img_size, global_pool=global_pool
+    )
+    return _vit(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6) | named, kwargs)
+
+
+@register_model
+def vit_base_patch16_224(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    img_size: int = 224,
+    global_pool: str = "token",
+    **kwargs: Any,
+) -> VisionTransformer:
+    """ViT-B/16 (86,567,656 parameters at 1000 classes): D=768, 12 blocks, 12 heads."""
+    named = dict(
+        num_classes=num_classes, in_chans=in_chans, img_size=img_size, global_pool=global_pool
+    )
+    return _vit(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12) | named, kwargs)

@@ -15,6 +15,10 @@ pool -> Linear) is built for 224x224 and ends in ``AdaptiveAvgPool2d(1)``. Depar
   carries little detail below 4 px. Then stride-2 3x3 convolutions instead of max pooling (a
   strided conv can still encode the sub-cell position that max pooling discards), BatchNorm +
   ReLU after each, 32 channels: ~30 K parameters.
+- timm's face: `num_features` is the grid's channel count, `head_hidden_size` the pooled width
+  (3C with the spatial softmax, C with `global_pool=""`); `num_classes=0` makes `head` an
+  identity, `reset_classifier` / `get_classifier` replace and return it, and
+  `set_grad_checkpointing(True)` recomputes each conv block in backward.
 - channels-last memory format is optional (`channels_last=True` converts inputs and weights);
   `benchmarks/policy_latency.py` measures whether it helps on the machine at hand.
 """
@@ -27,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nanovla.errors import InputError
 from nanovla.models.registry import register_model
+from nanovla.models.vision.layers import checkpoint_sequential, linear_or_identity
 
 
 class SpatialSoftmax(nn.Module):
@@ -66,6 +72,13 @@ class SpatialSoftmax(nn.Module):
         return attention @ self._grid(height, width, features)  # (B, C, 2): expected (x, y)
 
 
+def _check_global_pool(global_pool: str) -> None:
+    if global_pool not in ("spatial_softmax", ""):
+        raise InputError(
+            f"vla_cnn global_pool must be 'spatial_softmax' or '', got {global_pool!r}"
+        )
+
+
 def conv_bn_relu(
     in_chans: int, out_chans: int, kernel_size: int, stride: int, padding: int | None = None
 ) -> nn.Sequential:
@@ -84,6 +97,10 @@ class VLACNN(nn.Module):
     Stem 4x4 stride 4, then one 3x3 stride-2 conv per further width, then `extra_blocks` 3x3
     stride-1 convs at the last width. With the defaults (widths (32, 32), one extra block) a
     64x64 image gives an 8x8 grid of 32 channels.
+
+    `global_pool` is "spatial_softmax" (keypoints + mean activation per channel) or "" (no
+    pooling parameters; with `num_classes=0` `forward` returns the grid, as timm does, and with
+    classes the head reads the grid's channel means). `num_classes=0` gives an identity head.
     """
 
     def __init__(
@@ -98,18 +115,18 @@ class VLACNN(nn.Module):
     ) -> None:
         super().__init__()
         if len(widths) < 1 or min(widths) < 1:
-            raise ValueError(f"vla_cnn widths must be a non-empty list of positive ints: {widths}")
+            raise InputError(f"vla_cnn widths must be a non-empty list of positive ints: {widths}")
         self.num_classes = num_classes
         self.num_features = widths[-1]
         self.channels_last = channels_last
-        if global_pool not in ("spatial_softmax", ""):
-            raise ValueError(
-                f"vla_cnn global_pool must be 'spatial_softmax' or '', got {global_pool!r}"
-            )
+        self.grad_checkpointing = False
+        _check_global_pool(global_pool)
         if extra_blocks < 0:
-            raise ValueError(f"vla_cnn extra_blocks must be >= 0, got {extra_blocks}")
+            raise InputError(f"vla_cnn extra_blocks must be >= 0, got {extra_blocks}")
         if stem_stride < 1:
-            raise ValueError(f"vla_cnn stem_stride must be >= 1, got {stem_stride}")
+            raise InputError(f"vla_cnn stem_stride must be >= 1, got {stem_stride}")
+        if in_chans < 1:
+            raise InputError(f"vla_cnn in_chans must be >= 1, got {in_chans}")
         layers = [conv_bn_relu(in_chans, widths[0], stem_stride, stem_stride, padding=0)]
         layers += [conv_bn_relu(a, b, 3, 2) for a, b in zip(widths[:-1], widths[1:])]
         layers += [conv_bn_relu(widths[-1], widths[-1], 3, 1) for _ in range(extra_blocks)]
@@ -119,15 +136,35 @@ class VLACNN(nn.Module):
         # parameters (the VLA policy reads the grid itself, after FiLM).
         self.pool = SpatialSoftmax() if global_pool else None
         # Head input: (x, y) keypoint + mean activation per channel.
-        pooled_dim = 3 * self.num_features if global_pool else self.num_features
-        self.head = nn.Linear(pooled_dim, num_classes) if num_classes else nn.Identity()
+        self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
+        self.head = linear_or_identity(self.head_hidden_size, num_classes)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    def get_classifier(self) -> nn.Module:
+        """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace `head` with a fresh `num_classes`-way layer (0: identity); `global_pool`
+        ("spatial_softmax" or "") also rebuilds the pooling (a new SpatialSoftmax, or none)."""
+        if global_pool is not None:
+            _check_global_pool(global_pool)
+            self.pool = SpatialSoftmax() if global_pool else None
+            self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
+        self.head = linear_or_identity(self.head_hidden_size, num_classes)
+        self.num_classes = num_classes
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each conv block in backward instead of storing its activations."""
+        self.grad_checkpointing = enable
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, C, H/r, W/r), r = stem_stride * 2 ** (len(widths) - 1)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint_sequential(self.stem_and_stages, x)
         return self.stem_and_stages(x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -148,6 +185,22 @@ class VLACNN(nn.Module):
 
 
 @register_model
-def vla_cnn(**kwargs: object) -> VLACNN:
+def vla_cnn(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    widths: Sequence[int] = (32, 32),
+    extra_blocks: int = 1,
+    channels_last: bool = False,
+    global_pool: str = "spatial_softmax",
+    stem_stride: int = 4,
+) -> VLACNN:
     """The default VLA vision encoder: widths (32, 32) + 1 extra block, 8x8 grid for 64x64."""
-    return VLACNN(**kwargs)
+    return VLACNN(
+        num_classes=num_classes,
+        in_chans=in_chans,
+        widths=widths,
+        extra_blocks=extra_blocks,
+        channels_last=channels_last,
+        global_pool=global_pool,
+        stem_stride=stem_stride,
+    )
