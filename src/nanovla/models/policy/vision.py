@@ -2,10 +2,16 @@
 
 Any registered model with `forward_features` works: CNNs give a grid ``(B, C, h, w)``; models that
 give tokens ``(B, N, C)`` (ViT) are folded back into a square grid, dropping a leading class
-token when N - 1 is a perfect square. The channel count is found by one dummy forward pass,
-and its backward pass finds the parameters `forward_features` never uses (a zoo model's
-classifier: not every family accepts ``num_classes=0``); those are frozen (requires_grad=False),
-so the optimizer skips them while the state dict keeps the model's usual layout.
+token when N - 1 is a perfect square.
+
+The backbone is built with ``num_classes=0`` (timm's identity head), plus ``global_pool=""`` where
+the builder takes it (a pooling step with parameters, such as vla_cnn's spatial softmax or
+LeNet's flatten MLP, is then not built) and ``img_size`` where the input size is fixed at build
+time (ViT, LeNet); `registry.model_arguments` says which builder takes which. So every parameter
+of the backbone is used by `forward_features` and trained. The grid shape comes from one forward
+pass of a second copy of the backbone on the meta device: exact for any padding and stride, and
+it allocates no memory, runs no kernel, draws no random numbers and leaves the real model's
+BatchNorm statistics alone.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from torch import nn
 
 from nanovla.errors import InputError
 from nanovla.models.policy.configuration_policy import PolicyConfig
-from nanovla.models.registry import create_model
+from nanovla.models.registry import create_model, model_arguments
 
 
 class TokensToGrid(nn.Module):
@@ -49,33 +55,32 @@ def tokens_to_grid(features: torch.Tensor) -> torch.Tensor:
     raise InputError(f"vision tokens ({num_tokens}) do not form a square grid")
 
 
-def _create(config: PolicyConfig) -> nn.Module:
+def backbone_kwargs(config: PolicyConfig) -> dict[str, object]:
+    """The `create_model` keyword arguments the policy builds `config.vision` with."""
     if config.vision == "vla_cnn":
-        return create_model(
-            "vla_cnn", num_classes=0, in_chans=3, global_pool="", widths=config.vision_widths,
+        return dict(
+            num_classes=0, in_chans=3, global_pool="", widths=config.vision_widths,
             extra_blocks=config.vision_extra_blocks, channels_last=config.channels_last,
             stem_stride=config.vision_stem_stride,
         )  # fmt: skip
-    try:  # models with a configurable input size (ViT) need it; the others refuse the keyword
-        return create_model(config.vision, num_classes=1, in_chans=3, img_size=config.image_size)
-    except TypeError:
-        return create_model(config.vision, num_classes=1, in_chans=3)
+    accepted = model_arguments(config.vision)
+    kwargs: dict[str, object] = {"num_classes": 0, "in_chans": 3}
+    if "global_pool" in accepted:
+        kwargs["global_pool"] = ""
+    if "img_size" in accepted:
+        kwargs["img_size"] = config.image_size
+    return kwargs
 
 
 def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, int, int]]:
     """(encoder with forward_features -> (B, C, h, w), its grid shape (C, h, w))."""
-    model = _create(config)
+    kwargs = backbone_kwargs(config)
+    model = create_model(config.vision, **kwargs)
     if not hasattr(model, "forward_features"):
         raise InputError(f"vision model {config.vision!r} has no forward_features; pick a backbone")
     encoder = model if config.vision == "vla_cnn" else TokensToGrid(model)
-    was_training = model.training
-    model.eval()  # the probe must not touch BatchNorm running stats
-    probe = torch.zeros(2, 3, config.image_size, config.image_size)
-    grid = encoder.forward_features(probe)  # (2, C, h, w)
-    grid.float().sum().backward()
-    for parameter in model.parameters():
-        if parameter.grad is None:
-            parameter.requires_grad_(False)  # unused by forward_features (the classifier)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
+    with torch.device("meta"):
+        shadow = create_model(config.vision, **kwargs).eval()
+        probe = torch.empty(1, 3, config.image_size, config.image_size)
+        grid = tokens_to_grid(shadow.forward_features(probe))  # (1, C, h, w), shapes only
     return encoder, tuple(grid.shape[1:])
