@@ -24,8 +24,13 @@ ACTION_HEADS: tuple[str, ...] = ("tanh", "bins")
 class PolicyConfig:
     """A vision-language-action policy: image + instruction + proprio state -> action chunk.
 
-    Defaults: vla_cnn (8x8 token grid) + word-level LSTM + FiLM + tanh MLP head, ~0.3 M params,
-    sized to train at >1,500 samples/s on a 2-core CPU at 64x64.
+    Defaults: vla_cnn + word-level LSTM + FiLM + keypoint readout + tanh MLP head, ~0.3 M
+    parameters (the exact count grows with the vocabulary; `nanovla train` prints it). With these
+    defaults vla_cnn gives an 8x8 token grid on 64x64 images (a 4x4/4 stem, then one stride-2
+    stage); the default `nanovla train` run (`nanovla.pipeline.default_policy_config`) sets
+    `vision_widths=(32,)`, dropping that stage, for a 16x16 grid. Its training throughput is
+    measured by `benchmarks/train_throughput.py` (samples/s) and its acting latency by
+    `benchmarks/policy_latency.py`.
     """
 
     vision: str = "vla_cnn"
@@ -65,8 +70,8 @@ class PolicyConfig:
     vision_extra_blocks: int = 1
     """vla_cnn stride-1 3x3 conv blocks at the last width"""
     channels_last: bool = True
-    """run the vision encoder in channels-last memory format: measured faster on CPU for training,
-    ~2x faster per conv at batch 1 (benchmarks/policy_latency.py compares both)"""
+    """run the vision encoder in channels-last memory format; `benchmarks/policy_latency.py`
+    times select_action and a training step with and without it on the machine at hand"""
     readout_channels: int = 8
     """channels kept per grid cell when readout is "flatten" (grid cells x this = head input)"""
     attention_heads: int = 4
@@ -75,9 +80,9 @@ class PolicyConfig:
     """FiLM residual conv blocks on the token grid (fusion="film" only)"""
     word_dropout: float = 0.0
     """training only: probability that each instruction token is replaced by <unk> (lstm and
-    transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise.
-    Measured at 0.1 on the default run: it lowered seen success (one seed lost pick_place), so
-    it is off by default"""
+    transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise. Off
+    by default: at 0.1 it lowered seen success in an earlier measurement of the default run
+    (one seed lost pick_place); `nanovla train --policy.word-dropout 0.1` measures it on this one"""
     text_dim: int = 128
     """output size of the trainable text encoders (MiniLM is always 384)"""
     text_embed_dim: int = 64
