@@ -221,15 +221,18 @@ def test_resume_from_periodic_checkpoint_continues_the_log(tmp_path: Path) -> No
 
 
 def test_fresh_run_writes_final_checkpoint_layout(tmp_path: Path) -> None:
-    extra = {"dataset": "data/suite"}
-    Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path, None, extra).fit()
+    def on_save(pretrained: Path) -> None:  # the pipeline writes its run record this way
+        (pretrained / "run.json").write_text(json.dumps({"dataset": "data/suite"}))
+
+    Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), tmp_path, on_save=on_save).fit()
     last = tmp_path / "checkpoints" / "last"
     assert last.is_symlink() and os.readlink(last) == "000008"
     pretrained = last / "pretrained_model"
-    for name in ("config.json", "model.safetensors", "train_config.json"):
+    for name in ("config.json", "model.safetensors", "train_config.json", "run.json"):
         assert (pretrained / name).is_file(), name
+    assert json.loads((pretrained / "run.json").read_text()) == {"dataset": "data/suite"}
     train_config = json.loads((pretrained / "train_config.json").read_text())
-    assert train_config["dataset"] == "data/suite"
+    assert list(train_config) == ["train"]
     assert train_config["train"]["steps"] == 8 and train_config["train"]["betas"] == [0.9, 0.999]
     state = last / "training_state"
     for name in (

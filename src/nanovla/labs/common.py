@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from nanovla.errors import InputError
+from nanovla.train.rng import seed_everything
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,13 +62,6 @@ def setup(config: LabConfig) -> Path:
     seed_everything(config.seed)
     config.out.mkdir(parents=True, exist_ok=True)
     return config.out
-
-
-def seed_everything(seed: int) -> None:
-    """Seeds Python's `random`, numpy's global generator and torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,17 +16,17 @@ One optimizer step, as the seed's clipping/accumulation/mixed-precision sketches
 
 Departures from the seed's sketches: the optimizer is torch's fused AdamW over two parameter
 groups (weight decay on matrices and conv kernels, none on biases and norm scales, as nanoGPT
-does) holding only parameters with `requires_grad`; schedules are torch's (see `schedules.py`);
-`.item()` and the progress bar run only every `log_every` steps, so the per-step overhead stays
-far below a ~5 ms step; Ctrl-C is deferred to the end of the current step and a checkpoint is
-saved before `KeyboardInterrupt` is re-raised (a second Ctrl-C quits at once without saving).
+does; see `optim.py`) holding only parameters with `requires_grad`; schedules are torch's
+(see `schedules.py`); `.item()` and the progress bar run only every `log_every` steps, so the
+per-step overhead stays far below a ~5 ms step; Ctrl-C is deferred to the end of the current
+step and a checkpoint is saved before `KeyboardInterrupt` is re-raised (a second Ctrl-C quits at
+once without saving).
 Resume is exact: N steps straight and N/2 + Ctrl-C + resume end with bit-identical weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import threading
 import time
@@ -39,42 +39,41 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nanovla.errors import InputError, MissingError
-from nanovla.train.checkpoint import (
+from nanovla.codec import to_json
+from nanovla.constants import (
+    CHECKPOINTS_DIR,
     CONFIG_FILE,
+    LAST_LINK,
+    PLOTS_DIR,
     PRETRAINED_DIR,
     TRAIN_CONFIG_FILE,
     TRAINING_STATE_DIR,
     WEIGHTS_FILE,
-    capture_rng_state,
+)
+from nanovla.errors import InputError, MissingError
+from nanovla.io import write_json
+from nanovla.train.checkpoint import (
     check_weights,
     config_differences,
-    json_normalize,
     latest_checkpoint,
     load_checkpoint_dir,
     load_training_state,
     model_config_dict,
-    restore_rng_state,
     save_training_state,
-    seed_everything,
     write_checkpoint,
-    write_json,
 )
 from nanovla.train.config import TrainConfig
-from nanovla.train.logger import LOSS_PLOT, PLOTS_DIR, MetricsLogger, TrainWindow, plot_loss
-from nanovla.train.schedules import (
-    build_optimizer,
-    build_scheduler,
-    check_optimizer_groups,
-    load_optimizer_state,
-)
+from nanovla.train.logger import LOSS_PLOT, MetricsLogger, TrainWindow, plot_loss
+from nanovla.train.optim import build_optimizer, check_optimizer_groups, load_optimizer_state
+from nanovla.train.rng import capture_rng_state, restore_rng_state, seed_everything
+from nanovla.train.schedules import build_scheduler
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 """`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""
 
 
-class BatchLoader(Protocol):
-    """What the engine needs from a loader (the data package's BatchLoader has this face)."""
+class Batches(Protocol):
+    """What the engine needs from a loader (`nanovla.data.BatchLoader` has this face)."""
 
     def next_batch(self) -> dict[str, Any]: ...
 
@@ -133,15 +132,15 @@ class Trainer:
     set aside, so turning evaluation on or off does not change the trained weights.
     Each checkpoint's `pretrained_model/` holds the model's files and train_config.json (the
     resolved `TrainConfig`); `on_save(pretrained_dir)` may add files of its own there (the
-    pipeline writes its typed run record), inside the atomic write. `resume` (default: `config.resume`) restores
-    model, optimizer, scheduler, loss scaler, RNG, loader and step from
-    `out_dir/checkpoints/last` before anything is written.
+    pipeline writes its typed run record), inside the atomic write. `resume` (default:
+    `config.resume`) restores model, optimizer, scheduler, loss scaler, RNG, loader and step
+    from `out_dir/checkpoints/last` before anything is written.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        loader: BatchLoader,
+        loader: Batches,
         config: TrainConfig,
         out_dir: str | Path,
         eval_fn: EvalFn | None = None,
@@ -152,7 +151,7 @@ class Trainer:
             raise InputError("model must have save_pretrained(dir) (config.json + safetensors)")
         self.config, self.loader, self.eval_fn, self.on_save = config, loader, eval_fn, on_save
         self.out_dir = Path(out_dir)
-        self.train_config = {"train": json_normalize(dataclasses.asdict(config))}
+        self.train_config = {"train": to_json(config)}
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed)
@@ -175,7 +174,7 @@ class Trainer:
             self._resume()
         elif latest_checkpoint(self.out_dir) is not None:
             raise InputError(
-                f"{self.out_dir / 'checkpoints'} already holds a run; resume it (--resume) or "
+                f"{self.out_dir / CHECKPOINTS_DIR} already holds a run; resume it (--resume) or "
                 "train into another directory"
             )
 
@@ -340,7 +339,7 @@ class Trainer:
         before any state is touched."""
         checkpoint = latest_checkpoint(self.out_dir)
         if checkpoint is None:
-            last = self.out_dir / "checkpoints" / "last"
+            last = self.out_dir / CHECKPOINTS_DIR / LAST_LINK
             raise MissingError(f"{last}: no checkpoint to resume from (drop --resume)")
         saved_config, weights = load_checkpoint_dir(checkpoint)
         config_file = checkpoint / PRETRAINED_DIR / CONFIG_FILE

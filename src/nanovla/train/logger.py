@@ -4,8 +4,10 @@ One JSON object per log event in `<out_dir>/logs/metrics.jsonl`, e.g.
 `{"step": 500, "train/loss": 0.031, "train/lr": 0.00098, "train/samples_per_s": 9120.4}`.
 Keys are namespaced (`train/...`, `eval/...`) as CleanRL and LeRobot do, so TensorBoard groups
 them into sections. TensorBoard event files go to `<out_dir>/logs/` beside the JSONL; if
-`torch.utils.tensorboard` cannot be imported (tensorboard not installed) the logger silently
-writes JSONL only.
+`torch.utils.tensorboard` cannot be imported (tensorboard not installed) the logger writes JSONL
+only and says so in one line naming the extra (`pip install 'nanovla[tensorboard]'`), once per
+process. The loss plot needs matplotlib (the `plots` extra); without it the plot is skipped with
+one such line.
 (Named `logger.py`, not `logging.py`, so that it never shadows the standard library.)
 """
 
@@ -14,15 +16,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-LOGS_DIR = "logs"
+from nanovla.constants import LOGS_DIR
+
 METRICS_FILE = "metrics.jsonl"
-PLOTS_DIR = "plots"
 LOSS_PLOT = "loss.png"
+TENSORBOARD_HINT = "pip install 'nanovla[tensorboard]'"
+PLOTS_HINT = "pip install 'nanovla[plots]'"
+
+_said: set[str] = set()  # the optional-dependency notes already printed in this process
 
 
 class MetricsLogger:
@@ -68,10 +75,23 @@ class MetricsLogger:
         self.close()
 
 
+def _say_once(key: str, line: str) -> None:
+    """Print `line` to stderr the first time `key` comes up in this process."""
+    if key not in _said:
+        _said.add(key)
+        print(line, file=sys.stderr)
+
+
 def _tensorboard_writer(log_dir: Path) -> Any:
+    """A SummaryWriter into `log_dir`, or None (with a one-line note) without tensorboard."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard is optional: any import problem means JSONL only
+    except Exception as error:  # tensorboard is optional: any import problem means JSONL only
+        _say_once(
+            "tensorboard",
+            f"nanovla: TensorBoard logging is off ({type(error).__name__}: {error}); "
+            f"metrics go to {METRICS_FILE} only. For TensorBoard: {TENSORBOARD_HINT}",
+        )
         return None
     return SummaryWriter(log_dir=str(log_dir))
 
@@ -100,16 +120,25 @@ def plot_loss(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     """Draw the loss curves (log scale), `eval/success` if logged, and `train/lr` into a PNG.
 
     The loss panel holds `train/loss` and every `eval/...loss` key (e.g. a validation loss).
-    Returns the PNG path, or None when the log holds no `train/loss` yet.
+    Returns the PNG path, or None when the log holds no `train/loss` yet or matplotlib (the
+    `plots` extra) cannot be imported; the latter prints one line naming the extra, once.
     """
     records = read_metrics(metrics_path)
     train = [r for r in records if "train/loss" in r]
     if not train:
         return None
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        _say_once(
+            "plots",
+            f"nanovla: loss plot skipped ({error}); the metrics are in {metrics_path}. "
+            f"For plots: {PLOTS_HINT}",
+        )
+        return None
 
     eval_losses = sorted({k for r in records for k in r if k.startswith("eval/") and "loss" in k})
     has_success = any("eval/success" in r for r in records)
