@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +14,17 @@ import pytest
 import torch
 from test_train_engine import ToyConfig, ToyLoader, ToyModel, tiny_config
 
+from nanovla.constants import PRETRAINED_DIR, TRAINING_STATE_DIR
 from nanovla.train import Trainer, latest_checkpoint, load_checkpoint_dir
 from nanovla.train.checkpoint import (
-    capture_rng_state,
     load_state,
-    restore_rng_state,
+    load_training_state,
     save_state,
+    save_training_state,
+    step_dirs,
     write_checkpoint,
 )
+from nanovla.train.rng import capture_rng_state, restore_rng_state
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -125,8 +131,14 @@ def test_keep_last_prunes_old_steps_and_same_step_replaces(tmp_path: Path) -> No
         write_checkpoint(tmp_path, step, _write_files(f"step {step}"), keep_last=2)
     write_checkpoint(tmp_path, 4, _write_files("again"), keep_last=2)
     root = tmp_path / "checkpoints"
-    assert sorted(p.name for p in root.iterdir()) == ["000003", "000004", "last"]
+    # a re-save gets a new name, so `last` never names a directory that is being replaced
+    assert sorted(p.name for p in root.iterdir()) == ["000003", "000004.1", "last"]
     assert (root / "last" / "payload.txt").read_text() == "again"
+    write_checkpoint(tmp_path, 4, _write_files("third"), keep_last=2)
+    assert sorted(p.name for p in root.iterdir()) == ["000003", "000004.2", "last"]
+    assert [p.name for p in step_dirs(tmp_path)] == ["000003", "000004.2"]
+    write_checkpoint(tmp_path, 5, _write_files("step 5"), keep_last=2)
+    assert sorted(p.name for p in root.iterdir()) == ["000004.2", "000005", "last"]
 
 
 def test_latest_checkpoint_is_none_without_one(tmp_path: Path) -> None:
@@ -198,3 +210,95 @@ def test_resume_refused_by_the_loader_or_optimizer_names_the_file(tmp_path: Path
     frozen.net[0].requires_grad_(False)
     with pytest.raises(ValueError, match=r"optimizer_state.json: parameter groups of sizes"):
         Trainer(frozen, ToyLoader(), tiny_config(), tmp_path, resume=True)
+
+
+# ------------------------------------------------------------------ crash at any instant
+
+
+class SimulatedCrash(Exception):
+    """The process "dies" here: raised by every patched file operation from the k-th on."""
+
+
+def _real_checkpoint_writer(step: int, marker: int) -> Callable[[Path], None]:
+    """Fills a checkpoint as the engine does: model files + a full training state."""
+
+    def write(directory: Path) -> None:
+        model = ToyModel(ToyConfig(), init_seed=marker)
+        model.save_pretrained(directory / PRETRAINED_DIR)
+        optimizer = torch.optim.AdamW(model.parameters())
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": {"last_epoch": step},
+            "rng": capture_rng_state(),
+            "loader": {"marker": marker},
+        }
+        save_training_state(directory / TRAINING_STATE_DIR, state)
+
+    return write
+
+
+def _crash_from_call(monkeypatch: pytest.MonkeyPatch, k: int) -> list[str]:
+    """Patch os.replace, os.symlink and shutil.rmtree so that their k-th call (1-based) and
+    every later one raise SimulatedCrash: nothing after the crash point happens. The crashing
+    rmtree first deletes one file, as a kill part-way through a deletion would. Returns the
+    list of calls made."""
+    calls: list[str] = []
+    for module, name in ((os, "replace"), (os, "symlink"), (shutil, "rmtree")):
+        real = getattr(module, name)
+
+        def fake(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            if len(calls) < k:
+                return _real(*args, **kwargs)
+            if _name == "rmtree" and len(calls) == k:
+                files = sorted(p for p in Path(args[0]).rglob("*") if p.is_file())
+                if files:
+                    files[0].unlink()
+            raise SimulatedCrash(f"crash at call {len(calls)} ({_name})")
+
+        monkeypatch.setattr(module, name, fake)
+    return calls
+
+
+def _assert_loadable(checkpoint: Path, step: int) -> None:
+    config, weights = load_checkpoint_dir(checkpoint)
+    assert config["hidden"] == 16 and "net.0.weight" in weights
+    assert load_training_state(checkpoint / TRAINING_STATE_DIR)["step"] == step
+
+
+def _setup_run(out: Path) -> None:
+    write_checkpoint(out, 1, _real_checkpoint_writer(1, marker=1), keep_last=2)
+    write_checkpoint(out, 2, _real_checkpoint_writer(2, marker=2), keep_last=2)
+
+
+@pytest.mark.parametrize("step", [2, 3], ids=["re-save-same-step", "new-step-with-pruning"])
+def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: int
+) -> None:
+    # a clean run of the save under test counts the file operations it makes
+    with monkeypatch.context() as patch:
+        _setup_run(tmp_path / "count")
+        calls = _crash_from_call(patch, k=10**9)
+        write_checkpoint(tmp_path / "count", step, _real_checkpoint_writer(step, 7), keep_last=1)
+    assert {"replace", "symlink"} <= set(calls)  # the crash points include the swap of `last`
+    for k in range(1, len(calls) + 1):
+        out = tmp_path / f"crash{k}"
+        _setup_run(out)
+        with monkeypatch.context() as patch:
+            _crash_from_call(patch, k)
+            with pytest.raises(SimulatedCrash):
+                write_checkpoint(out, step, _real_checkpoint_writer(step, 7), keep_last=1)
+        last = latest_checkpoint(out)
+        assert last is not None, f"crash at call {k}: `last` names nothing"
+        assert not last.name.startswith(".tmp-"), f"crash at call {k}: `last` names {last.name}"
+        _assert_loadable(last, step=int(last.name.split(".")[0]))
+        for directory in step_dirs(out):  # every step directory listed is complete
+            _assert_loadable(directory, step=int(directory.name.split(".")[0]))
+        # the next save cleans up after the crash
+        write_checkpoint(out, 4, _real_checkpoint_writer(4, 8), keep_last=1)
+        root = out / "checkpoints"
+        leftovers = [p.name for p in root.iterdir() if p.name.startswith(".tmp-")]
+        assert leftovers == [], f"crash at call {k}: {leftovers} left behind"
+        assert sorted(p.name for p in root.iterdir()) == ["000004", "last"], f"crash at {k}"
+        _assert_loadable(latest_checkpoint(out), step=4)

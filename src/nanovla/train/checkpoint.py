@@ -8,7 +8,7 @@
                           rng_state.{safetensors,json}, loader_state.{safetensors,json},
                           grad_scaler_state.json (fp16 only), training_step.json
   001000/
-  last -> 001000
+  last -> 001000           (a re-save of step 1000 would be 001000.1/)
 ```
 
 Every state (optimizer, scheduler, RNG, loader) goes through one codec: its tensors (and numpy
@@ -20,18 +20,17 @@ gives back exactly the object that was saved. Floats survive JSON bit-exactly (P
 shortest repr that round-trips).
 
 A checkpoint is written into `checkpoints/.tmp-<step>-<pid>/` and renamed into place, then
-`last` is swapped with a temporary symlink + `os.replace`: an exception or a crash part-way
-through never leaves a half-written directory that `last` points to. (Atomic against process
-crashes and interrupts; files are not fsync'ed, so a power loss right after a save may still
-lose it.)
+`last` is swapped with a temporary symlink + `os.replace`. A re-save of a step already on disk
+goes to a new name (`000500.1`, `000500.2`, ...) so that nothing `last` names is ever renamed
+or deleted: a crash at any instant leaves `last` naming a complete checkpoint, and the next save
+removes what the crash left (see `write_checkpoint`). (Atomic against process crashes and
+interrupts; files are not fsync'ed, so a power loss right after a save may still lose it.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import random
 import re
 import shutil
 from collections.abc import Callable
@@ -43,18 +42,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nanovla.codec import to_json
+from nanovla.constants import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LAST_LINK,
+    PRETRAINED_DIR,
+    STEP_FILE,
+    WEIGHTS_FILE,
+)
 from nanovla.errors import InputError, MissingError
+from nanovla.io import read_json, write_json
 
-CHECKPOINTS_DIR = "checkpoints"
-LAST_LINK = "last"
-PRETRAINED_DIR = "pretrained_model"
-TRAINING_STATE_DIR = "training_state"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TRAIN_CONFIG_FILE = "train_config.json"
-STEP_FILE = "training_step.json"
-
-_STEP_DIR = re.compile(r"^\d{6,}$")
+_STEP_DIR = re.compile(r"^(\d{6,})(?:\.(\d+))?$")
+"""`000500` (a step's first save) or `000500.2` (its second re-save); see `write_checkpoint`"""
 _TMP_PREFIX = ".tmp-"
 
 
@@ -64,21 +65,6 @@ def step_dir_name(step: int) -> str:
 
 
 # ---------------------------------------------------------------- JSON / state codec
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path`."""
-    path.write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file; FileNotFoundError / ValueError name the file."""
-    if not path.is_file():
-        raise MissingError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from err
 
 
 def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
@@ -183,92 +169,132 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-# ---------------------------------------------------------------- RNG state
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, numpy's global RNG and torch (CPU and all CUDA devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU + every CUDA device) RNG states, ready for `save_state`."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(legacy=False),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_initialized():  # an unused CUDA RNG still holds its seed
-        state["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back what `capture_rng_state` returned (also after a `save_state`/`load_state`)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "torch_cuda" in state:
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
-
-
 # ---------------------------------------------------------------- layout and atomic writes
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     """`out_dir/checkpoints/last` resolved to its step directory, or None when there is none."""
-    last = Path(out_dir) / CHECKPOINTS_DIR / LAST_LINK
-    if not last.exists():
-        return None
-    return last.resolve()
+    return _last_target(Path(out_dir) / CHECKPOINTS_DIR)
 
 
 def step_dirs(out_dir: str | Path) -> list[Path]:
-    """The complete step checkpoints under `out_dir/checkpoints`, oldest first."""
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and p.is_dir()]
-    return sorted(found, key=lambda p: int(p.name))
+    """The checkpoint of each saved step under `out_dir/checkpoints`, oldest step first.
+
+    A step saved twice has two directories (`000500`, `000500.1`) until the next
+    `write_checkpoint` removes the superseded one; the one listed is the one `last` names, or
+    else the newest.
+    """
+    return _current_saves(Path(out_dir) / CHECKPOINTS_DIR)
 
 
 def write_checkpoint(
     out_dir: str | Path, step: int, write: Callable[[Path], None], keep_last: int = 0
 ) -> Path:
-    """Atomically create `out_dir/checkpoints/<step:06d>/` and point `last` at it.
+    """Atomically create the checkpoint of `step` under `out_dir/checkpoints/` and point `last`
+    at it; returns its directory.
 
-    `write(tmp_dir)` fills a temporary directory; only when it returns is the directory renamed
-    into place (replacing an older save of the same step) and `last` swapped. If `write` raises,
-    the temporary directory is removed and the exception propagates, with `last` untouched.
-    Then only the newest `keep_last` step directories are kept (0 = keep all; the one `last`
-    points to is never removed). Returns the step directory.
+    `write(tmp_dir)` fills a temporary directory `.tmp-<step>-<pid>/`; only when it returns is
+    the directory renamed into place and `last` swapped (temporary symlink + `os.replace`). If
+    `write` raises, the temporary directory is removed and the exception propagates, with
+    `last` untouched. The first save of a step is named `<step:06d>`; a re-save of a step that
+    is already on disk (e.g. a Ctrl-C right after a save) is named `<step:06d>.<n>` (n = 1, 2,
+    ...), and the older save is removed only after `last` names the new one. Then only the
+    newest `keep_last` steps are kept (0 = keep all; the one `last` names is never removed).
+
+    Crash safety: at every instant `last` names a complete checkpoint (or nothing, before the
+    first save). A directory is renamed or removed only when `last` does not name it, and
+    removal is a rename to `.tmp-old-...` followed by `rmtree`, so a crash part-way through a
+    removal leaves a temporary directory, never a half-deleted step. Every save first removes
+    what an interrupted save left: `.tmp-*` entries and superseded re-saves.
     """
     root = Path(out_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(f"{_TMP_PREFIX}*"):  # left by a process that crashed mid-save
-        shutil.rmtree(stale, ignore_errors=True)
-    name = step_dir_name(step)
-    tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}"
+    _remove_leftovers(root)
+    tmp = root / f"{_TMP_PREFIX}{step_dir_name(step)}-{os.getpid()}"
     tmp.mkdir()
     try:
         write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    final = root / name
-    if final.exists():  # a second save of the same step (e.g. Ctrl-C right after a save)
-        old = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _point_last_at(root, name)
+    older = _saves_by_step(root).get(step, [])
+    final = root / _new_save_name(step, older)
+    os.replace(tmp, final)
+    _point_last_at(root, final.name)
+    for old in older:
+        _discard(root, old)
     if keep_last > 0:
-        _prune(out_dir, keep_last)
+        _prune(root, keep_last)
     return final
+
+
+def _last_target(root: Path) -> Path | None:
+    last = root / LAST_LINK
+    return last.resolve() if last.exists() else None
+
+
+def _parse_save_name(name: str) -> tuple[int, int] | None:
+    """`(step, generation)` of a save directory's name (`000500` -> (500, 0)), else None."""
+    match = _STEP_DIR.match(name)
+    return None if match is None else (int(match[1]), int(match[2] or 0))
+
+
+def _saves_by_step(root: Path) -> dict[int, list[Path]]:
+    """Every save directory under `root`, grouped by step, oldest generation first."""
+    if not root.is_dir():
+        return {}
+    saves: dict[int, list[tuple[int, Path]]] = {}
+    for path in root.iterdir():
+        parsed = _parse_save_name(path.name)
+        if parsed is not None and path.is_dir() and not path.is_symlink():
+            saves.setdefault(parsed[0], []).append((parsed[1], path))
+    return {step: [p for _, p in sorted(found)] for step, found in saves.items()}
+
+
+def _current_saves(root: Path) -> list[Path]:
+    """One directory per step (the one `last` names, else the newest), oldest step first."""
+    last = _last_target(root)
+    current = []
+    for _, saves in sorted(_saves_by_step(root).items()):
+        named = [p for p in saves if p.resolve() == last]
+        current.append(named[0] if named else saves[-1])
+    return current
+
+
+def _new_save_name(step: int, older: list[Path]) -> str:
+    """`000500` for a step's first save, `000500.<n+1>` when generation n is the newest."""
+    if not older:
+        return step_dir_name(step)
+    newest = max(_parse_save_name(p.name)[1] for p in older)  # type: ignore[index]
+    return f"{step_dir_name(step)}.{newest + 1}"
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Remove what an interrupted save left: `.tmp-*` entries and superseded re-saves."""
+    for entry in root.iterdir():
+        if entry.name.startswith(_TMP_PREFIX):
+            _delete(entry)
+    current = set(_current_saves(root))
+    for saves in _saves_by_step(root).values():
+        for path in saves:
+            if path not in current:
+                _discard(root, path)
+
+
+def _discard(root: Path, path: Path) -> None:
+    """Rename `path` to a `.tmp-old-...` name (atomic), then delete it."""
+    aside = root / f"{_TMP_PREFIX}old-{path.name}-{os.getpid()}"
+    if aside.is_symlink() or aside.exists():
+        _delete(aside)
+    os.replace(path, aside)
+    _delete(aside)
+
+
+def _delete(entry: Path) -> None:
+    if entry.is_symlink() or not entry.is_dir():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _point_last_at(root: Path, name: str) -> None:
@@ -279,12 +305,12 @@ def _point_last_at(root: Path, name: str) -> None:
     os.replace(link_tmp, root / LAST_LINK)
 
 
-def _prune(out_dir: str | Path, keep_last: int) -> None:
-    last = latest_checkpoint(out_dir)
-    dirs = step_dirs(out_dir)
-    for old in dirs[: max(len(dirs) - keep_last, 0)]:
-        if last is None or old.resolve() != last:
-            shutil.rmtree(old, ignore_errors=True)
+def _prune(root: Path, keep_last: int) -> None:
+    last = _last_target(root)
+    current = _current_saves(root)
+    for old in current[: max(len(current) - keep_last, 0)]:
+        if old.resolve() != last:
+            _discard(root, old)
 
 
 def pretrained_dir(path: str | Path) -> Path:
@@ -320,29 +346,25 @@ def load_checkpoint_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, tor
 
 
 def model_config_dict(model: torch.nn.Module) -> dict[str, Any]:
-    """`model.config` as a JSON-normalized dict (tuples become lists, as in config.json).
+    """`model.config` as `nanovla.codec.to_json` writes it (tuples as lists, paths as str): the
+    form a checkpoint's config.json reads back as.
 
     A config with its own `to_dict()` (the policy's) is asked for it, since that is what its
-    `save_pretrained` writes; otherwise a dataclass goes through `dataclasses.asdict`.
+    `save_pretrained` writes; otherwise a dataclass (or a plain dict) goes through `to_json`.
     """
     config = getattr(model, "config", None)
     if callable(getattr(config, "to_dict", None)):
         raw = config.to_dict()
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        raw = dataclasses.asdict(config)
-    elif isinstance(config, dict):
+    elif (dataclasses.is_dataclass(config) and not isinstance(config, type)) or isinstance(
+        config, dict
+    ):
         raw = config
     else:
         raise InputError(
             f"model.config must be a config dataclass (got {type(config).__name__}); the engine "
             "compares it with a checkpoint's config.json on resume"
         )
-    return json_normalize(raw)
-
-
-def json_normalize(obj: Any) -> Any:
-    """What `obj` reads back as after a trip through JSON (paths and other objects as str)."""
-    return json.loads(json.dumps(obj, default=str))
+    return to_json(raw)
 
 
 def config_differences(model_config: dict[str, Any], saved_config: dict[str, Any]) -> list[str]:
