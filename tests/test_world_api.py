@@ -22,7 +22,7 @@ def test_reset_and_step_shapes_and_types():
     assert obs["image"].shape == (8, 64, 64, 3) and obs["image"].dtype == np.uint8
     assert obs["state"].shape == (8, STATE_DIM) and obs["state"].dtype == np.float32
     assert len(obs["instruction"]) == 8 and all(isinstance(t, str) for t in obs["instruction"])
-    assert obs["task"] == ["pick_place"] * 8
+    assert obs["family"] == ["pick_place"] * 8 and "task" not in obs  # `task`: the instruction
     assert (world.num_envs, world.image_size, world.state_dim, world.action_dim) == (8, 64, 4, 3)
     assert world.families == ("pick_place",) and world.max_steps == {"pick_place": 60}
     action = world.expert_action()
@@ -121,7 +121,7 @@ def test_suite_lists_and_combined_splits():
     world = make_world(["reach", "push"], num_envs=64, seed=0, instructions="train+ko")
     assert world.families == ("reach", "push")
     obs = world.reset(seed=0)
-    assert set(obs["task"]) == {"reach", "push"}
+    assert set(obs["family"]) == {"reach", "push"}
     korean = [any("\uac00" <= ch <= "\ud7a3" for ch in text) for text in obs["instruction"]]
     assert 0 < sum(korean) < 64
 

@@ -82,6 +82,22 @@ def test_expert_noise_is_seeded_and_bounded():
         world.expert_action(noise=float("nan"))
 
 
+def test_expert_noise_moves_the_motion_only_unless_asked():
+    """A noisy grip opens mid-carry and drops the object, so the noise is motion-only by default
+    (what DART collection and `world demo --noise` execute); grip_noise=True perturbs it too."""
+    world = make_world("pick_place", num_envs=64, seed=1, expert_noise=0.5, render=False)
+    clean = world.expert_action(noise=0.0)
+    noisy = world.expert_action()
+    assert np.all(np.any(noisy[:, :2] != clean[:, :2], axis=1))
+    np.testing.assert_array_equal(noisy[:, 2], clean[:, 2])
+    gripped = world.expert_action(grip_noise=True)
+    assert np.mean(gripped[:, 2] != clean[:, 2]) > 0.5
+    given = np.zeros((64, 3), dtype=np.float32)
+    perturbed = world.perturb(given, noise=2.0)
+    assert np.all(given == 0) and np.all(np.abs(perturbed) <= 1.0)  # a copy, clipped
+    assert np.array_equal(world.perturb(given, noise=0.0), given)
+
+
 def test_push_expert_never_grasps():
     world = make_world("push", num_envs=64, seed=4, render=False)
     for _ in range(world.max_steps["push"]):

@@ -23,12 +23,12 @@ def test_episode_ends_without_auto_reset_and_reset_is_seeded():
     assert (
         np.array_equal(obs["image"], again["image"]) and obs["instruction"] == again["instruction"]
     )
-    assert info["task"] == "reach" and env.render().shape == (64, 64, 3)
+    assert info["family"] == "reach" and env.render().shape == (64, 64, 3)
     for _ in range(40):
         obs, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
         if terminated or truncated:
             break
-    assert terminated and reward == 1.0 and info["success"]
+    assert terminated and reward == 1.0 and info["success"] and info["family"] == "reach"
     assert env.unwrapped.world.state.episode_step[0] > 0  # not silently reset
     with pytest.raises(ValueError, match="action"):
         env.step(np.zeros(2, dtype=np.float32))
@@ -38,7 +38,7 @@ def test_make_vec_gives_the_batched_world_with_same_step_autoreset():
     env = gym.make_vec("nanovla/PickPlace-v0", num_envs=6, vectorization_mode="vector_entry_point")
     obs, info = env.reset(seed=1)
     assert env.observation_space.contains(obs) and obs["image"].shape == (6, 64, 64, 3)
-    assert list(info["task"]) == ["pick_place"] * 6
+    assert list(info["family"]) == ["pick_place"] * 6
     ended = None
     for _ in range(60):
         obs, reward, terminated, truncated, infos = env.step(env.expert_action())

@@ -13,6 +13,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from nanovla.constants import OBS_FAMILY
 from nanovla.errors import InputError
 from nanovla.world.core import World, make_world
 from nanovla.world.render import GRIPPER_ID
@@ -55,7 +56,8 @@ class DemoConfig:
     fps: int = 8
     """GIF frames per second"""
     noise: float = 0.0
-    """std of Gaussian noise added to the expert's actions"""
+    """std of Gaussian noise on the expert's motion (dx, dy; the grip stays clean), the noise
+    DART collection executes (`World.perturb`)"""
 
 
 def _check_out(path: Path, suffix: str) -> None:
@@ -138,7 +140,7 @@ def _record(world: World, config: DemoConfig) -> tuple[list[np.ndarray], int]:
     obs = world.reset(seed=config.seed)
     for _ in tqdm(range(config.episodes), desc="demo episodes", unit="ep"):
         caption = _wrap(
-            f"{obs['task'][0]}: {obs['instruction'][0]}", world.image_size * config.scale
+            f"{obs[OBS_FAMILY][0]}: {obs['instruction'][0]}", world.image_size * config.scale
         )
         for _ in range(max(world.max_steps.values())):
             big = obs["image"][0].repeat(config.scale, 0).repeat(config.scale, 1)

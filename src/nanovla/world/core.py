@@ -11,7 +11,8 @@ state           (N, 4) float32   proprioception only: gripper x, y in table unit
                                  holding something (0/1). Object positions are *not* here:
                                  the policy must find them in the image.
 instruction     list[str]        the episode's instruction
-task            list[str]        the episode's family name
+family          list[str]        the episode's task family (reach, push, pick_place, sort);
+                                 datasets call the instruction string `task` (LeRobot's name)
 =============== ================ =============================================================
 
 `step` returns `(obs, reward, terminated, truncated, info)`: reward (N,) float32 is 1.0 on the
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nanovla.constants import OBS_FAMILY, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE
 from nanovla.errors import InputError
 from nanovla.world.annotate import DETECTION_CLASSES, box_arrays, box_lists, caption_en, caption_ko
 from nanovla.world.dynamics import step_dynamics
@@ -185,12 +187,12 @@ class World:
     def observe(self) -> dict:
         """The observation dict of the current state (see the module docstring)."""
         obs = {
-            "state": self.proprio(),
-            "instruction": list(self.instructions),
-            "task": [TASK_FAMILIES[f] for f in self.state.family],
+            OBS_STATE: self.proprio(),
+            OBS_INSTRUCTION: list(self.instructions),
+            OBS_FAMILY: [TASK_FAMILIES[f] for f in self.state.family],
         }
         if self.render_images:
-            obs["image"] = self.render()
+            obs[OBS_IMAGE] = self.render()
         return obs
 
     def _refresh_static(self) -> None:
@@ -225,17 +227,30 @@ class World:
         }
 
     # ----------------------------------------------------------------- experts and state
-    def expert_action(self, noise: float | None = None) -> np.ndarray:
-        """(N, 3) float32 scripted-expert actions for the current state, plus Gaussian noise of
-        std `noise` (default: the world's `expert_noise`), clipped to [-1, 1]."""
-        actions = expert_action(self.state)
+    def expert_action(self, noise: float | None = None, grip_noise: bool = False) -> np.ndarray:
+        """(N, 3) float32 scripted-expert actions for the current state, perturbed by `perturb`
+        with std `noise` (default: the world's `expert_noise`; 0 gives the clean expert)."""
+        return self.perturb(expert_action(self.state), noise, grip_noise)
+
+    def perturb(
+        self, actions: np.ndarray, noise: float | None = None, grip_noise: bool = False
+    ) -> np.ndarray:
+        """(N, 3) float32 `actions` plus Gaussian noise of std `noise` (default: the world's
+        `expert_noise`) on the motion (dx, dy), clipped to [-1, 1]. The grip is left as given
+        unless `grip_noise`: a noisy grip opens mid-carry and drops the object. The noise comes
+        from the world's own seeded stream (reseeded by `reset(seed=...)`, independent of the
+        scene stream), and none is drawn when the std is 0. DART collection and `nanovla world
+        demo --noise` both perturb through here."""
         std = self.expert_noise if noise is None else float(noise)
-        if std < 0 or not np.isfinite(std):
+        if not np.isfinite(std) or std < 0:
             raise InputError(f"noise: must be a finite number >= 0, got {noise!r}")
-        if std > 0:
-            actions = actions + self._noise_rng.normal(0.0, std, size=actions.shape)
-            actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
-        return actions
+        actions = np.asarray(actions, dtype=np.float32)
+        if std == 0:
+            return actions
+        dims = ACTION_DIM if grip_noise else 2
+        noisy = actions.astype(np.float64)  # a copy: the caller's array is left alone
+        noisy[:, :dims] += self._noise_rng.normal(0.0, std, size=(len(noisy), dims))
+        return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 
     def goal_positions(self) -> np.ndarray:
         """(N, 4) float32 (object x, y, place x, y) of each env's current subgoal in table units
@@ -272,7 +287,8 @@ def make_world(
     draws its family uniformly). instructions: "train" | "heldout" | "ko" | "ko_heldout", several
     joined with "+" ("train+ko"), or a list of templates with an `{object}` slot. targets: "all" |
     "train" | "heldout" restricts the (kind, color) of target objects (see HELDOUT_COMBOS).
-    expert_noise: default std of the Gaussian noise on expert actions. render=False skips images
-    in observations (state-only stepping is much faster); `World.render()` still works.
+    expert_noise: default std of the Gaussian noise on the expert's motion (`World.perturb`).
+    render=False skips images in observations (state-only stepping is much faster);
+    `World.render()` still works.
     """
     return World(tasks, num_envs, image_size, seed, instructions, targets, expert_noise, render)

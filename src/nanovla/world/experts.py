@@ -33,8 +33,9 @@ from nanovla.world.dynamics import GRASP_GAP, MAX_SPEED, clip_planar
 from nanovla.world.scene import GRIPPER_RADIUS, GRIPPER_RANGE, ZONE_RECTS, SceneState
 from nanovla.world.tasks import in_bowl
 
-EXPERT_VERSION = 3
-"""bumped whenever an expert's behaviour changes: cached demonstrations key on it"""
+EXPERT_VERSION = 4
+"""bumped whenever recorded demonstrations change (an expert's behaviour, or the noise stream DART
+executes: version 4 draws it from `World.perturb`): cached demonstrations key on it"""
 RELEASE_DISTANCE = 0.03
 """open the gripper once the carried object's centre is this close to the bowl's centre"""
 PUSH_STANDOFF = 0.015

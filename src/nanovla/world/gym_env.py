@@ -4,7 +4,8 @@ Observation: Dict(image (H, W, 3) uint8, state (4,) float32, instruction Text). 
 [-1, 1]^3 (dx, dy, grip). Unlike the batched `World`, this view follows the gymnasium protocol: it
 does not reset itself; call `reset()` after `terminated` or `truncated` (the world's step limit
 sets `truncated`, so no TimeLimit wrapper is registered). `gymnasium.make_vec(id, num_envs=N)`
-gives the natively batched `TabletopVectorEnv` (see gym_vector.py) instead of N copies.
+gives the natively batched `TabletopVectorEnv` (see gym_vector.py) instead of N copies. `info`
+carries the episode's task `family` (from `reset` and `step`), `success` and `shaped_reward`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from nanovla.constants import OBS_FAMILY
 from nanovla.errors import InputError
 from nanovla.world.core import ACTION_DIM, STATE_DIM, World
 from nanovla.world.instructions import BOWL_KO, COLORS_KO, KINDS_KO, SIZES_KO, ZONES_KO
@@ -83,7 +85,7 @@ class TabletopEnv(gym.Env):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         obs = self.world.reset(seed=seed)
-        return self._single(obs), {"task": obs["task"][0]}
+        return self._single(obs), {OBS_FAMILY: obs[OBS_FAMILY][0]}
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float64)
@@ -95,7 +97,7 @@ class TabletopEnv(gym.Env):
         info = {
             "success": bool(info["success"][0]),
             "shaped_reward": float(info["shaped_reward"][0]),
-            "task": obs["task"][0],
+            OBS_FAMILY: obs[OBS_FAMILY][0],
         }
         return self._single(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 

@@ -3,7 +3,8 @@
 One `World` steps all N envs with numpy (no N sub-environments). It auto-resets in gymnasium's
 SAME_STEP mode: where an episode ends, the returned observation is already the next episode's
 first, and the last observation of the ended episode is in `infos["final_obs"]` (an object array,
-None where no episode ended) with `infos["final_info"]["success"]`.
+None where no episode ended) with `infos["final_info"]["success"]`. `reset` returns the task
+`family` of each env in its infos.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from nanovla.constants import OBS_FAMILY
 from nanovla.errors import InputError
 from nanovla.world.core import ACTION_DIM, World
 from nanovla.world.gym_env import observation_space
@@ -61,7 +63,7 @@ class TabletopVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         obs = self.world.reset(seed=seed)
-        return self._batched(obs), {"task": np.array(obs["task"])}
+        return self._batched(obs), {OBS_FAMILY: np.array(obs[OBS_FAMILY])}
 
     def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, info = self.world.step(actions)
