@@ -1,4 +1,5 @@
-"""Collection: per-env buffers across auto-resets, success filtering, exact episode count, CLI."""
+"""Collection: per-env buffers across auto-resets, success filtering, exact episode count, expert
+labels under DART and policy drivers, actor resets, CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from nanovla.data import DatasetWriter, EpisodeDataset
-from nanovla.data.collect import EXPERT_ACTION_KEY, CollectConfig, collect, record_episodes
+from nanovla.data.collect import CollectConfig, collect, record_episodes
+from nanovla.eval.collect import CollectCommand, run
+from nanovla.world import make_world
 
 
 class CountingWorld:
@@ -18,7 +21,8 @@ class CountingWorld:
 
     Env i's episodes last 3 + (serial % 3) steps; an episode succeeds unless its serial is a
     multiple of 4. Like the real world it auto-resets: the observation returned at the last
-    step is the next episode's first frame.
+    step is the next episode's first frame. `executed` logs (serial, action) of every step,
+    `ended` the envs whose episode ended at each step.
     """
 
     def __init__(self, num_envs: int = 3) -> None:
@@ -26,6 +30,8 @@ class CountingWorld:
         self.serial = np.arange(num_envs)
         self.step_count = np.zeros(num_envs, dtype=np.int64)
         self.next_serial = num_envs
+        self.executed: list[tuple[np.ndarray, np.ndarray]] = []
+        self.ended: list[list[int]] = []
 
     def _obs(self) -> dict:
         state = np.stack(
@@ -37,19 +43,21 @@ class CountingWorld:
             "image": image,
             "state": state.astype(np.float32),
             "instruction": [f"episode {s}" for s in self.serial],
-            "task": ["reach" if s % 2 else "push" for s in self.serial],
+            "family": ["reach" if s % 2 else "push" for s in self.serial],
         }
 
     def reset(self, seed: int = 0) -> dict:
         return self._obs()
 
-    def expert_action(self) -> np.ndarray:
+    def expert_action(self, noise: float = 0.0) -> np.ndarray:
         return np.stack([self.serial, self.step_count, -self.step_count], 1).astype(np.float32)
 
     def step(self, action: np.ndarray):
+        self.executed.append((self.serial.copy(), np.array(action, copy=True)))
         self.step_count += 1
         done = self.step_count >= 3 + self.serial % 3
         success = done & (self.serial % 4 != 0)
+        self.ended.append(np.flatnonzero(done).tolist())
         for i in np.flatnonzero(done):
             self.serial[i], self.step_count[i] = self.next_serial, 0
             self.next_serial += 1
@@ -81,19 +89,87 @@ def test_records_whole_successful_episodes(tmp_path: Path) -> None:
     assert report.per_family["push"][1] + report.per_family["reach"][1] == report.attempts
 
 
-def test_keep_failures_and_policy_actions(tmp_path: Path) -> None:
+def test_policy_driven_dataset_records_the_experts_label_of_each_visited_state(tmp_path: Path):
     writer = DatasetWriter(tmp_path / "ds", fps=10)
 
-    def policy(obs: dict) -> np.ndarray:
-        return np.full((len(obs["state"]), 3), 0.5, dtype=np.float32)
+    class Constant:
+        def select_action(self, obs: dict) -> np.ndarray:
+            return np.full((len(obs["state"]), 3), 0.5, dtype=np.float32)
 
-    record_episodes(CountingWorld(), writer, 6, act=policy, keep_failures=True, progress=False)
+    world = CountingWorld()
+    record_episodes(world, writer, 6, actor=Constant(), keep_failures=True, progress=False)
     writer.finalize()
+    assert all(np.all(action == 0.5) for _, action in world.executed)  # the policy drove
     dataset = EpisodeDataset(tmp_path / "ds", progress=False)
     serials = dataset.states[dataset.episode_bounds[:, 0], 2]
     assert 0 in serials  # serial 0 failed but was kept
-    assert np.all(dataset.actions == 0.5)
-    assert EXPERT_ACTION_KEY in dataset.features and EXPERT_ACTION_KEY in dataset.stats
+    # CountingWorld's expert says [serial, step, -step] in state [env, step, serial, 0].
+    states = dataset.states
+    expert = np.stack([states[:, 2], states[:, 1], -states[:, 1]], 1)
+    np.testing.assert_array_equal(dataset.actions, expert)
+    assert set(dataset.features) & {"action.expert"} == set()  # one label column, `action`
+
+
+class ChunkingActor:
+    """Plans a chunk of `steps` actions [serial, k, 0] from an env's observation and executes it
+    over the next steps, like a Policy with n_action_steps > 1; logs its reset calls."""
+
+    def __init__(self, steps: int = 4) -> None:
+        self.steps, self.queue, self.resets = steps, None, []
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        serial = obs["state"][:, 2]
+        if self.queue is None:
+            self.queue = [[] for _ in serial]
+        for i, queue in enumerate(self.queue):
+            if not queue:
+                queue.extend([serial[i], k, 0.0] for k in range(self.steps))
+        return np.array([queue.pop(0) for queue in self.queue], dtype=np.float32)
+
+    def reset(self, env_ids: np.ndarray | None = None) -> None:
+        self.resets.append(None if env_ids is None else sorted(np.asarray(env_ids).tolist()))
+        if env_ids is None:
+            self.queue = None
+        else:
+            for i in np.asarray(env_ids).tolist():
+                self.queue[i] = []
+
+
+def test_actor_is_reset_where_episodes_end_so_no_chunk_outlives_its_episode(tmp_path: Path):
+    writer = DatasetWriter(tmp_path / "ds", fps=10)
+    world, actor = CountingWorld(), ChunkingActor(steps=4)  # chunks outlast 3-step episodes
+    record_episodes(world, writer, 8, actor=actor, keep_failures=True, progress=False)
+    for serial, action in world.executed:  # each action was planned in the episode it ran in
+        np.testing.assert_array_equal(action[:, 0], serial)
+    expected = [None] + [ended for ended in world.ended if ended]
+    assert actor.resets == expected  # once at the start, then exactly the envs that ended
+
+
+def test_dart_executes_the_worlds_noise_path_and_records_clean_labels(tmp_path: Path) -> None:
+    """collect's DART noise is `World.perturb`: the world executes what `nanovla world demo
+    --noise` executes (the same seeded draws, the grip left clean), and records the clean label."""
+    kwargs = dict(tasks="pick_place", num_envs=4, image_size=32, seed=3, expert_noise=0.4)
+    world, twin = make_world(**kwargs), make_world(**kwargs)
+    executed, step = [], world.step
+
+    def logging_step(actions):
+        executed.append(np.array(actions, copy=True))
+        return step(actions)
+
+    world.step = logging_step
+    writer = DatasetWriter(tmp_path / "ds", fps=10)
+    record_episodes(world, writer, 2, seed=3, progress=False)
+    writer.finalize()
+    twin.reset(seed=3)
+    for actions in executed[:30]:
+        clean = twin.expert_action(noise=0.0)
+        demo = twin.expert_action()  # the demo's noisy expert, from the same state
+        np.testing.assert_array_equal(actions, demo)
+        assert not np.allclose(actions[:, :2], clean[:, :2])
+        np.testing.assert_array_equal(actions[:, 2], clean[:, 2])  # grip is clean
+        twin.step(actions)
+    dataset = EpisodeDataset(tmp_path / "ds", progress=False)
+    assert set(np.unique(dataset.actions[:, 2])) <= {-1.0, 1.0}  # clean grip labels
 
 
 class FailingWorld(CountingWorld):
@@ -118,18 +194,13 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--episodes must be >= 1"):
         collect(CollectConfig(out=tmp_path / "new", episodes=0))
     with pytest.raises(FileNotFoundError, match="--policy checkpoint"):
-        collect(CollectConfig(out=tmp_path / "new", policy=tmp_path / "missing"))
+        run(CollectCommand(out=tmp_path / "new", policy=tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        run(CollectCommand(out=tmp_path / "new", policy=tmp_path / "empty"))
+    assert not (tmp_path / "new").exists()
 
 
-def _world_available() -> bool:
-    try:
-        from nanovla.world import make_world  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _world_available(), reason="nanovla.world.make_world not built yet")
 def test_collect_cli_smoke(tmp_path: Path) -> None:
     out = tmp_path / "reach"
     command = [
@@ -159,23 +230,28 @@ def test_collect_cli_smoke(tmp_path: Path) -> None:
 
 
 def test_collect_does_not_import_torch() -> None:
-    # `nanovla collect` starts in a second instead of waiting seconds for torch on a busy machine.
-    code = "import sys, nanovla.data.collect; assert 'torch' not in sys.modules, 'torch imported'"
+    # `nanovla collect` starts in a second instead of waiting seconds for torch on a busy machine:
+    # torch (and the models) load only with --policy.
+    code = (
+        "import sys, nanovla.data.collect, nanovla.eval.collect;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
 
 
 def test_train_demonstration_cache_key_tracks_collection_options_and_expert_version(monkeypatch):
-    from nanovla.train import cli as train_cli
+    from nanovla import pipeline
+    from nanovla.world import experts
 
-    base = train_cli.TrainCommand()
-    key = train_cli.dataset_dir(base)
+    base = pipeline.TrainCommand()
+    key = pipeline.dataset_dir(base)
     assert key.parent == Path("data") and key.name.startswith("reach-push-pick_place-6000ep-")
-    assert train_cli.dataset_dir(train_cli.TrainCommand()) == key  # deterministic
-    assert train_cli.dataset_dir(train_cli.TrainCommand(expert_noise=0.0)) != key
-    assert train_cli.dataset_dir(train_cli.TrainCommand(seed=1)) != key
+    assert pipeline.dataset_dir(pipeline.TrainCommand()) == key  # deterministic
+    assert pipeline.dataset_dir(pipeline.TrainCommand(expert_noise=0.0)) != key
+    assert pipeline.dataset_dir(pipeline.TrainCommand(seed=1)) != key
     # A changed expert must not reuse demonstrations recorded by the old one.
-    monkeypatch.setattr(train_cli, "EXPERT_VERSION", train_cli.EXPERT_VERSION + 1)
-    assert train_cli.dataset_dir(base) != key
+    monkeypatch.setattr(experts, "EXPERT_VERSION", experts.EXPERT_VERSION + 1)
+    assert pipeline.dataset_dir(base) != key
     given = Path("somewhere/else")
-    assert train_cli.dataset_dir(train_cli.TrainCommand(dataset=given)) == given
+    assert pipeline.dataset_dir(pipeline.TrainCommand(dataset=given)) == given

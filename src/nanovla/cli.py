@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "look at the embedded tabletop world: `show` a scene, `demo` the expert",
     ),
     "collect": (
-        "nanovla.data.collect",
+        "nanovla.eval.collect",
         "record expert or policy rollouts as a LeRobot v3.0 dataset",
     ),
     "train": ("nanovla.pipeline", "the main job: collect -> train a VLA policy by BC -> evaluate"),

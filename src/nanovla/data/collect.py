@@ -1,14 +1,20 @@
-"""`nanovla collect`: record expert (or policy) rollouts of the world as a LeRobotDataset v3.0.
+"""Record rollouts of the world as a LeRobotDataset v3.0 (`nanovla collect`; the command lives in
+`nanovla.eval.collect`, which adds `--policy`).
 
 The world is vectorized and auto-resets: when env i reports terminated | truncated at a step,
 the observation returned by that step is already the first frame of env i's next episode. So
 each env keeps its own episode buffer; a finished buffer becomes an `Episode` (kept if it
 succeeded, or always with `--keep-failures`) and a fresh buffer starts from the returned frame.
-Each recorded frame pairs the observation with the action executed from it; with `--policy`
-the expert's action for the same state is stored too, as `action.expert` (DAgger labels). With
-`--expert-noise` > 0 the recording follows DART (Laskey et al. 2017): the world executes the
-expert's motion plus noise (grip left clean), so demonstrations visit the off-course states a learner will reach, while
-the recorded `action` is the clean expert label for that state.
+
+Each recorded frame pairs the observation with the scripted expert's action for that state: the
+`action` column is always the expert's label, whoever chose the executed action. Three drivers:
+the expert itself (executed = recorded); DART (Laskey et al. 2017, `--expert-noise` > 0): the
+world executes the expert's motion plus noise (`World.perturb`, grip left clean), so
+demonstrations visit the off-course states a learner will reach, while the recorded label stays
+clean; and an actor (a policy: `select_action(obs)`, optionally `reset(env_ids)`), whose actions
+are executed while the expert labels the states it visits - the data DAgger aggregates. The
+actor's `reset(env_ids)` is called for the envs whose episode ended, so a queued action chunk
+never carries over into the next episode.
 
 Exactly `--episodes` episodes are written, chosen in the order the episodes STARTED: each
 rollout gets a serial number when it begins, finished rollouts wait until every earlier serial
@@ -20,26 +26,39 @@ finish first; this costs at most one extra episode length of stepping.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import tyro
 from tqdm.auto import tqdm
 
-from nanovla.data.format import ACTION_KEY, ENV_STATE_KEY
+from nanovla.constants import OBS_FAMILY, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE
+from nanovla.data.format import ENV_STATE_KEY
 from nanovla.data.writer import DatasetWriter, Episode
-from nanovla.errors import ExistsError, InputError, MissingError
+from nanovla.errors import ExistsError, InputError
 
-EXPERT_ACTION_KEY = ACTION_KEY + ".expert"
-"""Extra feature holding the expert's action when a policy drives the rollouts."""
 DEFAULT_FPS = 10
 """Control rate written to info.json when the world does not state its own `fps`."""
 
-ActFn = Callable[[dict[str, Any]], np.ndarray]
-"""Maps the world's observation dict to (N, A) actions."""
+
+class Actor(Protocol):
+    """What drives a rollout instead of the expert: batched actions for the world's observation
+    dict. An actor may also have `reset(env_ids=None)`, called with no argument after the world's
+    reset and with the indices of the envs whose episode ended after each step (as
+    `nanovla.eval.rollout` calls it)."""
+
+    def select_action(self, obs: dict[str, Any]) -> np.ndarray: ...
+
+
+def _reset_actor(actor: Actor, env_ids: np.ndarray | None) -> None:
+    reset = getattr(actor, "reset", None)
+    if reset is None:
+        return
+    if env_ids is None:
+        reset()
+    else:
+        reset(env_ids)
 
 
 @dataclass
@@ -59,12 +78,10 @@ class CollectConfig:
     instructions: str = "train+ko"
     """instruction set: train | heldout | ko | ko_heldout | train+ko"""
     seed: int = 0
-    """seed of the world's initial states (the same seed records the same dataset)"""
+    """seed of the world's initial states and DART noise (the same seed, the same dataset)"""
     expert_noise: float = 0.0
     """std of Gaussian noise on the executed expert motion (dx, dy; DART: the recorded label stays
     the clean expert action), so demonstrations include recoveries from off-course states"""
-    policy: Path | None = None
-    """checkpoint directory (pretrained_model/) whose actions drive the rollouts instead of the expert"""
     keep_failures: bool = False
     """keep unsuccessful episodes too (by default only successful ones are written)"""
     overwrite: bool = False
@@ -114,26 +131,19 @@ class _EpisodeBuffer:
     images: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
-    expert: list[np.ndarray] = field(default_factory=list)
     goals: list[np.ndarray] = field(default_factory=list)
 
     def add(
-        self,
-        image: np.ndarray,
-        state: np.ndarray,
-        action: np.ndarray,
-        expert: np.ndarray,
-        goal: np.ndarray | None,
+        self, image: np.ndarray, state: np.ndarray, action: np.ndarray, goal: np.ndarray | None
     ) -> None:
         self.images.append(image)
         self.states.append(state)
         self.actions.append(action)
-        self.expert.append(expert)
         if goal is not None:
             self.goals.append(goal)
 
-    def to_episode(self, with_expert: bool) -> Episode:
-        extras = {EXPERT_ACTION_KEY: np.stack(self.expert)} if with_expert else {}
+    def to_episode(self) -> Episode:
+        extras = {}
         if self.goals:
             extras[ENV_STATE_KEY] = np.stack(self.goals).astype(np.float32)  # (T, 4)
         return Episode(
@@ -154,7 +164,6 @@ class _StartOrderKeeper:
     report: CollectReport
     num_episodes: int
     keep_failures: bool
-    with_expert: bool
     bar: Any
     waiting: dict[int, tuple[_EpisodeBuffer, bool]] = field(default_factory=dict)
     """serial -> (finished rollout, success)"""
@@ -172,7 +181,7 @@ class _StartOrderKeeper:
             tally = report.per_family.setdefault(buffer.family, [0, 0])
             tally[0], tally[1] = tally[0] + success, tally[1] + 1
             if success or self.keep_failures:
-                self.writer.add_episode(buffer.to_episode(with_expert=self.with_expert))
+                self.writer.add_episode(buffer.to_episode())
                 report.episodes += 1
                 report.frames += len(buffer.actions)
                 self.bar.update(1)
@@ -183,7 +192,7 @@ def record_episodes(
     world: Any,
     writer: DatasetWriter,
     num_episodes: int,
-    act: ActFn | None = None,
+    actor: Actor | None = None,
     keep_failures: bool = False,
     seed: int = 0,
     max_attempts: int | None = None,
@@ -191,40 +200,45 @@ def record_episodes(
 ) -> CollectReport:
     """Roll out `world` until `num_episodes` episodes are added to `writer`.
 
-    `act` picks the executed actions (None: the world's expert). Raises ValueError when
-    `max_attempts` rollouts finish without enough episodes to keep.
+    `world` is a `nanovla.world.World` or anything with its `num_envs`, `reset(seed=)`, `step`,
+    `expert_action(noise=)` (and `perturb` when its `expert_noise` > 0; `goal_positions` when it
+    has one). `actor` picks the executed actions (None: the expert, DART-perturbed when the
+    world's `expert_noise` > 0); the recorded `action` is the clean expert label either way.
+    Raises InputError when `max_attempts` rollouts finish without enough episodes to keep.
     """
     report, start = CollectReport(), time.perf_counter()
     obs = world.reset(seed=seed)
-    buffers = [_EpisodeBuffer(obs["instruction"][i], obs["task"][i]) for i in range(world.num_envs)]
+    if actor is not None:
+        _reset_actor(actor, None)
+    buffers = [
+        _EpisodeBuffer(obs[OBS_INSTRUCTION][i], obs[OBS_FAMILY][i]) for i in range(world.num_envs)
+    ]
     serials = list(range(world.num_envs))  # serial number of the rollout each env is running
     next_serial = world.num_envs
     bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
-    keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, act is not None, bar)
+    keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, bar)
     noise = float(getattr(world, "expert_noise", 0.0))
-    rng = np.random.default_rng(seed)  # DART motion noise
     while report.episodes < num_episodes:
-        # Clean expert labels (N, A); a world without expert noise needs no `noise` argument.
-        labels = world.expert_action(noise=0.0) if noise > 0 else world.expert_action()
-        expert = np.asarray(labels, dtype=np.float32)
-        if act is not None:  # a policy drives; its actions are the recorded `action` column
-            executed = action = np.asarray(act(obs), dtype=np.float32)
+        expert = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A) labels
+        if actor is not None:  # a policy drives; the expert labels the states it visits
+            executed = np.asarray(actor.select_action(obs), dtype=np.float32)
         elif noise > 0:  # DART: execute a noisy motion, record the clean expert label
-            executed, action = expert.copy(), expert
-            # Motion (dx, dy) only: a flipped grip would drop objects, which teaches nothing.
-            executed[:, :2] += rng.normal(0.0, noise, size=executed[:, :2].shape)
-            executed = np.clip(executed, -1.0, 1.0).astype(np.float32)
+            executed = world.perturb(expert)
         else:
-            executed = action = expert
+            executed = expert
         goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
         for i, buffer in enumerate(buffers):
             goal = None if goals is None else goals[i]
-            buffer.add(obs["image"][i], obs["state"][i], action[i], expert[i], goal)
+            buffer.add(obs[OBS_IMAGE][i], obs[OBS_STATE][i], expert[i], goal)
         obs, _, terminated, truncated, info = world.step(executed)
-        for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)).tolist():
+        ended = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
+        for i in ended.tolist():
             keeper.finish(serials[i], buffers[i], bool(info["success"][i]))
-            buffers[i] = _EpisodeBuffer(obs["instruction"][i], obs["task"][i])
+            buffers[i] = _EpisodeBuffer(obs[OBS_INSTRUCTION][i], obs[OBS_FAMILY][i])
             serials[i], next_serial = next_serial, next_serial + 1
+        if actor is not None and len(ended):
+            # Ended envs already show their next episode: drop any action chunk queued for them.
+            _reset_actor(actor, ended)
         if max_attempts is not None and report.attempts >= max_attempts:
             if report.episodes < num_episodes:
                 bar.close()
@@ -238,7 +252,8 @@ def record_episodes(
     return report
 
 
-def _check_config(config: CollectConfig) -> None:
+def check_config(config: CollectConfig) -> None:
+    """Raises InputError / ExistsError naming the option of `config` that is wrong."""
     if config.episodes < 1:
         raise InputError(f"--episodes must be >= 1, got {config.episodes}")
     if config.num_envs < 1:
@@ -251,15 +266,16 @@ def _check_config(config: CollectConfig) -> None:
         raise InputError(
             f"--max-attempts-per-episode must be > 0, got {config.max_attempts_per_episode}"
         )
-    if config.policy is not None and not Path(config.policy).is_dir():
-        raise MissingError(f"{config.policy}: --policy checkpoint directory not found")
     if Path(config.out).exists() and not config.overwrite:
         raise ExistsError(f"{config.out}: already exists; pass --overwrite to replace it")
 
 
-def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:
-    """Build the world, record `config.episodes` episodes to `config.out`; returns (path, report)."""
-    _check_config(config)
+def collect_with_report(
+    config: CollectConfig, actor: Actor | None = None
+) -> tuple[Path, CollectReport]:
+    """Build the world, record `config.episodes` episodes to `config.out` (driven by `actor`, or
+    the expert when None); returns (path, report)."""
+    check_config(config)
     from nanovla.world import make_world
 
     tasks = config.task.split(",") if "," in config.task else config.task
@@ -271,11 +287,6 @@ def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:
         instructions=config.instructions,
         expert_noise=config.expert_noise,
     )
-    act: ActFn | None = None
-    if config.policy is not None:
-        from nanovla.models.policy import Policy  # heavy import only on this path
-
-        act = Policy.from_pretrained(config.policy).select_action
     writer = DatasetWriter(
         config.out, fps=int(getattr(world, "fps", DEFAULT_FPS)), overwrite=config.overwrite
     )
@@ -284,7 +295,7 @@ def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:
         world,
         writer,
         config.episodes,
-        act=act,
+        actor=actor,
         keep_failures=config.keep_failures,
         seed=config.seed,
         max_attempts=max_attempts,
@@ -293,17 +304,9 @@ def collect_with_report(config: CollectConfig) -> tuple[Path, CollectReport]:
     return writer.finalize(), report
 
 
-def collect(config: CollectConfig) -> Path:
-    """Record a dataset as `config` says and print a one-line summary; returns its directory."""
-    path, report = collect_with_report(config)
+def collect(config: CollectConfig, actor: Actor | None = None) -> Path:
+    """Record a dataset as `config` says (driven by `actor`, or the expert when None), print a
+    one-line summary; returns its directory."""
+    path, report = collect_with_report(config, actor)
     print(f"collect: wrote {path}: {report.summary()}")
     return path
-
-
-def main(argv: list[str]) -> int:
-    """`nanovla collect ...`"""
-    config = tyro.cli(
-        CollectConfig, args=argv, prog="nanovla collect", description=__doc__.split("\n\n")[0]
-    )
-    collect(config)
-    return 0
