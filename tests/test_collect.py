@@ -231,10 +231,11 @@ def test_collect_cli_smoke(tmp_path: Path) -> None:
 
 def test_collect_does_not_import_torch() -> None:
     # `nanovla collect` starts in a second instead of waiting seconds for torch on a busy machine:
-    # torch (and the models) load only with --policy.
+    # torch and the models load only with --policy (data/ never imports a model).
     code = (
         "import sys, nanovla.data.collect, nanovla.eval.collect;"
-        "assert 'torch' not in sys.modules, 'torch imported'"
+        "assert 'torch' not in sys.modules, 'torch imported';"
+        "assert not any(m.startswith('nanovla.models') for m in sys.modules), 'models imported'"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
