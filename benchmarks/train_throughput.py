@@ -26,8 +26,8 @@ import tyro
 from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.models.policy import Policy, PolicyConfig
-from nanovla.train import TrainConfig, Trainer, build_optimizer
 from nanovla.pipeline import default_policy_config
+from nanovla.train import TrainConfig, Trainer, build_optimizer
 
 
 @dataclass

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from nanovla.eval import EvalConfig, evaluate, format_table, run_episodes, write_json
+from nanovla.eval import EvalConfig, evaluate, format_table, run_episodes
+from nanovla.io import write_json
 from nanovla.world import make_world
 
 
@@ -70,7 +71,7 @@ def test_evaluate_schema_table_and_videos(tmp_path):
     assert len(result["videos"]) == 1 and (tmp_path / "videos").is_dir()
     table = format_table(result)
     assert "seen" in table and "ko" in table and "(" in table
-    path = write_json(result, tmp_path / "eval.json")
+    path = write_json(tmp_path / "eval.json", result)
     assert json.loads(path.read_text())["splits"]["seen"]["episodes"] == 4
 
 

@@ -47,7 +47,10 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nanovla` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args:  # a command is required: show what there is, and fail like argparse does
+        print(_usage(), file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help"):
         print(_usage())
         return 0
     if args[0] in ("-V", "--version"):

@@ -59,16 +59,40 @@ Raising `--train.steps` extends the run; the learning-rate schedule is recompute
 total, so it continues from where the new schedule stands at the resumed step."""
 
 
-def _default_train() -> TrainConfig:
-    return TrainConfig(steps=7000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
+@dataclass
+class TrainLoopOptions(TrainConfig):
+    """The training loop (`TrainConfig`) as `nanovla train` exposes it: batch size, seed and
+    resume are the command's own `--batch-size`, `--seed`, `--resume` (one option per setting)."""
+
+    batch_size: tyro.conf.Suppress[int] = 64
+    seed: tyro.conf.Suppress[int] = 0
+    resume: tyro.conf.Suppress[bool] = False
 
 
-def default_policy_config() -> PolicyConfig:
+@dataclass
+class PolicyOptions(PolicyConfig):
+    """The policy (`PolicyConfig`) as `nanovla train` exposes it: the image size is the command's
+    own `--image-size` (the demonstrations are recorded at it too)."""
+
+    image_size: tyro.conf.Suppress[int] = 64
+
+
+def _plain(config: Any, cls: type, **changes: Any) -> Any:
+    """`config` (an *Options subclass) as an instance of the plain config `cls`."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.init}
+    return cls(**{**values, **changes})
+
+
+def _default_train() -> TrainLoopOptions:
+    return TrainLoopOptions(steps=7000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=0)
+
+
+def default_policy_config() -> PolicyOptions:
     """The policy of the default `nanovla train` run (benchmarks measure this one)."""
     # One stride-2 stage fewer than vla_cnn's default: FiLM and the readout work on a 16x16 grid
     # (64x64 images), which generalized to new scenes measurably faster per second of training
     # than the 8x8 grid on the default suite (validation action L1 at equal wall time).
-    return PolicyConfig(vision_widths=(32,))
+    return PolicyOptions(vision_widths=(32,))
 
 
 @dataclass
@@ -113,9 +137,9 @@ class TrainCommand:
     """fraction of episodes held out for the validation loss"""
     eval_every_episodes: int = 20
     """episodes per family in the validation rollouts (train.eval_every sets how often)"""
-    policy: PolicyConfig = field(default_factory=default_policy_config)
+    policy: PolicyOptions = field(default_factory=default_policy_config)
     """the policy architecture"""
-    train: TrainConfig = field(default_factory=_default_train)
+    train: TrainLoopOptions = field(default_factory=_default_train)
     """the optimizer and the training loop"""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """the final evaluation"""
@@ -192,7 +216,7 @@ def build_policy(command: TrainCommand, dataset: Any) -> Policy:
     from nanovla.train.rng import seed_everything
 
     seed_everything(command.seed)
-    config = dataclasses.replace(command.policy, image_size=command.image_size)
+    config = _plain(command.policy, PolicyConfig, image_size=command.image_size)
     return Policy.from_dataset(config, dataset)
 
 
@@ -267,8 +291,12 @@ def run(command: TrainCommand) -> dict[str, Any]:
     dataset = EpisodeDataset(data_path)
     policy = build_policy(command, dataset)
     loader, val_batches = _loaders(command, dataset)
-    train_config = dataclasses.replace(
-        command.train, batch_size=command.batch_size, seed=command.seed, resume=command.resume
+    train_config = _plain(
+        command.train,
+        TrainConfig,
+        batch_size=command.batch_size,
+        seed=command.seed,
+        resume=command.resume,
     )
     record = RunRecord(
         families=tuple(command.tasks),

@@ -51,7 +51,7 @@ class Episode:
     task: str
     """the instruction given for the whole episode (LeRobot's task string)"""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
-    """more (T, K) float32 features to store, e.g. `action.expert` next to a policy's action"""
+    """more (T, K) float32 features to store, e.g. `observation.environment_state` (subgoals)"""
 
 
 class DatasetWriter:
