@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from nanovla.constants import OBS_FAMILY, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE
 from nanovla.data.format import ENV_STATE_KEY
 from nanovla.data.writer import DatasetWriter, Episode
 from nanovla.errors import ExistsError, InputError
+from nanovla.progress import progress as progress_bar
 
 DEFAULT_FPS = 10
 """Control rate written to info.json when the world does not state its own `fps`."""
@@ -215,7 +215,7 @@ def record_episodes(
     ]
     serials = list(range(world.num_envs))  # serial number of the rollout each env is running
     next_serial = world.num_envs
-    bar = tqdm(total=num_episodes, desc="collect", unit="episode", disable=not progress)
+    bar = progress_bar(total=num_episodes, desc="collect", unit="episode", enabled=progress)
     keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, bar)
     noise = float(getattr(world, "expert_noise", 0.0))
     while report.episodes < num_episodes:

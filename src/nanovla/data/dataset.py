@@ -21,7 +21,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm.auto import tqdm
 
 from nanovla.data.format import (
     ACTION_KEY,
@@ -40,6 +39,7 @@ from nanovla.data.format import (
 from nanovla.data.images import decode_image, image_cell_bytes
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
 from nanovla.errors import InputError
+from nanovla.progress import progress as progress_bar
 
 CacheMode = Literal["memory", "memmap"]
 BOOK_COLUMNS = ("episode_index", "frame_index", "index", "task_index")
@@ -245,8 +245,8 @@ class EpisodeDataset:
 
     def _decode_into(self, frames: np.ndarray, progress: bool) -> None:
         """Decode every PNG cell of the image column into `frames` (N, H, W, 3), in row order."""
-        bar = tqdm(
-            total=len(frames), desc=f"decode {self.image_key}", unit="frame", disable=not progress
+        bar = progress_bar(
+            total=len(frames), desc=f"decode {self.image_key}", unit="frame", enabled=progress
         )
         row = 0
         for path in self._files:

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from nanovla.errors import InputError
 from nanovla.eval.rollout import ActsOnObservations, run_episodes
 from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import write_video
+from nanovla.progress import progress as progress_bar
 from nanovla.world.tasks import TASK_FAMILIES
 
 FAMILY_SEED_STRIDE = 7919
@@ -123,7 +123,7 @@ def evaluate(
         "videos": [],
     }
     jobs = [(split, family) for split in config.splits for family in families]
-    bar = tqdm(jobs, desc="eval", unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(jobs, desc="eval", unit="batch", enabled=progress, leave=False)
     per_split: dict[str, dict[str, np.ndarray]] = {split: {} for split in config.splits}
     for split, family in bar:
         bar.set_postfix_str(f"{split}/{family}")

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from nanovla.errors import InputError
 from nanovla.labs.common import (
@@ -39,6 +38,7 @@ from nanovla.labs.common import (
     write_metrics,
 )
 from nanovla.nn import MultiHeadAttention, SinusoidalPositionalEncoding, sinusoidal_table
+from nanovla.progress import progress
 
 TASKS = ("reverse", "copy")
 
@@ -112,7 +112,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
     losses = []
-    for _ in tqdm(range(config.steps), desc=config.task, unit="step", leave=False):
+    for _ in progress(range(config.steps), desc=config.task, unit="step", leave=False):
         tokens, targets = sample_batch(config, generator)
         logits, _ = model(tokens)  # (B, L, vocab)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())

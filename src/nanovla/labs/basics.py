@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from nanovla.errors import InputError
 from nanovla.labs.common import (
@@ -36,6 +35,7 @@ from nanovla.labs.common import (
     setup,
     write_metrics,
 )
+from nanovla.progress import progress
 
 ACTIVATIONS = {"ReLU": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "GELU": F.gelu}
 
@@ -147,7 +147,7 @@ def mlp_step(config: BasicsConfig, generator: torch.Generator) -> dict[str, floa
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     first_weight = model.layer1.weight.detach().clone()
     losses = []
-    for _ in tqdm(range(config.steps), desc="mlp", unit="step", leave=False):
+    for _ in progress(range(config.steps), desc="mlp", unit="step", leave=False):
         loss = F.cross_entropy(model(points), labels)
         optimizer.zero_grad()  # gradients accumulate in .grad unless cleared
         loss.backward()  # dloss/dparam for every parameter, by the chain rule

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
+
+from nanovla.progress import progress
 
 
 @dataclass
@@ -68,7 +69,7 @@ def fit(
     steps_per_epoch = max(1, -(-len(images) // batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     history = History()
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False)
+    bar = progress(range(epochs), desc=desc, unit="epoch", leave=False)
     for _ in bar:
         model.train()
         order = torch.randperm(len(images), generator=generator)

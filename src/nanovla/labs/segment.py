@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from nanovla.errors import InputError
 from nanovla.labs.common import (
@@ -43,6 +42,7 @@ from nanovla.labs.common import (
     write_metrics,
 )
 from nanovla.models import create_model
+from nanovla.progress import progress
 from nanovla.world import DETECTION_CLASSES, make_world
 
 SEGMENT_CLASSES: tuple[str, ...] = ("background", "box", "ball", "bowl", "gripper")
@@ -142,7 +142,7 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     weights = class_weights(masks, num_classes)
     losses = []
-    for _ in tqdm(range(config.epochs), desc="segment", unit="epoch", leave=False):
+    for _ in progress(range(config.epochs), desc="segment", unit="epoch", leave=False):
         model.train()
         total = 0.0
         for index in torch.randperm(len(images), generator=generator).split(config.batch_size):
