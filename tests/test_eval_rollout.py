@@ -1,11 +1,14 @@
 import json
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from nanovla.eval import EvalConfig, evaluate, format_table, run_episodes
+from nanovla.eval.evaluate import EVAL_SEED, scene_seed
+from nanovla.eval.video import FAILURE_RGB, STRIP_HEIGHT, SUCCESS_RGB, mark_outcome
 from nanovla.io import write_json
-from nanovla.world import make_world
+from nanovla.world import World, make_world
 
 
 class TwinExpert:
@@ -78,3 +81,86 @@ def test_evaluate_schema_table_and_videos(tmp_path):
 def test_evaluate_rejects_unknown_split():
     with pytest.raises(ValueError, match="unknown eval split"):
         evaluate(SeededRandom(0), ("reach",), EvalConfig(splits=("unseen",)))
+
+
+def _terminal_frames(family: str, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(E, H, W, 3) terminal frame and (E,) success of each env's first expert episode, from a
+    world that does not auto-reset (so the returned observation is the terminal one)."""
+    world = World(family, num_envs=episodes, seed=seed, autoreset=False)
+    world.reset(seed=seed)
+    frames = np.zeros((episodes, 64, 64, 3), dtype=np.uint8)
+    success = np.zeros(episodes, dtype=bool)
+    done = np.zeros(episodes, dtype=bool)
+    while not done.all():
+        obs, _, terminated, truncated, info = world.step(world.expert_action())
+        ended = (terminated | truncated) & ~done
+        frames[ended], success[ended] = obs["image"][ended], info["success"][ended]
+        done |= ended
+    return frames, success
+
+
+def test_world_reports_the_terminal_frame_before_auto_reset():
+    seed, n = 31, 6
+    terminal, _ = _terminal_frames("reach", n, seed)
+    world = make_world("reach", num_envs=n, seed=seed)
+    world.reset(seed=seed)
+    seen = np.zeros(n, dtype=bool)
+    while not seen.all():
+        obs, _, terminated, truncated, info = world.step(world.expert_action())
+        ended = terminated | truncated
+        if not ended.any():
+            assert "final_image" not in info
+            continue
+        first = ended & ~seen
+        np.testing.assert_array_equal(info["final_image"][first], terminal[first])
+        # envs still running show the returned frame; restarted ones show their next episode
+        np.testing.assert_array_equal(info["final_image"][~ended], obs["image"][~ended])
+        assert not np.array_equal(info["final_image"][first], obs["image"][first])
+        seen |= ended
+
+
+def test_recorded_episode_ends_on_its_terminal_frame():
+    seed, n = 123, 8
+    expert = TwinExpert("reach", episodes=n, seed=seed)
+    result = run_episodes(expert, "reach", "train", episodes=n, seed=seed, record=n)
+    terminal, success = _terminal_frames("reach", n, seed)
+    np.testing.assert_array_equal(result.success, success)
+    assert result.frames is not None and success.any()
+    moved = []
+    for i in range(n):
+        end = int(result.length[i])
+        np.testing.assert_array_equal(result.frames[end, i], terminal[i])
+        assert (result.frames[end:, i] == terminal[i]).all()  # held while others finish
+        moved.append(not np.array_equal(result.frames[end, i], result.frames[end - 1, i]))
+    assert any(moved)  # the final move shows (a sub-pixel last step may not, in some episodes)
+
+
+def test_gifs_show_the_terminal_frame_with_the_outcome_mark(tmp_path):
+    episodes = 4
+    seed = scene_seed(EVAL_SEED, "reach")
+    config = EvalConfig(episodes=episodes, splits=("seen",), gifs=episodes)
+    result = evaluate(
+        TwinExpert("reach", episodes, seed), ("reach",), config, video_dir=tmp_path / "videos"
+    )
+    terminal, success = _terminal_frames("reach", episodes, seed)
+    assert success.all() and len(result["videos"]) == episodes
+    for index, path in enumerate(result["videos"]):
+        assert path.endswith(f"reach_{index}_success.gif")
+        gif = iio.imread(path)  # (T, 4 * 64 + caption + status strips, 4 * 64, 3)
+        last, before = gif[-1].astype(int), gif[0].astype(int)
+        assert np.abs(last[: 4 * 64 : 4, ::4] - terminal[index]).max() <= 8  # GIF palette
+        status = last[-STRIP_HEIGHT:].reshape(-1, 3)
+        assert (np.abs(status - SUCCESS_RGB).sum(1) <= 24).mean() > 0.8  # green strip
+        assert before[-STRIP_HEIGHT:].max() <= 24  # no mark while the episode runs
+
+
+def test_failed_episode_is_marked_red():
+    frames = np.zeros((3, 8, 64, 3), dtype=np.uint8)
+    marked = mark_outcome(frames, success=False, hold=4)
+    assert marked.shape == (3 + 3, 8 + STRIP_HEIGHT, 64, 3)
+    assert (marked[:2, 8:] == 0).all()  # black status strip while running
+    status = marked[2:, 8:].reshape(len(marked) - 2, -1, 3)
+    assert ((status == FAILURE_RGB).all(-1).mean(1) > 0.5).all()  # red, held for 4 frames
+    assert (marked[2:] == marked[-1]).all()
+    with pytest.raises(ValueError, match="hold"):
+        mark_outcome(frames, success=True, hold=0)

@@ -144,7 +144,12 @@ def evaluate(
                 outcome = "success" if rollout.success[index] else "failure"
                 path = Path(video_dir) / f"{family}_{index}_{outcome}.gif"
                 frames = rollout.frames[: rollout.length[index] + 1, index]
-                write_video(frames, path, caption=rollout.instructions[index])
+                write_video(
+                    frames,
+                    path,
+                    caption=rollout.instructions[index],
+                    success=bool(rollout.success[index]),
+                )
                 result["videos"].append(str(path))
     for split, by_family in per_split.items():
         all_success = np.concatenate(list(by_family.values()))

@@ -34,7 +34,8 @@ class RolloutResult:
     instructions: list[str]
     """instruction of each episode, as the policy read it"""
     frames: np.ndarray | None
-    """(T, G, H, W, 3) uint8 frames of the first G episodes (frozen once an episode ends)"""
+    """(T, G, H, W, 3) uint8 frames of the first G episodes: frame 0 is the initial scene,
+    frame `length[g]` episode g's terminal frame (before the auto-reset), held from there on"""
 
 
 def _reset_policy(policy: ActsOnObservations, env_ids: np.ndarray | None) -> None:
@@ -91,9 +92,11 @@ def run_episodes(
             # Ended envs already show their next episode: clear any queued action chunk.
             _reset_policy(policy, np.flatnonzero(ended))
         if record:
-            frame = obs["image"][:record].copy()
-            frozen = done[:record]
-            frame[frozen] = frames[-1][frozen]  # keep the last frame of a finished episode
+            # An ended env's returned frame already shows its next episode: take the terminal
+            # frame the world reports, then hold it while the other episodes finish.
+            frame = info.get("final_image", obs["image"])[:record].copy()
+            finished_before = (done & ~ended)[:record]
+            frame[finished_before] = frames[-1][finished_before]
             frames.append(frame)
         if done.all():
             break

@@ -21,7 +21,11 @@ hit without success. Envs reset themselves: where an episode ended, `info["succe
 whether it succeeded and the returned observation is already the next episode's first.
 `info["episode_step"]` (N,) is the step index of the returned observation within its episode;
 `info["shaped_reward"]` (N,) float32 is the decrease of `tasks.distance_to_go` over the step (an
-optional dense, potential-based signal for RL; computed before any auto-reset).
+optional dense, potential-based signal for RL; computed before any auto-reset). On a step where
+an episode ended (and images are rendered), `info["final_image"]` (N, H, W, 3) uint8 is the frame
+each env reached by this step before any auto-reset: an ended env's terminal frame, the returned
+frame elsewhere (gymnasium's vector envs give the same as `final_obs`; only ended envs cost an
+extra render).
 
 Determinism: `reset(seed=s)` reseeds the world, so the same seed gives identical scenes, images
 and instructions, and (for the same actions) the same sequence of later episodes.
@@ -156,14 +160,26 @@ class World:
         solved = success(self.state)
         truncated = (self.state.episode_step >= step_limits(self.state)) & ~solved
         done = solved | truncated
-        if self.autoreset and done.any():
-            self.restart(np.flatnonzero(done))
+        ended = np.flatnonzero(done)
+        final_rows = None  # (len(ended), H, W, 3) terminal frames of the envs about to restart
+        if self.autoreset and len(ended):
+            if self.render_images:
+                self._refresh_static()
+                final_rows = self._renderer.rgb(self.state.take(ended), self._static_rgb[ended])
+            self.restart(ended)
         info = {
             "success": solved,
             "episode_step": self.state.episode_step.copy(),
             "shaped_reward": shaped,
         }
-        return self.observe(), solved.astype(np.float32), solved, truncated, info
+        obs = self.observe()
+        if len(ended) and self.render_images:
+            final = obs[OBS_IMAGE]
+            if final_rows is not None:
+                final = final.copy()
+                final[ended] = final_rows
+            info["final_image"] = final
+        return obs, solved.astype(np.float32), solved, truncated, info
 
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.float64)
