@@ -1,7 +1,9 @@
 """`nanovla world show|demo` end to end with tiny settings."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
@@ -52,3 +54,35 @@ def test_help_explains_options(capsys):
         main(["demo", "--help"])
     assert exit_info.value.code == 0
     assert "nearest-neighbour upscaling" in capsys.readouterr().out
+
+
+def test_default_outputs_go_under_an_ignored_outputs_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "--task", "reach", "--seed", "2"]) == 0
+    assert main(["demo", "--task", "reach", "--episodes", "1", "--seed", "5"]) == 0
+    assert "wrote outputs/scene-reach-2.png" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # nothing else in the cwd
+    names = sorted(p.name for p in (tmp_path / "outputs").iterdir())
+    assert names == ["demo-reach-5.gif", "scene-reach-2.png"]
+
+
+def test_gitignore_covers_the_outputs_dir():
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("outputs/scene-reach-2.png", "outputs/demo-sort-0.gif"):
+        check = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", path], timeout=30)
+        assert check.returncode == 0, f"{path} is not ignored by .gitignore"
+
+
+def test_missing_matplotlib_names_the_extra_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    assert nanovla(["world", "show", "--out", str(tmp_path / "scene.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'nanovla[plots]'" in err
+    assert not (tmp_path / "scene.png").exists()
+    from nanovla.errors import InputError
+    from nanovla.labs.common import pyplot
+
+    with pytest.raises(InputError, match=r"pip install 'nanovla\[labs\]'"):
+        pyplot()

@@ -99,9 +99,17 @@ def write_metrics(out: Path, metrics: Mapping[str, Any], config: LabConfig) -> P
     return path
 
 
-def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (imported lazily: the CLI stays fast)."""
-    import matplotlib
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend (imported lazily: the CLI stays fast).
+
+    Raises InputError naming the extra to install when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise InputError(
+            "the labs plot with matplotlib, which is not installed: pip install 'nanovla[labs]'"
+        ) from error
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,7 +1,9 @@
 """`nanovla world show|demo`: look at the tabletop world.
 
-nanovla world show --task pick_place --seed 3 --out scene.png
-nanovla world demo --task sort --out demo.gif --episodes 2
+nanovla world show --task pick_place --seed 3     # -> outputs/scene-pick_place-3.png
+nanovla world demo --task sort --episodes 2       # -> outputs/demo-sort-0.gif
+
+Without `--out`, files go under `outputs/` (which .gitignore ignores), named by task and seed.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-from tqdm import tqdm
 
 from nanovla.constants import OBS_FAMILY
 from nanovla.errors import InputError
+from nanovla.progress import progress
 from nanovla.world.core import World, make_world
 from nanovla.world.render import GRIPPER_ID
 from nanovla.world.tasks import TASK_FAMILIES
@@ -29,8 +31,8 @@ class ShowConfig:
     """task family: reach, push, pick_place, sort (or suite for a random one)"""
     seed: int = 0
     """scene seed (the same seed always gives the same scene)"""
-    out: Path = Path("scene.png")
-    """PNG file to write"""
+    out: Path | None = None
+    """PNG file to write (default: outputs/scene-<task>-<seed>.png)"""
     image_size: int = 64
     """rendered image side in pixels (64, 96, 128, 224, ...; at least 32)"""
     instructions: str = "train"
@@ -43,8 +45,8 @@ class DemoConfig:
 
     task: str = "sort"
     """task family: reach, push, pick_place, sort (or suite to mix them)"""
-    out: Path = Path("demo.gif")
-    """GIF file to write"""
+    out: Path | None = None
+    """GIF file to write (default: outputs/demo-<task>-<seed>.gif)"""
     episodes: int = 2
     """episodes to record, one after another"""
     seed: int = 0
@@ -60,9 +62,17 @@ class DemoConfig:
     DART collection executes (`World.perturb`)"""
 
 
-def _check_out(path: Path, suffix: str) -> None:
-    if path.suffix.lower() != suffix:
-        raise InputError(f"--out: {str(path)!r} must end in {suffix}")
+OUTPUTS_DIR = Path("outputs")
+"""where `world show` and `world demo` write when no --out is given (ignored by git)"""
+
+
+def _out_path(out: Path | None, kind: str, task: str, seed: int, suffix: str) -> Path:
+    """`out`, checked to end in `suffix`, or OUTPUTS_DIR/<kind>-<task>-<seed><suffix>."""
+    if out is None:
+        return OUTPUTS_DIR / f"{kind}-{task}-{seed}{suffix}"
+    if out.suffix.lower() != suffix:
+        raise InputError(f"--out: {str(out)!r} must end in {suffix}")
+    return out
 
 
 def _bilingual(config: ShowConfig) -> tuple[World, str]:
@@ -82,9 +92,14 @@ def _bilingual(config: ShowConfig) -> tuple[World, str]:
 
 def show(config: ShowConfig) -> int:
     """Writes the scene PNG and prints the instructions."""
-    _check_out(config.out, ".png")
+    out = _out_path(config.out, "scene", config.task, config.seed, ".png")
     world, korean = _bilingual(config)
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise InputError(
+            "world show draws with matplotlib, which is not installed: pip install 'nanovla[plots]'"
+        ) from error
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,15 +125,15 @@ def show(config: ShowConfig) -> int:
         axis.set_axis_off()
     task = TASK_FAMILIES[int(world.state.family[0])]
     figure.suptitle(f"{task}: {world.instructions[0]}")
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(config.out, dpi=100, bbox_inches="tight")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(figure)
     print(f"task:     {task}")
     print(f"english:  {world.instructions[0]}")
     print(f"korean:   {korean}")
     print(f"caption:  {notes['caption_en'][0]}")
     print(f"설명:     {notes['caption_ko'][0]}")
-    print(f"wrote {config.out}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -138,7 +153,7 @@ def _record(world: World, config: DemoConfig) -> tuple[list[np.ndarray], int]:
     without auto-reset (so each episode's last frame is shown), and how many succeeded."""
     frames, successes = [], 0
     obs = world.reset(seed=config.seed)
-    for _ in tqdm(range(config.episodes), desc="demo episodes", unit="ep"):
+    for _ in progress(range(config.episodes), desc="demo", unit="episode"):
         caption = _wrap(
             f"{obs[OBS_FAMILY][0]}: {obs['instruction'][0]}", world.image_size * config.scale
         )
@@ -159,7 +174,7 @@ def _record(world: World, config: DemoConfig) -> tuple[list[np.ndarray], int]:
 
 def demo(config: DemoConfig) -> int:
     """Runs the expert for `episodes` episodes in one env and writes the frames as a GIF."""
-    _check_out(config.out, ".gif")
+    out = _out_path(config.out, "demo", config.task, config.seed, ".gif")
     for name, value in (
         ("episodes", config.episodes),
         ("scale", config.scale),
@@ -177,11 +192,9 @@ def demo(config: DemoConfig) -> int:
     frames = [
         np.pad(f, ((0, height - len(f)), (0, 0), (0, 0)), constant_values=255) for f in frames
     ]
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(config.out, np.stack(frames), duration=1000 / config.fps, loop=0)
-    print(
-        f"{successes}/{config.episodes} episodes solved; wrote {len(frames)} frames to {config.out}"
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(out, np.stack(frames), duration=1000 / config.fps, loop=0)
+    print(f"{successes}/{config.episodes} episodes solved; wrote {len(frames)} frames to {out}")
     return 0
 
 
