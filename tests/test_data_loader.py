@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from nanovla.data import BatchLoader, EpisodeDataset, split_episodes, write_dataset
 from nanovla.data.synthetic import synthetic_episodes
+from nanovla.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +150,24 @@ def test_state_dict_from_another_split_is_refused(dataset: EpisodeDataset) -> No
         BatchLoader(dataset, batch_size=4, split="train", val_fraction=0.25).load_state_dict(state)
 
 
-def test_bad_arguments(dataset: EpisodeDataset) -> None:
-    with pytest.raises(ValueError, match="fewer than batch_size=1000"):
+def test_a_split_smaller_than_a_batch_says_what_the_user_can_change(
+    dataset: EpisodeDataset,
+) -> None:
+    train, val = split_episodes(dataset.num_episodes, 0.1, seed=0)
+    frames = int(np.diff(dataset.episode_bounds[train], axis=1).sum())
+    with pytest.raises(InputError) as error:
         BatchLoader(dataset, batch_size=1000)
+    message = str(error.value)
+    assert message == (
+        f"the 'train' split holds {frames} frames from {len(train)} episodes ({len(val)} of "
+        f"{dataset.num_episodes} episodes held out for validation), fewer than one batch of "
+        "1000: record more episodes or lower the batch size"
+    )
+    with pytest.raises(InputError, match="0 frames from 0 episodes: record more episodes or "):
+        BatchLoader(dataset, batch_size=4, split="val", val_fraction=0.0)
+
+
+def test_bad_arguments(dataset: EpisodeDataset) -> None:
     with pytest.raises(ValueError, match="split must be"):
         BatchLoader(dataset, batch_size=4, split="test")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="val_fraction"):

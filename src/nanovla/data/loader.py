@@ -96,16 +96,31 @@ class BatchLoader:
             np.concatenate([np.arange(lo, hi) for lo, hi in bounds] + [np.zeros(0, np.int64)])
         )  # (M,) global frame indices of this split
         if len(self.rows) == 0 or (drop_last and len(self.rows) < batch_size):
-            raise InputError(
-                f"split {split!r} has {len(self.rows)} frames ({len(self.episodes)} episodes), "
-                f"fewer than batch_size={batch_size}; lower batch_size or val_fraction, "
-                "or use drop_last=False"
-            )
+            raise InputError(self._too_small_message(dataset.num_episodes))
         self._build_tensors(dataset)
         self._order_rng = torch.Generator().manual_seed(seed)
         self._augment_rng = torch.Generator().manual_seed(seed + 1)
         self.epoch = -1
         self._start_epoch()
+
+    def _too_small_message(self, num_episodes: int) -> str:
+        """Why this split cannot fill a batch, and what the user can change (in words, not
+        argument names: the commands above name their own options)."""
+        frames, episodes = len(self.rows), len(self.episodes)
+        held = (
+            f" ({num_episodes - episodes} of {num_episodes} episodes held out for validation)"
+            if self.split == "train" and episodes < num_episodes
+            else ""
+        )
+        where = f"the {self.split!r} split holds {frames} frames from {episodes} episodes{held}"
+        if frames == 0 and self.split == "val":
+            return f"{where}: record more episodes or raise the validation fraction"
+        if frames == 0:
+            return f"{where}: record more episodes or lower the validation fraction"
+        return (
+            f"{where}, fewer than one batch of {self.batch_size}: record more episodes or "
+            "lower the batch size"
+        )
 
     def _build_tensors(self, dataset: EpisodeDataset) -> None:
         """Padded channels-first frames of the split; per-frame vectors of the whole dataset."""
