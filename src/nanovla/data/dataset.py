@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,9 +27,13 @@ from nanovla.data.format import (
     ACTION_KEY,
     ENV_STATE_KEY,
     IMAGE_KEY,
+    INFO_PATH,
     STATE_KEY,
     STATS_PATH,
+    check_declared_columns,
     data_files,
+    int_column,
+    parquet_schema,
     read_episodes,
     read_info,
     read_json,
@@ -44,6 +49,8 @@ from nanovla.progress import progress as progress_bar
 CacheMode = Literal["memory", "memmap"]
 BOOK_COLUMNS = ("episode_index", "frame_index", "index", "task_index")
 """Integer bookkeeping columns read from every data file."""
+TIMESTAMP_TOLERANCE_S = 1e-4
+"""How far a frame's `timestamp` may be from frame_index / fps (LeRobot's tolerance_s)."""
 
 
 class EpisodeDataset:
@@ -69,18 +76,20 @@ class EpisodeDataset:
         self.root = Path(root)
         self.image_key, self.state_key, self.action_key = image_key, state_key, action_key
         self.info: dict[str, Any] = read_info(self.root)
+        self._info_path = self.root / INFO_PATH
         self.fps = float(self.info["fps"])
         self.features: dict[str, dict[str, Any]] = self.info["features"]
         require_feature(self.info, self.root, image_key, ("image",))
         require_feature(self.info, self.root, state_key, ("float32", "float64"))
         require_feature(self.info, self.root, action_key, ("float32", "float64"))
+        self._image_shape = self._declared_image_shape()
         episodes = read_episodes(
             self.root, int(self.info["total_episodes"]), int(self.info["total_frames"])
         )
         self.episode_bounds = np.stack(
             [episodes["dataset_from_index"], episodes["dataset_to_index"]], axis=1
         )  # (E, 2)
-        self.tasks: list[str] = read_tasks(self.root)
+        self.tasks: list[str] = read_tasks(self.root, self.info.get("total_tasks"))
         stats_path = self.root / STATS_PATH
         self.stats: dict[str, Stats] = (
             stats_from_json(read_json(stats_path), str(stats_path)) if stats_path.is_file() else {}
@@ -88,7 +97,67 @@ class EpisodeDataset:
         self._files = data_files(self.root, self.info, episodes)
         self._load_vectors(episodes)
         self.images = self._load_images(cache, progress)  # (N, H, W, 3) uint8
+        self._check_stats(stats_path)
         self._complete_stats()
+
+    def _declared_image_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of the frames as info.json declares the image feature."""
+        spec = self.features[self.image_key]
+        shape = tuple(spec["shape"])
+        names = spec.get("names")
+        if isinstance(names, list) and names and names[0] in ("channels", "channel"):
+            shape = shape[1:] + shape[:1]  # (C, H, W) spec -> (H, W, C) frames
+        if len(shape) != 3 or shape[2] != 3:
+            raise InputError(
+                f"{self._info_path}: feature {self.image_key!r} has shape {spec['shape']}; "
+                "expected [height, width, 3] RGB frames"
+            )
+        return shape  # type: ignore[return-value]
+
+    def _check_stats(self, path: Path) -> None:
+        """What `meta/stats.json` holds for the loaded features must fit the data: shapes (D,)
+        for vectors and (3, 1, 1) for the image, finite values, std >= 0, min <= max, a count
+        equal to the frames, and vector min / max equal to the data's (stale stats are an
+        error: delete the entry or the file and the loader computes them)."""
+        vectors = {self.state_key: self.states, self.action_key: self.actions}
+        if self.env_states is not None:
+            vectors[ENV_STATE_KEY] = self.env_states
+        shapes = {key: (values.shape[1],) for key, values in vectors.items()}
+        shapes[self.image_key] = (3, 1, 1)
+        for key, shape in shapes.items():
+            stats = self.stats.get(key, {})
+            for name, value in stats.items():
+                if name not in STAT_NAMES:
+                    continue  # quantiles and other extras are not used
+                want = (1,) if name == "count" else shape
+                if value.size != int(np.prod(want)):
+                    raise InputError(
+                        f"{path}: {key}/{name} has shape {value.shape}, but the data's "
+                        f"{key!r} needs {want}"
+                    )
+                stats[name] = value = value.reshape(want)
+                if not np.isfinite(value).all():
+                    raise InputError(f"{path}: {key}/{name} holds NaN or inf")
+            if "std" in stats and (stats["std"] < 0).any():
+                raise InputError(f"{path}: {key}/std is negative")
+            if "min" in stats and "max" in stats and (stats["min"] > stats["max"]).any():
+                raise InputError(f"{path}: {key}/min exceeds {key}/max")
+            if "count" in stats and int(stats["count"][0]) != self.num_frames:
+                raise InputError(
+                    f"{path}: {key}/count is {stats['count'][0]:g}, but the data holds "
+                    f"{self.num_frames} frames"
+                )
+            if key in vectors:
+                for name, reduce in (("min", np.min), ("max", np.max)):
+                    if name in stats:
+                        actual = reduce(vectors[key], axis=0).astype(np.float64)
+                        if not np.allclose(stats[name], actual, rtol=1e-6, atol=1e-6):
+                            files = self._files[0] if len(self._files) == 1 else self._files
+                            raise InputError(
+                                f"{path}: {key}/{name} is {stats[name].tolist()}, but the data "
+                                f"in {files} has {actual.tolist()} (stale stats, or changed "
+                                "data? delete the entry and the loader computes it)"
+                            )
 
     def _complete_stats(self) -> None:
         """Compute the statistics of the three features the policy normalizes with where
@@ -141,25 +210,56 @@ class EpisodeDataset:
         }
 
     def _load_vectors(self, episodes: dict[str, np.ndarray]) -> None:
-        """States, actions and bookkeeping columns of every data file, validated."""
+        """States, actions and bookkeeping columns of every data file, validated against
+        info.json (every declared feature a column of the declared dtype, vector widths as
+        declared, timestamps at the declared fps)."""
         parts: dict[str, list[np.ndarray]] = {}
         # The privileged subgoal feature is optional: loaded when the dataset has it.
         optional = (ENV_STATE_KEY,) if ENV_STATE_KEY in self.features else ()
         keys = (self.state_key, self.action_key, *optional)
         self._row_counts = []
         for path in self._files:
-            table = read_parquet(path, columns=[*keys, *BOOK_COLUMNS])
+            schema = parquet_schema(path)
+            check_declared_columns(schema, self.features, path, self._info_path)
+            timestamp = ("timestamp",) if "timestamp" in schema.names else ()
+            table = read_parquet(path, columns=[*keys, *BOOK_COLUMNS, *timestamp])
             self._row_counts.append(len(table))
             for key in keys:
-                parts.setdefault(key, []).append(_vector_column(table.column(key), path, key))
+                values = _vector_column(table.column(key), path, key)
+                declared = self.features[key]["shape"]
+                if len(declared) != 1 or values.shape[1] != declared[0]:
+                    raise InputError(
+                        f"{path}: column {key!r} holds {values.shape[1]} values per frame, but "
+                        f"{self._info_path} declares feature {key!r} with shape {declared}"
+                    )
+                parts.setdefault(key, []).append(values)
             for key in BOOK_COLUMNS:
-                parts.setdefault(key, []).append(np.asarray(table.column(key).to_numpy(), np.int64))
+                parts.setdefault(key, []).append(int_column(table, key, path))
+            if timestamp:
+                parts.setdefault("timestamp", []).append(_timestamp_column(table, path))
+            else:
+                parts.setdefault("timestamp", []).append(np.full(len(table), np.nan))
         columns = {key: np.concatenate(chunks) for key, chunks in parts.items()}
         self.states, self.actions = columns[self.state_key], columns[self.action_key]
         self.env_states: np.ndarray | None = columns.get(ENV_STATE_KEY)  # (N, K) or None
         self.episode_index, self.frame_index = columns["episode_index"], columns["frame_index"]
         self.task_index = columns["task_index"]
         self._check_rows(columns, episodes)
+        self._check_timestamps(columns["timestamp"])
+
+    def _check_timestamps(self, timestamps: np.ndarray) -> None:
+        """Each frame's timestamp (where the files hold one) is frame_index / fps."""
+        expected = self.frame_index / self.fps
+        tolerance = TIMESTAMP_TOLERANCE_S + 1e-6 * np.abs(expected)
+        bad = np.flatnonzero(~np.isnan(timestamps) & ~(np.abs(timestamps - expected) <= tolerance))
+        if len(bad):
+            row = int(bad[0])
+            raise InputError(
+                f"{self._file_of_row(row)}: timestamp {timestamps[row]:.6g} s at episode "
+                f"{self.episode_index[row]}, frame {self.frame_index[row]} does not match "
+                f"fps={self.info['fps']} declared in {self._info_path} (expected "
+                f"{expected[row]:.6g} s)"
+            )
 
     def _file_of_row(self, row: int) -> Path:
         return self._files[int(np.searchsorted(np.cumsum(self._row_counts), row, side="right"))]
@@ -169,9 +269,10 @@ class EpisodeDataset:
         lengths, starts = episodes["length"], episodes["dataset_from_index"]
         total = int(lengths.sum())
         if len(self.actions) != total:
+            files = self._files[0] if len(self._files) == 1 else self._files[0].parent
             raise InputError(
-                f"{self._files[0].parent}: data files hold {len(self.actions)} frames but "
-                f"meta/episodes lists {total}"
+                f"{files}: data files hold {len(self.actions)} frames but "
+                f"{self.root / 'meta/episodes'} lists {total}"
             )
         expected = {
             "episode_index": np.repeat(np.arange(len(lengths)), lengths),
@@ -201,17 +302,21 @@ class EpisodeDataset:
                 f"{self._file_of_row(row)}: task_index {self.task_index[row]} at episode "
                 f"{self.episode_index[row]} is not in meta/tasks.parquet ({len(self.tasks)} tasks)"
             )
+        if "tasks" in episodes:  # LeRobot's per-episode task list: the frames must agree
+            pairs = np.unique(np.stack([self.episode_index, self.task_index], axis=1), axis=0)
+            for episode, task in pairs.tolist():
+                if self.tasks[task] not in episodes["tasks"][episode]:
+                    row = int(np.flatnonzero(self.episode_index == episode)[0])
+                    raise InputError(
+                        f"{self._file_of_row(row)}: episode {episode} has frames of task "
+                        f"{self.tasks[task]!r} (task_index {task} in meta/tasks.parquet), but "
+                        f"meta/episodes lists its tasks as {list(episodes['tasks'][episode])}"
+                    )
 
     def _load_images(self, cache: CacheMode, progress: bool) -> np.ndarray:
-        spec = self.features[self.image_key]
-        shape = tuple(int(s) for s in spec["shape"])
-        if spec.get("names") and list(spec["names"])[0] in ("channels", "channel"):
-            shape = (shape[1], shape[2], shape[0])  # (C, H, W) spec -> (H, W, C) frames
-        full_shape = (self.num_frames, *shape)
+        full_shape = (self.num_frames, *self._image_shape)
         if cache == "memory":
-            frames = np.empty(full_shape, dtype=np.uint8)
-            self._decode_into(frames, progress)
-            return frames
+            return self._decode_into(lambda: np.empty(full_shape, dtype=np.uint8), progress)
         return self._memmap_images(full_shape, progress)
 
     def _memmap_images(self, full_shape: tuple[int, ...], progress: bool) -> np.ndarray:
@@ -227,14 +332,19 @@ class EpisodeDataset:
             try:
                 if json.loads(record_path.read_text()) == record:
                     # Copy-on-write: writable for torch, the file itself stays untouched.
-                    return np.load(array_path, mmap_mode="c")
-            except (json.JSONDecodeError, ValueError, OSError):
+                    cached = np.load(array_path, mmap_mode="c")
+                    if cached.shape == full_shape and cached.dtype == np.uint8:
+                        return cached
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, OSError):
                 pass  # a stale or damaged cache is rebuilt below
-        cache_dir.mkdir(exist_ok=True)
         staging = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
-        frames = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=full_shape)
+
+        def allocate() -> np.ndarray:
+            cache_dir.mkdir(exist_ok=True)
+            return np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=full_shape)
+
         try:
-            self._decode_into(frames, progress)
+            frames = self._decode_into(allocate, progress)
             frames.flush()
             del frames
             os.replace(staging, array_path)
@@ -243,36 +353,39 @@ class EpisodeDataset:
         record_path.write_text(json.dumps(record))
         return np.load(array_path, mmap_mode="c")
 
-    def _decode_into(self, frames: np.ndarray, progress: bool) -> None:
-        """Decode every PNG cell of the image column into `frames` (N, H, W, 3), in row order."""
+    def _decode_into(self, allocate: Callable[[], np.ndarray], progress: bool) -> np.ndarray:
+        """Decode every image cell into the (N, H, W, 3) array `allocate()` returns, in row
+        order; the array is allocated only after the first frame proved the declared shape."""
         bar = progress_bar(
-            total=len(frames), desc=f"decode {self.image_key}", unit="frame", enabled=progress
+            total=self.num_frames, desc=f"decode {self.image_key}", unit="frame", enabled=progress
         )
+        frames: np.ndarray | None = None
         row = 0
-        for path in self._files:
+        for path, count in zip(self._files, self._row_counts):
             column = read_parquet(path, columns=[self.image_key]).column(self.image_key)
-            for data in image_cell_bytes(column, self.root, path):
-                frame = _decode_checked(data, path, row, frames.shape[1:], self.episode_index)
+            cells = image_cell_bytes(column, self.root, path)
+            if len(cells) != count:
+                raise InputError(f"{path}: {len(cells)} image cells for {count} rows")
+            for data in cells:
+                frame = self._decode_checked(data, path, row)
+                if frames is None:
+                    frames = allocate()
                 frames[row] = frame
                 row += 1
                 bar.update(1)
         bar.close()
+        assert frames is not None  # read_info insists on total_episodes >= 1
+        return frames
 
-
-def _decode_checked(
-    data: bytes, path: Path, row: int, shape: tuple[int, ...], episode_index: np.ndarray
-) -> np.ndarray:
-    try:
-        frame = decode_image(data)
-    except OSError as error:
-        raise InputError(
-            f"{path}: undecodable image at episode {episode_index[row]} ({error})"
-        ) from error
-    if frame.shape != shape:
-        raise InputError(
-            f"{path}: image at episode {episode_index[row]} is {frame.shape}, info.json says {shape}"
-        )
-    return frame
+    def _decode_checked(self, data: bytes, path: Path, row: int) -> np.ndarray:
+        try:
+            return decode_image(data, self._image_shape)
+        except InputError as error:
+            raise InputError(
+                f"{path}: column {self.image_key!r} at episode {self.episode_index[row]}, frame "
+                f"{self.frame_index[row]}: {error} ({self._info_path} declares "
+                f"{list(self._image_shape)})"
+            ) from error
 
 
 def _vector_column(column: pa.ChunkedArray, path: Path, key: str) -> np.ndarray:
@@ -281,15 +394,33 @@ def _vector_column(column: pa.ChunkedArray, path: Path, key: str) -> np.ndarray:
     kind = column.type
     if not (
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    ):
+    ) or not pa.types.is_floating(kind.value_type):
         raise InputError(f"{path}: column {key!r} has type {kind}; expected a list of floats")
     if column.null_count:
         raise InputError(f"{path}: column {key!r} has {column.null_count} missing rows")
+    if len(column) == 0:
+        raise InputError(f"{path}: column {key!r} has no rows")
     widths = pc.list_value_length(column)
-    if len(column) == 0 or pc.min(widths).as_py() != pc.max(widths).as_py():
+    if pc.min(widths).as_py() != pc.max(widths).as_py() or pc.min(widths).as_py() == 0:
         raise InputError(f"{path}: rows of column {key!r} do not all have the same length")
-    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    values = column.flatten()
+    if values.null_count:
+        raise InputError(f"{path}: column {key!r} has {values.null_count} missing (null) values")
+    flat = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32)
     return flat.reshape(len(column), -1)
+
+
+def _timestamp_column(table: pa.Table, path: Path) -> np.ndarray:
+    """The `timestamp` column (seconds) as (N,) float64; another type or a null -> InputError."""
+    column = table.column("timestamp")
+    if not pa.types.is_floating(column.type):
+        raise InputError(f"{path}: column 'timestamp' has type {column.type}; expected floats")
+    if column.null_count:
+        raise InputError(f"{path}: column 'timestamp' has {column.null_count} missing rows")
+    values = np.asarray(column.to_numpy(), dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputError(f"{path}: column 'timestamp' holds NaN or inf")
+    return values
 
 
 def _source_record(path: Path, root: Path) -> dict[str, Any]:

@@ -93,12 +93,35 @@ def stats_to_json(stats: dict[str, Stats]) -> dict[str, dict[str, Any]]:
 
 
 def stats_from_json(raw: dict[str, Any], source: str) -> dict[str, Stats]:
-    """Arrays from `meta/stats.json` content; `source` names the file in errors."""
+    """Arrays from `meta/stats.json` content; `source` names the file in errors.
+
+    Each feature must be an object of statistics, each statistic a number or a rectangular
+    nested list of numbers (booleans, strings and ragged lists are InputErrors naming
+    `source`, the feature and the statistic).
+    """
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a JSON object of features, got {type(raw).__name__}")
     out: dict[str, Stats] = {}
     for key, feature in raw.items():
         if not isinstance(feature, dict):
             raise InputError(f"{source}: stats of feature {key!r} must be an object")
-        out[key] = {name: np.asarray(value, dtype=np.float64) for name, value in feature.items()}
+        out[key] = {
+            name: _stat_array(value, source, f"{key}/{name}") for name, value in feature.items()
+        }
     return out
+
+
+def _stat_array(value: Any, source: str, where: str) -> np.ndarray:
+    """One statistic as a float64 array; anything but (nested lists of) numbers -> InputError."""
+    if not _numeric(value):
+        raise InputError(f"{source}: {where} must be a number or a list of numbers, got {value!r}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError) as error:  # ragged nesting
+        raise InputError(f"{source}: {where} is not a rectangular list of numbers") from error
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_numeric(item) for item in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
