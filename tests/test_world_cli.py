@@ -86,3 +86,15 @@ def test_missing_matplotlib_names_the_extra_to_install(tmp_path, monkeypatch, ca
 
     with pytest.raises(InputError, match=r"pip install 'nanovla\[labs\]'"):
         pyplot()
+
+
+@pytest.mark.parametrize(
+    "command, default",
+    [("show", "outputs/scene-<task>-<seed>.png"), ("demo", "outputs/demo-<task>-<seed>.gif")],
+)
+def test_help_shows_the_one_default_of_out(command, default, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out_line = next(line for line in capsys.readouterr().out.splitlines() if "--out" in line)
+    assert f"(default: {default})" in out_line and "(default: None)" not in out_line

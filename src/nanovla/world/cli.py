@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import tyro
@@ -31,8 +32,10 @@ class ShowConfig:
     """task family: reach, push, pick_place, sort (or suite for a random one)"""
     seed: int = 0
     """scene seed (the same seed always gives the same scene)"""
-    out: Path | None = None
-    """PNG file to write (default: outputs/scene-<task>-<seed>.png)"""
+    out: Annotated[
+        Path | None, tyro.conf.arg(help_behavior_hint="(default: outputs/scene-<task>-<seed>.png)")
+    ] = None
+    """PNG file to write"""
     image_size: int = 64
     """rendered image side in pixels (64, 96, 128, 224, ...; at least 32)"""
     instructions: str = "train"
@@ -45,8 +48,10 @@ class DemoConfig:
 
     task: str = "sort"
     """task family: reach, push, pick_place, sort (or suite to mix them)"""
-    out: Path | None = None
-    """GIF file to write (default: outputs/demo-<task>-<seed>.gif)"""
+    out: Annotated[
+        Path | None, tyro.conf.arg(help_behavior_hint="(default: outputs/demo-<task>-<seed>.gif)")
+    ] = None
+    """GIF file to write"""
     episodes: int = 2
     """episodes to record, one after another"""
     seed: int = 0
