@@ -13,7 +13,9 @@ from pathlib import Path
 
 from nanovla.codec import from_json, to_json
 from nanovla.constants import RUN_RECORD_FILE
+from nanovla.errors import InputError
 from nanovla.io import read_json, write_json
+from nanovla.world.tasks import TASK_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,20 @@ class RunRecord:
     expert_version: int = 0
     """`nanovla.world.experts.EXPERT_VERSION` of the demonstrations (0 = not recorded)"""
 
+    def __post_init__(self) -> None:
+        unknown = [family for family in self.families if family not in TASK_FAMILIES]
+        if not self.families or unknown:
+            raise InputError(
+                f"families must name task families of {list(TASK_FAMILIES)}, got "
+                f"{list(self.families)}"
+            )
+        for name, least in (("image_size", 1), ("episodes", 1), ("expert_version", 0)):
+            if getattr(self, name) < least:
+                raise InputError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        for name in ("instructions", "dataset"):
+            if not getattr(self, name):
+                raise InputError(f"{name} must not be empty")
+
     def save(self, directory: str | Path) -> Path:
         """Write `directory/run.json` atomically; returns its path."""
         return write_json(Path(directory) / RUN_RECORD_FILE, to_json(self))
@@ -45,4 +61,8 @@ class RunRecord:
         path = Path(directory) / RUN_RECORD_FILE
         if not path.exists():
             return None
-        return from_json(cls, read_json(path), source=str(path))
+        try:
+            data = read_json(path)
+        except RecursionError as error:
+            raise InputError(f"{path}: not valid JSON (nested too deeply)") from error
+        return from_json(cls, data, source=str(path))

@@ -8,13 +8,17 @@ Layout (as a LeRobot ``pretrained_model/`` directory):
 
 Each file is written to a temp name and renamed (`os.replace`), config.json last, so a crash
 never leaves a truncated file and other files in the directory (e.g. the trainer's
-train_config.json) are untouched. Every loading problem is one ValueError / FileNotFoundError
-naming the file.
+train_config.json) are untouched. ``model.safetensors`` carries a SHA-256 of its tensors in its
+metadata (``nanovla.sha256``), checked on load, so a flipped bit in the weights is an error
+rather than a different policy. Every loading problem is one `InputError` / `MissingError`
+naming the file (and the key); the config and the tokenizer are checked against the weights
+by building the policy on the meta device first, so a corrupt config never allocates a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -23,17 +27,72 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from nanovla.errors import InputError, MissingError
+from nanovla.errors import InputError, MissingError, NanovlaError
 from nanovla.models.policy.configuration_policy import PolicyConfig
 from nanovla.models.policy.normalize import ACTION, STATE
 from nanovla.models.text.tokenizer import Tokenizer
 
 CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME = "config.json", "model.safetensors", "tokenizer.json"
 POLICY_TYPE = "nanovla_policy"
+DIGEST_KEY = "nanovla.sha256"
+"""safetensors metadata key holding `tensors_digest` of the file's tensors"""
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of name, dtype, shape and raw bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+SAFETENSORS_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError)
+"""What safetensors raises on a damaged file (header JSON, offsets, dtypes, sizes)."""
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; unreadable -> InputError, absent -> MissingError.
+
+    When the file's metadata holds a `DIGEST_KEY` entry (as `save_policy` writes), the tensors
+    must match it: a damaged file is refused instead of loading different numbers.
+    """
+    return read_safetensors_metadata(path)[0]
+
+
+def read_safetensors_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """`read_safetensors`, and the file's string metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingError(f"{path}: file not found")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+    except SAFETENSORS_ERRORS as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise InputError(f"{path}: not a readable safetensors file ({message})") from error
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and tensors_digest(tensors) != expected:
+        raise InputError(
+            f"{path}: tensors do not match the file's {DIGEST_KEY} checksum (the file is damaged)"
+        )
+    return tensors, metadata
+
+
+TOKENIZER_DIGEST_KEY = "nanovla.tokenizer_sha256"
+"""model.safetensors metadata key holding `tokenizer_digest` of the policy's tokenizer.json"""
+
+
+def tokenizer_digest(tokenizer: Tokenizer) -> str:
+    """SHA-256 (hex) of the tokenizer's content (`to_dict` as canonical JSON)."""
+    text = json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _temp_name(path: Path) -> Path:
@@ -47,7 +106,10 @@ def save_policy(policy: nn.Module, directory: str | os.PathLike) -> None:
     state_dict = policy.state_dict()
     tensors = {name: value.detach().cpu().contiguous() for name, value in state_dict.items()}
     weights = directory / WEIGHTS_NAME
-    save_file(tensors, str(_temp_name(weights)), metadata={"format": "pt"})
+    metadata = {"format": "pt", DIGEST_KEY: tensors_digest(tensors)}
+    if policy.tokenizer is not None:  # its embedding rows are only right with this vocabulary
+        metadata[TOKENIZER_DIGEST_KEY] = tokenizer_digest(policy.tokenizer)
+    save_file(tensors, str(_temp_name(weights)), metadata=metadata)
     os.replace(_temp_name(weights), weights)
     if policy.tokenizer is not None:
         policy.tokenizer.save(directory / TOKENIZER_NAME)
@@ -57,13 +119,17 @@ def save_policy(policy: nn.Module, directory: str | os.PathLike) -> None:
     os.replace(_temp_name(config_path), config_path)
 
 
-def _read_config(path: Path) -> PolicyConfig:
+def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise MissingError(f"policy config not found: {path}")
+        raise MissingError(f"{what} not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: corrupt JSON ({error})") from error
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise InputError(f"{path}: corrupt JSON ({' '.join(str(error).split())})") from error
+
+
+def _read_config(path: Path) -> PolicyConfig:
+    data = _read_json(path, "policy config")
     if not isinstance(data, dict) or data.get("type") != POLICY_TYPE:
         raise InputError(f'{path}: not a nanovla policy config (needs "type": "{POLICY_TYPE}")')
     data = {key: value for key, value in data.items() if key != "type"}
@@ -73,7 +139,12 @@ def _read_config(path: Path) -> PolicyConfig:
 def load_policy_files(
     directory: str | os.PathLike,
 ) -> tuple[PolicyConfig, dict[str, torch.Tensor], Tokenizer | None]:
-    """(config, state dict, tokenizer or None) read from a `save_pretrained` directory."""
+    """(config, state dict, tokenizer or None) read from a `save_pretrained` directory.
+
+    The three files are checked against each other: the policy the config and tokenizer
+    describe is built on the meta device (no memory) and must have exactly the weights' keys,
+    shapes and dtypes; otherwise an InputError names the file and the keys.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingError(f"policy directory not found: {directory}")
@@ -84,18 +155,54 @@ def load_policy_files(
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise MissingError(f"policy weights not found: {weights}")
-    try:
-        state_dict = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise InputError(f"{weights}: corrupt safetensors file ({error})") from error
+    state_dict, metadata = read_safetensors_metadata(weights)
+    expected = metadata.get(TOKENIZER_DIGEST_KEY)
+    if tokenizer is not None and expected is not None and tokenizer_digest(tokenizer) != expected:
+        raise InputError(
+            f"{directory / TOKENIZER_NAME}: not the tokenizer these weights were trained with "
+            f"(its checksum differs from {TOKENIZER_DIGEST_KEY} in {weights.name})"
+        )
+    _check_fits(config, tokenizer, state_dict, directory)
     return config, state_dict, tokenizer
+
+
+def _check_fits(
+    config: PolicyConfig,
+    tokenizer: Tokenizer | None,
+    state_dict: Mapping[str, torch.Tensor],
+    directory: Path,
+) -> None:
+    """Build the policy on the meta device and compare its state dict with `state_dict`."""
+    from nanovla.models.policy.modeling_policy import Policy  # modeling imports this module
+
+    try:
+        with torch.device("meta"):
+            skeleton = Policy(config, tokenizer=tokenizer)
+    except NanovlaError as error:
+        raise InputError(f"{directory / CONFIG_NAME}: {error}") from error
+    except (RuntimeError, ValueError, TypeError, OverflowError, KeyError) as error:
+        raise InputError(
+            f"{directory / CONFIG_NAME}: does not describe a policy that can be built ({error})"
+        ) from error
+    _compare(skeleton.state_dict(), state_dict, directory / WEIGHTS_NAME, directory / CONFIG_NAME)
 
 
 def load_weights(
     policy: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | os.PathLike
 ) -> None:
-    """Strict load; missing/unexpected keys or shape mismatches -> one ValueError naming them."""
-    expected = policy.state_dict()
+    """Strict load; missing/unexpected keys, shape or dtype mismatches -> one InputError
+    naming them."""
+    weights = Path(source) / WEIGHTS_NAME if Path(source).is_dir() else Path(source)
+    _compare(policy.state_dict(), state_dict, weights)
+    policy.load_state_dict(state_dict, strict=True)
+
+
+def _compare(
+    expected: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    weights: Path,
+    config: Path | None = None,
+) -> None:
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [
@@ -103,15 +210,24 @@ def load_weights(
         for key, value in expected.items()
         if key in state_dict and state_dict[key].shape != value.shape
     ]
+    dtypes = [
+        f"{key} {state_dict[key].dtype} != {value.dtype}"
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].dtype != value.dtype
+    ]
     problems = [
         f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched))
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape", mismatched),
+            ("dtype", dtypes),
+        )
         if keys
     ]
     if problems:
-        weights = Path(source) / WEIGHTS_NAME if Path(source).is_dir() else Path(source)
-        raise InputError(f"{weights}: weights do not match the config; " + "; ".join(problems))
-    policy.load_state_dict(state_dict, strict=True)
+        which = f"the config ({config})" if config is not None else "the config"
+        raise InputError(f"{weights}: weights do not match {which}; " + "; ".join(problems))
 
 
 GOAL = "observation.environment_state"

@@ -124,14 +124,27 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "tokenizer") -> Tokenizer:
-        """Inverse of `to_dict`; a malformed dict -> ValueError naming `source` and the key."""
+        """Inverse of `to_dict`; a malformed dict -> InputError naming `source` and the key.
+
+        Unknown keys are refused (as the config codec does); `vocab` must be a list of
+        distinct strings starting with ``<pad>``, ``<unk>``; `max_length` a positive integer.
+        """
         if not isinstance(data, dict) or data.get("type") != "nanovla_tokenizer":
             raise InputError(
                 f"{source}: not a nanovla tokenizer (missing 'type': 'nanovla_tokenizer')"
             )
+        unknown = sorted(set(data) - {"type", "level", "max_length", "vocab"})
+        if unknown:
+            raise InputError(f"{source}: unknown tokenizer key(s) {unknown}")
         for key, kind in (("level", str), ("max_length", int), ("vocab", list)):
-            if not isinstance(data.get(key), kind):
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
                 raise InputError(f"{source}: key {key!r} missing or not a {kind.__name__}")
+        bad = [i for i, token in enumerate(data["vocab"]) if not isinstance(token, str)]
+        if bad:
+            raise InputError(
+                f"{source}: key 'vocab' entry {bad[0]} is {data['vocab'][bad[0]]!r}, not a string"
+            )
         try:
             return cls(data["vocab"], level=data["level"], max_length=data["max_length"])
         except ValueError as error:
@@ -152,8 +165,9 @@ class Tokenizer:
             raise MissingError(f"tokenizer file not found: {path}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(f"{path}: corrupt tokenizer JSON ({error})") from error
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            message = " ".join(str(error).split())
+            raise InputError(f"{path}: corrupt tokenizer JSON ({message})") from error
         return cls.from_dict(data, source=str(path))
 
     def __eq__(self, other: object) -> bool:
