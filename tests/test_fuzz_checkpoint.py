@@ -418,3 +418,30 @@ def test_a_bad_resume_names_the_file_not_a_library(run_dir: Path, tmp_path: Path
     rng.write_text(json.dumps(state))
     with pytest.raises(NanovlaError, match=r"rng_state.json: 'python' is not a restorable"):
         Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), out, resume=True)
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
+def test_policy_json_nested_too_deeply_is_one_error(
+    policy_dir: Path, tmp_path: Path, name: str
+) -> None:
+    directory = tmp_path / "ckpt"
+    shutil.copytree(policy_dir, directory)
+    (directory / name).write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(NanovlaError, match=name):
+        Policy.from_pretrained(directory)
+
+
+def test_state_and_record_json_nested_too_deeply_is_one_error(
+    run_dir: Path, record_dir: Path, tmp_path: Path
+) -> None:
+    deep = "[" * 200_000 + "]" * 200_000
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out, symlinks=True)
+    (_state_dir(out) / "optimizer_state.json").write_text(deep)
+    with pytest.raises(NanovlaError, match="optimizer_state.json"):
+        load_training_state(_state_dir(out))
+    record = tmp_path / "record"
+    shutil.copytree(record_dir, record)
+    (record / "run.json").write_text(deep)
+    with pytest.raises(NanovlaError, match="run.json"):
+        RunRecord.load(record)

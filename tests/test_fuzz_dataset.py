@@ -629,3 +629,11 @@ def test_episode_ranges_that_overlap_or_exceed_the_data_name_the_episode(
         _edit_info(root, lambda i, total=total: i.update(total_frames=total))
         message = _refusal(root)
         assert "episode" in message and ("meta/episodes" in message or DATA in message), message
+
+
+@pytest.mark.parametrize("relative", [INFO, STATS])
+def test_json_nested_too_deeply_is_one_error(pristine: Path, tmp_path: Path, relative: str) -> None:
+    root = tmp_path / "ds"
+    shutil.copytree(pristine, root)
+    (root / relative).write_text("[" * 200_000 + "]" * 200_000)
+    assert relative in _refusal(root)

@@ -66,7 +66,10 @@ EPISODE_COLUMNS = ("episode_index", "length", "dataset_from_index", "dataset_to_
 
 def read_json(path: Path) -> Any:
     """Parsed JSON of `path`, or MissingError / InputError naming it."""
-    return _read_json(path)
+    try:
+        return _read_json(path)
+    except RecursionError as error:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from error
 
 
 PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, TypeError, KeyError, IndexError)

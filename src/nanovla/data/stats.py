@@ -113,8 +113,14 @@ def stats_from_json(raw: dict[str, Any], source: str) -> dict[str, Stats]:
 
 def _stat_array(value: Any, source: str, where: str) -> np.ndarray:
     """One statistic as a float64 array; anything but (nested lists of) numbers -> InputError."""
-    if not _numeric(value):
-        raise InputError(f"{source}: {where} must be a number or a list of numbers, got {value!r}")
+    try:
+        numeric = _numeric(value)
+    except RecursionError:
+        numeric = False
+    if not numeric:
+        raise InputError(
+            f"{source}: {where} must be a number or a list of numbers, got {str(value)[:80]}"
+        )
     try:
         return np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError) as error:  # ragged nesting

@@ -56,6 +56,11 @@ SAFETENSORS_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError, TypeEr
 """What safetensors raises on a damaged file (header JSON, offsets, dtypes, sizes)."""
 
 
+def _one_line(error: BaseException) -> str:
+    """A library error's message on one line (some span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a safetensors file; unreadable -> InputError, absent -> MissingError.
 
@@ -75,8 +80,7 @@ def read_safetensors_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict
             metadata = file.metadata() or {}
             tensors = {name: file.get_tensor(name) for name in file.keys()}
     except SAFETENSORS_ERRORS as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise InputError(f"{path}: not a readable safetensors file ({message})") from error
+        raise InputError(f"{path}: not a readable safetensors file ({_one_line(error)})") from error
     expected = metadata.get(DIGEST_KEY)
     if expected is not None and tensors_digest(tensors) != expected:
         raise InputError(
@@ -141,8 +145,9 @@ def load_policy_files(
 ) -> tuple[PolicyConfig, dict[str, torch.Tensor], Tokenizer | None]:
     """(config, state dict, tokenizer or None) read from a `save_pretrained` directory.
 
-    The three files are checked against each other: the policy the config and tokenizer
-    describe is built on the meta device (no memory) and must have exactly the weights' keys,
+    The three files are checked against each other: the tokenizer against the checksum in
+    the weights' metadata, and the policy the config and tokenizer describe is built on the
+    meta device (no memory; not for text="minilm") and must have exactly the weights' keys,
     shapes and dtypes; otherwise an InputError names the file and the keys.
     """
     directory = Path(directory)
@@ -175,14 +180,20 @@ def _check_fits(
     """Build the policy on the meta device and compare its state dict with `state_dict`."""
     from nanovla.models.policy.modeling_policy import Policy  # modeling imports this module
 
+    if config.text == "minilm":
+        # transformers refuses to load MiniLM's packaged weights under a meta device; such a
+        # policy is checked by `load_weights` after it is built (sizes of its own layers are
+        # then not bounded before allocation).
+        return
     try:
         with torch.device("meta"):
             skeleton = Policy(config, tokenizer=tokenizer)
     except NanovlaError as error:
-        raise InputError(f"{directory / CONFIG_NAME}: {error}") from error
+        raise InputError(f"{directory / CONFIG_NAME}: {_one_line(error)}") from error
     except (RuntimeError, ValueError, TypeError, OverflowError, KeyError) as error:
         raise InputError(
-            f"{directory / CONFIG_NAME}: does not describe a policy that can be built ({error})"
+            f"{directory / CONFIG_NAME}: does not describe a policy that can be built "
+            f"({_one_line(error)})"
         ) from error
     _compare(skeleton.state_dict(), state_dict, directory / WEIGHTS_NAME, directory / CONFIG_NAME)
 
