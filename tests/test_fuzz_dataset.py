@@ -637,3 +637,29 @@ def test_json_nested_too_deeply_is_one_error(pristine: Path, tmp_path: Path, rel
     shutil.copytree(pristine, root)
     (root / relative).write_text("[" * 200_000 + "]" * 200_000)
     assert relative in _refusal(root)
+
+
+def test_fuzz_memmap_cache_is_rebuilt_when_damaged(
+    workspace: Workspace, reference: EpisodeDataset
+) -> None:
+    """The frame cache is ours, not the user's: a damaged one is rebuilt, never trusted."""
+    tally, examples = Tally("frame cache (memmap .npy/.json)"), 30
+    root = workspace.copy()
+    EpisodeDataset(root, cache="memmap", progress=False)
+    cache = root / "cache"
+    originals = {p.name: p.read_bytes() for p in cache.iterdir()}
+
+    @settings(FUZZ, max_examples=examples)
+    @given(name=st.sampled_from(sorted(originals)), corruption=corruptions)
+    def case(name: str, corruption: Corruption) -> None:
+        for other, data in originals.items():
+            (cache / other).write_bytes(data)
+        (cache / name).write_bytes(corruption.apply(originals[name]))
+        with no_hang():
+            dataset = EpisodeDataset(root, cache="memmap", progress=False)
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(dataset.images, reference.images)
+        tally.loaded()
+
+    case()
+    tally.report(examples)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -320,7 +321,9 @@ class EpisodeDataset:
         return self._memmap_images(full_shape, progress)
 
     def _memmap_images(self, full_shape: tuple[int, ...], progress: bool) -> np.ndarray:
-        """Decode into `<root>/cache/<key>.uint8.npy` once; reuse it while the sources are unchanged."""
+        """Decode into `<root>/cache/<key>.uint8.npy` once; reuse it while the sources are
+        unchanged and the file still has the CRC-32 recorded when it was written (a damaged
+        cache is rebuilt, never trusted)."""
         cache_dir = self.root / "cache"
         array_path = cache_dir / f"{self.image_key}.uint8.npy"
         record_path = cache_dir / f"{self.image_key}.uint8.json"
@@ -330,7 +333,9 @@ class EpisodeDataset:
         }
         if array_path.is_file() and record_path.is_file():
             try:
-                if json.loads(record_path.read_text()) == record:
+                saved = json.loads(record_path.read_text())
+                crc = saved.pop("crc32", None) if isinstance(saved, dict) else None
+                if saved == record and crc == _file_crc32(array_path):
                     # Copy-on-write: writable for torch, the file itself stays untouched.
                     cached = np.load(array_path, mmap_mode="c")
                     if cached.shape == full_shape and cached.dtype == np.uint8:
@@ -350,7 +355,7 @@ class EpisodeDataset:
             os.replace(staging, array_path)
         finally:
             staging.unlink(missing_ok=True)
-        record_path.write_text(json.dumps(record))
+        record_path.write_text(json.dumps({**record, "crc32": _file_crc32(array_path)}))
         return np.load(array_path, mmap_mode="c")
 
     def _decode_into(self, allocate: Callable[[], np.ndarray], progress: bool) -> np.ndarray:
@@ -421,6 +426,17 @@ def _timestamp_column(table: pa.Table, path: Path) -> np.ndarray:
     if not np.isfinite(values).all():
         raise InputError(f"{path}: column 'timestamp' holds NaN or inf")
     return values
+
+
+def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:
+    """CRC-32 of a file, read in 16 MiB chunks (plain reads: page cache, not this process's RSS)."""
+    crc = 0
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while count := file.readinto(buffer):
+            crc = zlib.crc32(view[:count], crc)
+    return crc
 
 
 def _source_record(path: Path, root: Path) -> dict[str, Any]:
