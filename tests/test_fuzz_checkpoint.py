@@ -23,7 +23,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fuzz_dataset import FUZZ, Corruption, Tally, apply_json_edit, corruptions, json_edits
+from test_fuzz_dataset import (
+    FUZZ,
+    Corruption,
+    Tally,
+    apply_json_edit,
+    corruptions,
+    json_edits,
+    scaled,
+)
 from test_fuzz_dataset import no_hang as _no_hang
 from test_policy import make_policy
 from test_train_engine import ToyConfig, ToyLoader, ToyModel, tiny_config
@@ -112,7 +120,7 @@ def test_fuzz_policy_files_bytes(
 ) -> None:
     tally, counter = Tally(f"{name} (bytes, Policy.from_pretrained)"), [0]
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(corruption=corruptions)
     def case(corruption: Corruption) -> None:
         directory = _copy(policy_dir, tmp_path, counter)
@@ -140,7 +148,7 @@ def test_fuzz_policy_files_keys(
     original = (policy_dir / name).read_bytes()
     doc = _header(original) if name.endswith(".safetensors") else json.loads(original)
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(edit=json_edits(doc))
     def case(edit: tuple[str, tuple, Any]) -> None:
         directory = _copy(policy_dir, tmp_path, counter)
@@ -175,7 +183,7 @@ def test_fuzz_load_checkpoint_dir(
     )
     expected = policy_reference.state_dict()
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(name=st.sampled_from(["config.json", "model.safetensors"]), corruption=corruptions)
     def case(name: str, corruption: Corruption) -> None:
         directory = _copy(policy_dir, tmp_path, counter)
@@ -253,7 +261,7 @@ def test_fuzz_training_state_bytes_with_manifest(run_dir: Path, tmp_path: Path) 
     _add_manifest(_state_dir(base))
     reference = load_training_state(_state_dir(base))
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(name=st.sampled_from(STATE_FILES), corruption=corruptions)
     def case(name: str, corruption: Corruption) -> None:
         out = _copy(base, tmp_path, counter)
@@ -290,7 +298,7 @@ def test_fuzz_training_state_structure_on_resume(run_dir: Path, tmp_path: Path) 
         name = draw(st.sampled_from(STATE_FILES))
         return name, draw(json_edits(docs[name]))
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(choice=edits())
     def case(choice: tuple[str, tuple]) -> None:
         name, edit = choice
@@ -336,7 +344,7 @@ def test_fuzz_run_record(mode: str, examples: int, record_dir: Path, tmp_path: P
     doc = json.loads((record_dir / "run.json").read_text())
     strategy = corruptions if mode == "bytes" else json_edits(doc)
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(change=strategy)
     def case(change: Any) -> None:
         directory = _copy(record_dir, tmp_path, counter)
@@ -372,7 +380,7 @@ def test_fuzz_train_command(mode: str, examples: int, command_dir: Path, tmp_pat
     doc = json.loads((command_dir / COMMAND_FILE).read_text())
     strategy = corruptions if mode == "bytes" else json_edits(doc)
 
-    @settings(FUZZ, max_examples=examples)
+    @settings(FUZZ, max_examples=scaled(examples))
     @given(change=strategy)
     def case(change: Any) -> None:
         out = _copy(command_dir, tmp_path, counter)

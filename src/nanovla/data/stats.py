@@ -105,8 +105,11 @@ def stats_from_json(raw: dict[str, Any], source: str) -> dict[str, Stats]:
     for key, feature in raw.items():
         if not isinstance(feature, dict):
             raise InputError(f"{source}: stats of feature {key!r} must be an object")
+        if not all(isinstance(name, str) for name in feature):
+            raise InputError(f"{source}: stats of feature {key!r} must be keyed by names")
         out[key] = {
-            name: _stat_array(value, source, f"{key}/{name}") for name, value in feature.items()
+            name: _stat_array(value, source, f"{_shown(key)}/{_shown(name)}")
+            for name, value in feature.items()
         }
     return out
 
@@ -125,6 +128,11 @@ def _stat_array(value: Any, source: str, where: str) -> np.ndarray:
         return np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError) as error:  # ragged nesting
         raise InputError(f"{source}: {where} is not a rectangular list of numbers") from error
+
+
+def _shown(name: str) -> str:
+    """`name` as written, or its repr when it holds line breaks or other unprintable characters."""
+    return name if name.isprintable() else repr(name)
 
 
 def _numeric(value: Any) -> bool:
