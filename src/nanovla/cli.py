@@ -7,6 +7,7 @@ subcommand runs) and each module owns its own tyro-generated `--help`.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -80,6 +81,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nanovla {name}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # A full disk, a quota, a read-only or forbidden directory: the user's to fix, so one
+        # line naming the path and the errno (exit 1). Other OS errors keep their traceback.
+        disk = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+        if error.errno not in disk or os.environ.get("NANOVLA_DEBUG"):
+            raise
+        verb = "access" if error.errno == errno.EACCES else "write"
+        where = f"cannot {verb} {error.filename}: " if error.filename is not None else ""
+        print(
+            f"nanovla {name}: error: {where}[Errno {error.errno}] {error.strerror}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

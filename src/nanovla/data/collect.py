@@ -34,7 +34,7 @@ import numpy as np
 
 from nanovla.constants import OBS_FAMILY, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE
 from nanovla.data.format import ENV_STATE_KEY
-from nanovla.data.writer import DatasetWriter, Episode
+from nanovla.data.writer import DatasetWriter, Episode, remove_unfinished
 from nanovla.errors import ExistsError, InputError
 from nanovla.progress import progress as progress_bar
 
@@ -274,7 +274,23 @@ def collect_with_report(
     config: CollectConfig, actor: Actor | None = None
 ) -> tuple[Path, CollectReport]:
     """Build the world, record `config.episodes` episodes to `config.out` (driven by `actor`, or
-    the expert when None); returns (path, report)."""
+    the expert when None); returns (path, report).
+
+    Nothing reaches `config.out` before every episode is recorded (see `DatasetWriter`), so a
+    killed collection leaves no dataset there; the next one removes what it left beside
+    `config.out` and says that it starts clean (collection does not resume part-way: it is
+    seeded, so recording again gives the same dataset).
+    """
+    existed = Path(config.out).exists()
+    unfinished = remove_unfinished(config.out)
+    if unfinished:
+        names = ", ".join(path.name for path in unfinished)
+        back = not existed and Path(config.out).exists()
+        restored = " and restored the dataset it was replacing" if back else ""
+        print(
+            f"collect: {config.out}: removed what an interrupted collection left ({names})"
+            f"{restored}; starting clean"
+        )
     check_config(config)
     from nanovla.world import make_world
 

@@ -2,8 +2,14 @@
 
 `DatasetWriter` takes whole episodes as they finish (collection records many envs at once), keeps
 their PNG bytes and vectors in memory, and writes everything on `finalize()` into a temporary
-directory `<root>.tmp-XXXX` that is then renamed to `<root>`: a crash or Ctrl-C never leaves a
-half-written dataset, and an existing dataset is replaced only with `overwrite=True`.
+directory `<root>.tmp-<pid>-XXXX` that is then renamed to `<root>`: a crash, `kill -9` or Ctrl-C
+never leaves a half-written dataset at `<root>`, and an existing dataset is replaced only with
+`overwrite=True` (moved aside to `<root>.old-<pid>-XXXX` while the new one is renamed in).
+What a killed writer leaves beside `<root>` is removed by `remove_unfinished(root)` (called by
+every `finalize()` and at the start of a collection): its temporary directory is deleted, and an
+old dataset it had moved aside is renamed back when nothing took its place. A failed write (a
+full disk, a read-only directory) raises an OSError naming the path, and removes the temporary
+directory.
 
 Departure from LeRobot: LeRobot writes each episode as it ends (and rolls files over at 100 MB);
 our datasets are small (tens of MB), so one data file written at the end is simpler and atomic.
@@ -12,6 +18,7 @@ our datasets are small (tens of MB), so one data file written at the end is simp
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -156,15 +163,27 @@ class DatasetWriter:
         """Write every file into `<root>.tmp-XXXX`, then rename it to `root`; returns `root`."""
         if self.num_episodes == 0:
             raise InputError(f"{self.root}: no episodes to write")
+        remove_unfinished(self.root)
         _refuse_existing(self.root, self.overwrite)
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{self.root.name}.tmp-", dir=self.root.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
+        )
+        _ACTIVE.add(staging)
         try:
-            self._write_all(staging)
+            try:
+                self._write_all(staging)
+            except OSError as error:  # a failed write() names no file: name the dataset
+                if error.filename is not None or error.errno is None:
+                    raise
+                # (pyarrow's strerror is "Error writing bytes to file. Detail: ...")
+                raise OSError(error.errno, os.strerror(error.errno), str(self.root)) from error
             _replace_dir(staging, self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            _ACTIVE.discard(staging)
         self._finalized = True
         return self.root
 
@@ -337,13 +356,61 @@ def _refuse_existing(root: Path, overwrite: bool) -> None:
         )
 
 
+_ACTIVE: set[Path] = set()
+"""staging directories this process is writing right now (never removed as unfinished)"""
+
+
+def _staging_prefix(root: Path, kind: str) -> str:
+    """`<name>.tmp-<pid>-` / `<name>.old-<pid>-`: the writer's pid tells a live one from a
+    killed one."""
+    return f"{root.name}.{kind}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def remove_unfinished(root: Path | str) -> list[Path]:
+    """Clean up after writers of `root` that were killed part-way; returns what was found.
+
+    `<root>.tmp-<pid>-*` (a dataset being written) is deleted; `<root>.old-<pid>-*` (the old
+    dataset an overwrite had moved aside) is renamed back to `root` when `root` is missing,
+    deleted otherwise. Directories of writers still running (their pid is alive, or they belong
+    to a writer of this process that is not done) are left alone.
+    """
+    root = Path(root)
+    if not root.parent.is_dir():
+        return []
+    found = []
+    for entry in sorted(root.parent.iterdir()):
+        for kind in ("tmp", "old"):
+            prefix = f"{root.name}.{kind}-"
+            pid = entry.name[len(prefix) :].split("-", 1)[0]
+            if not (entry.name.startswith(prefix) and pid.isdigit()) or entry in _ACTIVE:
+                continue
+            if int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+            found.append(entry)
+            if kind == "old" and not root.exists():
+                entry.rename(root)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+    return found
+
+
 def _replace_dir(staging: Path, root: Path) -> None:
     """Rename `staging` to `root`; an existing `root` is moved aside first and deleted after
     (and moved back if the rename fails, so the old dataset is never lost)."""
     if not root.exists():
         staging.rename(root)
         return
-    retired = Path(tempfile.mkdtemp(prefix=f"{root.name}.old-", dir=root.parent))
+    retired = Path(tempfile.mkdtemp(prefix=_staging_prefix(root, "old"), dir=root.parent))
     retired.rmdir()
     root.rename(retired)
     try:

@@ -35,6 +35,11 @@ class TrainConfig:
     """AdamW (beta1, beta2); onecycle cycles beta1 between 0.85 and 0.95 itself"""
     grad_clip: float = 1.0
     """clip the global gradient norm to this value; 0 = off (the norm is still logged)"""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """what a NaN/inf loss (checked every step) or gradient norm (checked every step while
+    clipping, on log steps otherwise; left to the loss scaler under fp16) does: stop = raise an
+    error naming the step before the weights change (checkpoints on disk stay as they are);
+    skip = drop that step's update, say so, and go on"""
     amp: Literal["none", "bf16", "fp16"] = "none"
     """autocast precision: bf16 (CPU or CUDA) or fp16 with GradScaler (CUDA only)"""
     seed: int = 0
@@ -74,6 +79,8 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise InputError(f"lr must be > 0; got {self.lr}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise InputError(f"on_nonfinite must be stop or skip; got {self.on_nonfinite!r}")
         if self.amp not in AMP_MODES:
             raise InputError(f"amp must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
         self.warmup_steps = min(self.warmup_steps, self.steps - 1)  # see its docstring

@@ -20,17 +20,30 @@ does; see `optim.py`) holding only parameters with `requires_grad`; schedules ar
 (see `schedules.py`); `.item()` and the progress bar run only every `log_every` steps, so the
 per-step overhead stays far below a ~5 ms step; Ctrl-C is deferred to the end of the current
 step and a checkpoint is saved before `KeyboardInterrupt` is re-raised (a second Ctrl-C quits at
-once without saving).
+once without saving); after the save the engine prints the checkpoint's path and, when the
+caller gave one (`resume_hint`), the command that resumes.
 Resume is exact: N steps straight and N/2 + Ctrl-C + resume end with bit-identical weights.
+
+Non-finite values: every step checks its loss (one `.item()`, ~1 us on CPU) and, when the grad
+norm is computed anyway (clipping on, or a log step), the grad norm, before the optimizer
+touches the weights. `on_nonfinite="stop"` raises `NonFiniteError` naming the step, what was
+non-finite (loss or gradients, and which batch features or parameters hold NaN/inf) and the last
+checkpoint, which stays as it was; `"skip"` drops that step's update and goes on. Finite runs are
+bit-identical to an engine without the checks.
+
+Tests kill the process at named points through `NANOVLA_TEST_KILL_AT` (see `kill_point`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -44,13 +57,14 @@ from nanovla.constants import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     LAST_LINK,
+    LOGS_DIR,
     PLOTS_DIR,
     PRETRAINED_DIR,
     TRAIN_CONFIG_FILE,
     TRAINING_STATE_DIR,
     WEIGHTS_FILE,
 )
-from nanovla.errors import InputError, MissingError
+from nanovla.errors import InputError, MissingError, NanovlaError
 from nanovla.io import write_json
 from nanovla.train.checkpoint import (
     check_weights,
@@ -60,6 +74,7 @@ from nanovla.train.checkpoint import (
     load_training_state,
     model_config_dict,
     save_training_state,
+    step_dir_name,
     write_checkpoint,
 )
 from nanovla.train.config import TrainConfig
@@ -70,6 +85,43 @@ from nanovla.train.schedules import build_scheduler
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 """`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""
+
+KILL_ENV = "NANOVLA_TEST_KILL_AT"
+"""environment variable read by `kill_point` (tests only)"""
+_kill_counts: dict[str, int] = {}
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process here when `NANOVLA_TEST_KILL_AT` is `name` or `name@n` (the n-th
+    time this point is reached, 1-based): how tests kill -9 at a chosen instant. A no-op when
+    the variable is unset. Points: `checkpoint:begin` (nothing written yet),
+    `checkpoint:weights` (model files in the temporary directory), `checkpoint:state` (the
+    temporary directory complete, not yet renamed), `checkpoint:saved` (renamed, `last`
+    swapped, old steps pruned), and `train:evaluate` (the pipeline's final evaluation)."""
+    wanted = os.environ.get(KILL_ENV)
+    if not wanted or wanted.partition("@")[0] != name:
+        return
+    _kill_counts[name] = count = _kill_counts.get(name, 0) + 1
+    if count == int(wanted.partition("@")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NonFiniteError(NanovlaError, ArithmeticError):
+    """A step's loss or gradients were NaN/inf (`TrainConfig.on_nonfinite="stop"`); the message
+    names the step, what was non-finite and the last checkpoint."""
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OSError raised inside (a full disk, a read-only directory) `path` as its
+    filename when it names none (a failed `write()` or `flush()` does not), so the one line
+    the CLI prints says where it could not write."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 class Batches(Protocol):
@@ -134,7 +186,8 @@ class Trainer:
     resolved `TrainConfig`); `on_save(pretrained_dir)` may add files of its own there (the
     pipeline writes its typed run record), inside the atomic write. `resume` (default:
     `config.resume`) restores model, optimizer, scheduler, loss scaler, RNG, loader and step
-    from `out_dir/checkpoints/last` before anything is written.
+    from `out_dir/checkpoints/last` before anything is written. `resume_hint` (e.g.
+    `nanovla train --out R --resume`) is printed after a Ctrl-C save as the command that resumes.
     """
 
     def __init__(
@@ -146,10 +199,13 @@ class Trainer:
         eval_fn: EvalFn | None = None,
         on_save: Callable[[Path], None] | None = None,
         resume: bool | None = None,
+        resume_hint: str | None = None,
     ) -> None:
         if not callable(getattr(model, "save_pretrained", None)):
             raise InputError("model must have save_pretrained(dir) (config.json + safetensors)")
         self.config, self.loader, self.eval_fn, self.on_save = config, loader, eval_fn, on_save
+        self.resume_hint = resume_hint
+        self.skipped_steps: list[int] = []  # steps whose update on_nonfinite="skip" dropped
         self.out_dir = Path(out_dir)
         self.train_config = {"train": to_json(config)}
         if config.num_threads > 0:
@@ -190,37 +246,65 @@ class Trainer:
         cfg = self.config
         self.model.train()
         # records past the starting step belong to a run that never reached a checkpoint
-        logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step)
+        with naming(self.out_dir / LOGS_DIR):
+            logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not cfg.progress)
         window = TrainWindow(cfg.batch_size * cfg.grad_accum)
         final: dict[str, float] = {}
         saved_step = self.step if self.resumed_from is not None else -1
+        failed = False
         try:
             with self._interrupt:
                 while self.step < cfg.steps:
                     log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
                     self._run_step(window, log_now)
-                    if log_now:
+                    if log_now and window.losses:  # empty when every step since was skipped
                         final = window.flush()
-                        logger.log(self.step, final)
+                        self._log(logger, final)
                         bar.set_postfix(window.postfix(final), refresh=False)
                         bar.update(self.step - bar.n)
                     if cfg.eval_every > 0 and self._eval_due():
                         final.update(self._evaluate(logger))
+                    saved = None
                     if self._save_due() or self._interrupt.requested:
-                        self.save_checkpoint()
+                        saved = self.save_checkpoint()
                         saved_step = self.step
                     if self._interrupt.requested:
+                        if saved is not None:
+                            tqdm.write(
+                                f"Ctrl-C: checkpoint of step {self.step} saved to {saved}"
+                                + self._resume_note()
+                            )
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
+            failed = True
             if not self._interrupt.aborted and saved_step != self.step:
                 self._save_after_interrupt()
             raise
+        except BaseException:
+            failed = True
+            raise
         finally:
             bar.close()
-            logger.close()
-        plot_loss(logger.path, self.out_dir / PLOTS_DIR / LOSS_PLOT)
+            try:
+                with naming(logger.path):
+                    logger.close()
+            except OSError:
+                if not failed:  # else the error on its way out says more (e.g. a full disk)
+                    raise
+        plot = self.out_dir / PLOTS_DIR / LOSS_PLOT
+        with naming(plot):
+            plot_loss(logger.path, plot)
+        if self.skipped_steps:
+            final["skipped_steps"] = float(len(self.skipped_steps))
         return {"step": float(self.step), **final}
+
+    def _log(self, logger: MetricsLogger, metrics: dict[str, float]) -> None:
+        with naming(logger.path):
+            logger.log(self.step, metrics)
+
+    def _resume_note(self) -> str:
+        return f"; resume with: {self.resume_hint}" if self.resume_hint else ""
 
     def _run_step(self, window: TrainWindow, log_now: bool) -> None:
         """One optimizer step over `grad_accum` micro-batches (see the module docstring)."""
@@ -232,12 +316,22 @@ class Trainer:
             self._mid_step = True  # from here on, an exception leaves a half-done step
             with self._autocast():
                 loss, metrics = _check_output(self._forward(batch))
+            if not math.isfinite(loss.item()):  # ~1 us on CPU; the step is not yet applied
+                what = f"the loss is {loss.item()}{_nonfinite_batch(batch)}"
+                return self._nonfinite(what, window, log_now)
             scaled = loss / cfg.grad_accum if cfg.grad_accum > 1 else loss
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             losses.append(loss.detach())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip_or_measure(log_now)
+        if grad_norm is not None and self.scaler is None and not math.isfinite(grad_norm.item()):
+            # (under fp16 the loss scaler skips steps with inf gradients itself)
+            what = (
+                f"the gradient norm is {grad_norm.item()} (loss finite); non-finite gradients "
+                f"in {_nonfinite_grads(self.model)}"
+            )
+            return self._nonfinite(what, window, log_now)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -251,6 +345,25 @@ class Trainer:
         window.add(losses, time.perf_counter() - start)
         if log_now:
             window.note(lr=lr, grad_norm=grad_norm, metrics=metrics)
+
+    def _nonfinite(self, what: str, window: TrainWindow, log_now: bool) -> None:
+        """Stop (raise NonFiniteError) or skip the current step, whose update is not applied."""
+        step = self.step + 1
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.on_nonfinite == "stop":
+            last = latest_checkpoint(self.out_dir)
+            kept = f"the last checkpoint, {last}, is unchanged" if last else "no checkpoint yet"
+            raise NonFiniteError(
+                f"step {step}: {what}; training stopped before this step changed the weights "
+                f"({kept}). Lower --train.lr, check the data, or pass --train.on-nonfinite skip"
+            )
+        tqdm.write(f"step {step}: {what}; step skipped (on_nonfinite=skip)")
+        self.skipped_steps.append(step)
+        if log_now:  # the window's record of this log step, if earlier steps give it a loss
+            window.note(lr=self.optimizer.param_groups[0]["lr"], grad_norm=None, metrics={})
+        self.scheduler.step()
+        self.step = step
+        self._mid_step = False
 
     def _clip_or_measure(self, log_now: bool) -> torch.Tensor | None:
         """Clip to `grad_clip` (returns the pre-clip norm); with clipping off, measure on logs."""
@@ -293,7 +406,7 @@ class Trainer:
             restore_rng_state(rng)
         metrics = {f"eval/{k}": float(v) for k, v in raw.items()}
         if metrics:
-            logger.log(self.step, metrics)
+            self._log(logger, metrics)
         return metrics
 
     # ------------------------------------------------------------ checkpoints
@@ -312,13 +425,21 @@ class Trainer:
         def write(directory: Path) -> None:
             pretrained = directory / PRETRAINED_DIR
             pretrained.mkdir()
-            self.model.save_pretrained(pretrained)
+            with _safetensors_errors(pretrained / WEIGHTS_FILE):
+                self.model.save_pretrained(pretrained)
+            kill_point("checkpoint:weights")
             write_json(pretrained / TRAIN_CONFIG_FILE, self.train_config)
             if self.on_save is not None:
                 self.on_save(pretrained)
-            save_training_state(directory / TRAINING_STATE_DIR, state)
+            with _safetensors_errors(directory / TRAINING_STATE_DIR):
+                save_training_state(directory / TRAINING_STATE_DIR, state)
+            kill_point("checkpoint:state")
 
-        return write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
+        kill_point("checkpoint:begin")
+        with naming(self.out_dir / CHECKPOINTS_DIR / step_dir_name(self.step)):
+            path = write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
+        kill_point("checkpoint:saved")
+        return path
 
     def _save_after_interrupt(self) -> None:
         """Checkpoint the completed steps after a KeyboardInterrupt that was not deferred.
@@ -332,7 +453,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         path = self.save_checkpoint()
         note = " (mid-step: a resumed run will not be bit-identical)" if self._mid_step else ""
-        tqdm.write(f"interrupted at step {self.step}: checkpoint saved to {path}{note}")
+        tqdm.write(
+            f"interrupted at step {self.step}: checkpoint saved to {path}{note}"
+            + self._resume_note()
+        )
 
     def _resume(self) -> None:
         """Restore everything from `out_dir/checkpoints/last`; all files are read and checked
@@ -367,6 +491,45 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.resumed_from = checkpoint
+
+
+def _nonfinite_batch(batch: dict[str, Any]) -> str:
+    """`; batch 'x' holds 3 NaN/inf values` for the floating tensors of `batch` that do."""
+    found = [
+        f"{key!r} holds {int((~torch.isfinite(value)).sum())} NaN/inf values"
+        for key, value in batch.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        if not bool(torch.isfinite(value).all())
+    ]
+    return f" (batch {'; '.join(found)})" if found else " (the batch is finite)"
+
+
+def _nonfinite_grads(model: nn.Module) -> str:
+    """The names of the parameters whose gradient holds NaN/inf (the first five, and a count)."""
+    names = [
+        name
+        for name, p in model.named_parameters()
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+    ]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more if names else "no parameter (the norm overflowed)"
+
+
+@contextlib.contextmanager
+def _safetensors_errors(path: Path) -> Iterator[None]:
+    """An OS error inside safetensors (e.g. a full disk) raised as the OSError it is, naming
+    `path`: safetensors reports it as a SafetensorError with the errno only in its text
+    ("I/O error: No space left on device (os error 28)")."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as error:
+        code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(error))
+        if code is None:
+            raise
+        number = int(code[1] or code[2])
+        raise OSError(number, os.strerror(number), str(path)) from error
 
 
 def _check_output(output: Any) -> tuple[torch.Tensor, dict[str, Any]]:
