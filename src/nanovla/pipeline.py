@@ -274,79 +274,104 @@ def _validation(command: TrainCommand, val_batches: list[dict[str, Any]]) -> Any
 
 
 def run(command: TrainCommand) -> dict[str, Any]:
-    """The whole job; returns the final evaluation dict (also written to OUT/eval.json)."""
+    """The whole job; returns the final evaluation dict (also written to OUT/eval.json).
+
+    Everything that writes into OUT runs under `OUT/.lock` (`RunLock`): a second process on the
+    same run directory is refused. train_command.json is written before the demonstrations are
+    recorded, so a run killed at any instant continues with `--resume`; with no checkpoint yet
+    (killed before the first save) `--resume` starts again from step 0 and says so.
+    """
+    import shlex
+
     from nanovla.data import EpisodeDataset
-    from nanovla.train.engine import Trainer
+    from nanovla.train.engine import Trainer, kill_point, naming
+    from nanovla.train.lock import RunLock
     from nanovla.world.experts import EXPERT_VERSION
 
     started = time.perf_counter()
     out = command.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     last = out / CHECKPOINTS_DIR / LAST_LINK
-    if command.resume and not last.exists():
-        raise MissingError(f"--resume: no checkpoint at {last}")
-    if not command.resume and (out / CHECKPOINTS_DIR).exists():
-        raise ExistsError(f"{out} already holds a run; pass --resume to continue it")
-    data_path = ensure_dataset(command)
-    collected = time.perf_counter()
-    dataset = EpisodeDataset(data_path)
-    policy = build_policy(command, dataset)
-    loader, val_batches = _loaders(command, dataset)
-    train_config = _plain(
-        command.train,
-        TrainConfig,
-        batch_size=command.batch_size,
-        seed=command.seed,
-        resume=command.resume,
-    )
-    record = RunRecord(
-        families=tuple(command.tasks),
-        image_size=command.image_size,
-        instructions=command.instructions,
-        dataset=str(data_path),
-        episodes=dataset.num_episodes,
-        seed=command.seed,
-        expert_version=EXPERT_VERSION,
-    )
-    trainer = Trainer(
-        policy,
-        loader,
-        train_config,
-        out,
-        eval_fn=_validation(command, val_batches),
-        on_save=record.save,
-    )
-    write_json(out / COMMAND_FILE, _command_dict(command, out))
-    n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    print(
-        f"train: {dataset.num_episodes} episodes / {dataset.num_frames} frames, policy "
-        f"{n_params / 1e6:.2f}M trainable params, {train_config.steps} steps -> {out}"
-    )
-    trainer.fit()
-    trained = time.perf_counter()
-    policy.eval()
-    result = evaluate(
-        policy,
-        command.tasks,
-        command.eval,
-        command.image_size,
-        video_dir=out / VIDEOS_DIR,
-        progress=command.train.progress,
-    )
-    result["checkpoint"] = str(last)
-    result["timing_s"] = {
-        "collect": round(collected - started, 1),
-        "train": round(trained - collected, 1),
-        "eval": round(time.perf_counter() - trained, 1),
-        "total": round(time.perf_counter() - started, 1),
-    }
-    write_json(out / EVAL_FILE, result)
-    print(format_table(result))
-    timing = result["timing_s"]
-    print(
-        f"wall time {timing['total']:.0f} s (collect {timing['collect']:.0f} s, train "
-        f"{timing['train']:.0f} s, eval {timing['eval']:.0f} s); wrote {out / EVAL_FILE}"
-    )
-    return result
+    with RunLock(out):
+        resume = command.resume
+        if resume and not last.exists():
+            if not (out / COMMAND_FILE).is_file():
+                raise MissingError(f"--resume: no checkpoint at {last}")
+            print(
+                f"train: --resume: {out} has no checkpoint yet (it stopped before its first "
+                "save); starting from step 0"
+            )
+            resume = False
+        if not command.resume and (out / CHECKPOINTS_DIR).exists():
+            raise ExistsError(f"{out} already holds a run; pass --resume to continue it")
+        if not command.resume:  # first: a run killed from here on continues with --resume
+            with naming(out / COMMAND_FILE):
+                write_json(out / COMMAND_FILE, _command_dict(command, out))
+        data_path = ensure_dataset(command)
+        collected = time.perf_counter()
+        dataset = EpisodeDataset(data_path)
+        policy = build_policy(command, dataset)
+        loader, val_batches = _loaders(command, dataset)
+        train_config = _plain(
+            command.train,
+            TrainConfig,
+            batch_size=command.batch_size,
+            seed=command.seed,
+            resume=resume,
+        )
+        record = RunRecord(
+            families=tuple(command.tasks),
+            image_size=command.image_size,
+            instructions=command.instructions,
+            dataset=str(data_path),
+            episodes=dataset.num_episodes,
+            seed=command.seed,
+            expert_version=EXPERT_VERSION,
+        )
+        trainer = Trainer(
+            policy,
+            loader,
+            train_config,
+            out,
+            eval_fn=_validation(command, val_batches),
+            on_save=record.save,
+            resume_hint=f"nanovla train --out {shlex.quote(str(out))} --resume",
+        )
+        with naming(out / COMMAND_FILE):
+            write_json(out / COMMAND_FILE, _command_dict(command, out))
+        n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+        print(
+            f"train: {dataset.num_episodes} episodes / {dataset.num_frames} frames, policy "
+            f"{n_params / 1e6:.2f}M trainable params, {train_config.steps} steps -> {out}"
+        )
+        trainer.fit()
+        kill_point("train:evaluate")
+        trained = time.perf_counter()
+        policy.eval()
+        with naming(out / VIDEOS_DIR):
+            result = evaluate(
+                policy,
+                command.tasks,
+                command.eval,
+                command.image_size,
+                video_dir=out / VIDEOS_DIR,
+                progress=command.train.progress,
+            )
+        result["checkpoint"] = str(last)
+        result["timing_s"] = {
+            "collect": round(collected - started, 1),
+            "train": round(trained - collected, 1),
+            "eval": round(time.perf_counter() - trained, 1),
+            "total": round(time.perf_counter() - started, 1),
+        }
+        with naming(out / EVAL_FILE):
+            write_json(out / EVAL_FILE, result)
+        print(format_table(result))
+        timing = result["timing_s"]
+        print(
+            f"wall time {timing['total']:.0f} s (collect {timing['collect']:.0f} s, train "
+            f"{timing['train']:.0f} s, eval {timing['eval']:.0f} s); wrote {out / EVAL_FILE}"
+        )
+        return result
 
 
 def _command_dict(command: TrainCommand, out: Path) -> dict[str, Any]:
