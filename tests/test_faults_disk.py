@@ -31,7 +31,7 @@ ARGS = (
     "--tasks", "reach", "--episodes", "12", "--collect-envs", "6", "--image-size", "32",
     "--batch-size", "16", "--train.steps", "4", "--train.warmup-steps", "1",
     "--train.log-every", "2", "--train.save-every", "2", "--train.num-threads", "1",
-    "--train.eval-every", "0", "--train.no-tensorboard", "--no-progress",
+    "--train.eval-every", "0", "--train.no-tensorboard",
     "--eval.episodes", "2", "--eval.gifs", "0", "--eval.splits", "seen",
 )  # fmt: skip
 

@@ -86,7 +86,7 @@ def test_nanovla_eval_writes_identical_files_under_1_and_2_threads(checkpoint, t
         result = subprocess.run(
             [sys.executable, "-m", "nanovla.cli", "eval", "--checkpoint", str(checkpoint),
              "--tasks", *FAMILIES, "--eval.episodes", "6", "--eval.splits", "seen", "ko",
-             "--eval.gifs", "0", "--out", str(out), "--no-progress"],
+             "--eval.gifs", "0", "--out", str(out)],
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]

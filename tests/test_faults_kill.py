@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from safetensors import safe_open
 
-from nanovla.constants import COMMAND_FILE, INFO_PATH, TRAINING_STATE_DIR
+from nanovla.constants import COMMAND_FILE, TRAINING_STATE_DIR
 from nanovla.data import EpisodeDataset
+from nanovla.data.format import INFO_PATH
 from nanovla.train import latest_checkpoint, load_checkpoint_dir
 from nanovla.train.checkpoint import load_training_state, step_dirs
 
@@ -62,7 +63,7 @@ def _args(steps: int, save_every: int) -> tuple[str, ...]:
         "--batch-size", "16", "--train.steps", str(steps), "--train.warmup-steps", "1",
         "--train.log-every", "2", "--train.save-every", str(save_every),
         "--train.keep-last", "2", "--train.num-threads", "1", "--train.eval-every", "0",
-        "--train.no-tensorboard", "--no-progress", "--eval.episodes", "2", "--eval.gifs", "0",
+        "--train.no-tensorboard", "--eval.episodes", "2", "--eval.gifs", "0",
         "--eval.splits", "seen",
     )  # fmt: skip
 
