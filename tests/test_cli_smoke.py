@@ -25,7 +25,7 @@ def nanovla(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 TINY_TRAIN = (
     "--episodes", "12", "--collect-envs", "6", "--batch-size", "16", "--val-fraction", "0.2",
     "--train.steps", "6", "--train.warmup-steps", "1", "--train.log-every", "2",
-    "--train.save-every", "3", "--train.num-threads", "1", "--train.no-progress",
+    "--train.save-every", "3", "--train.num-threads", "1", "--no-progress",
     "--eval.episodes", "2", "--eval.gifs", "1", "--tasks", "reach", "push",
 )  # fmt: skip
 

@@ -110,7 +110,7 @@ def test_nonfinite_skip_drops_the_step_and_carries_on(tmp_path: Path, capsys) ->
     config = tiny_config(on_nonfinite="skip", log_every=1)
     result = Trainer(model, PoisonLoader(at=2), config, tmp_path).fit()
     assert result["step"] == 8 and result["skipped_steps"] == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "step 3: the loss is nan" in out and "step skipped" in out
     assert all(torch.isfinite(v).all() for v in weights(model).values())
     logged = [r["step"] for r in read_metrics(tmp_path / "logs" / "metrics.jsonl")]
@@ -135,7 +135,7 @@ def test_ctrl_c_prints_the_checkpoint_and_the_command_that_resumes(tmp_path: Pat
     )
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     saved = tmp_path / "checkpoints" / "000005"
     assert f"checkpoint of step 5 saved to {saved}; resume with: {hint}" in out
     # a KeyboardInterrupt the engine did not defer (raised by the loader) says the same
@@ -148,7 +148,7 @@ def test_ctrl_c_prints_the_checkpoint_and_the_command_that_resumes(tmp_path: Pat
             resume_hint="RESUME",
         ).fit()
     assert (
-        "checkpoint saved to" in (out := capsys.readouterr().out) and "resume with: RESUME" in out
+        "checkpoint saved to" in (out := capsys.readouterr().err) and "resume with: RESUME" in out
     )
 
 

@@ -105,7 +105,7 @@ def test_validation_rollouts_use_their_own_seed_range(monkeypatch):
 TINY = (
     "--episodes", "12", "--collect-envs", "6", "--batch-size", "16", "--image-size", "32",
     "--train.steps", "6", "--train.warmup-steps", "1", "--train.log-every", "2",
-    "--train.num-threads", "1", "--train.no-progress", "--eval.episodes", "2", "--eval.gifs", "0",
+    "--train.num-threads", "1", "--no-progress", "--eval.episodes", "2", "--eval.gifs", "0",
     "--tasks", "reach",
 )  # fmt: skip
 
@@ -167,7 +167,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, reach_data):
     args = (
         "--dataset", str(reach_data), "--tasks", "reach", "--image-size", "64", "--batch-size",
         "8", "--train.steps", "400", "--train.save-every", "50", "--train.log-every", "50",
-        "--train.num-threads", "1", "--train.no-progress", "--eval.episodes", "2",
+        "--train.num-threads", "1", "--no-progress", "--eval.episodes", "2",
         "--eval.gifs", "0", "--eval.splits", "seen",
     )  # fmt: skip
     straight = nanovla("train", "--out", "straight", *args, cwd=tmp_path)

@@ -203,7 +203,7 @@ def test_interrupt_raised_mid_step_still_saves_and_says_so(tmp_path: Path, capsy
     with pytest.raises(KeyboardInterrupt):
         Trainer(ToyModel(ToyConfig()), ToyLoader(interrupt_at=9), config, tmp_path).fit()
     assert latest_checkpoint(tmp_path).name == "000004"
-    assert "mid-step: a resumed run will not be bit-identical" in capsys.readouterr().out
+    assert "mid-step: a resumed run will not be bit-identical" in capsys.readouterr().err
     trainer = Trainer(ToyModel(ToyConfig()), ToyLoader(), config, tmp_path, resume=True)
     assert trainer.fit()["step"] == 8
 

@@ -31,6 +31,11 @@ OBS_INSTRUCTION = "instruction"
 OBS_FAMILY = "family"
 """the task family of each env (reach, push, pick_place, sort); `task` is LeRobot's instruction"""
 
+# ---------------------------------------------------------------- dataset files (LeRobot v3.0)
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+
 # ---------------------------------------------------------------- checkpoints and runs
 CHECKPOINTS_DIR = "checkpoints"
 LAST_LINK = "last"

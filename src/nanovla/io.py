@@ -42,7 +42,7 @@ def read_json(path: str | Path) -> Any:
         raise MissingError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from error
 
 

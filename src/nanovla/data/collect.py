@@ -78,10 +78,11 @@ class CollectConfig:
     instructions: str = "train+ko"
     """instruction set: train | heldout | ko | ko_heldout | train+ko"""
     seed: int = 0
-    """seed of the world's initial states and DART noise (the same seed, the same dataset)"""
+    """seed of the world's initial states and of the motion noise (same seed, same dataset)"""
     expert_noise: float = 0.0
-    """std of Gaussian noise on the executed expert motion (dx, dy; DART: the recorded label stays
-    the clean expert action), so demonstrations include recoveries from off-course states"""
+    """DART (noise injected while demonstrating): std of Gaussian noise added to the expert's
+    executed motion (dx, dy); the recorded label stays the clean expert action, so the
+    demonstrations show how to recover from off-course states"""
     keep_failures: bool = False
     """keep unsuccessful episodes too (by default only successful ones are written)"""
     overwrite: bool = False
@@ -303,8 +304,21 @@ def collect_with_report(
         instructions=config.instructions,
         expert_noise=config.expert_noise,
     )
+    from nanovla.world.experts import EXPERT_VERSION
+
+    source = {
+        "families": list(world.families),
+        "instructions": config.instructions,
+        "seed": config.seed,
+        "expert_noise": config.expert_noise,
+        "expert_version": EXPERT_VERSION,
+        "driver": "expert" if actor is None else "actor",
+    }
     writer = DatasetWriter(
-        config.out, fps=int(getattr(world, "fps", DEFAULT_FPS)), overwrite=config.overwrite
+        config.out,
+        fps=int(getattr(world, "fps", DEFAULT_FPS)),
+        overwrite=config.overwrite,
+        source=source,
     )
     max_attempts = int(np.ceil(config.max_attempts_per_episode * config.episodes)) + config.num_envs
     report = record_episodes(

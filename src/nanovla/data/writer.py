@@ -76,8 +76,12 @@ class DatasetWriter:
         image_key: str = IMAGE_KEY,
         overwrite: bool = False,
         names: dict[str, list[str]] | None = None,
+        source: dict[str, Any] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.source = dict(source or {})
+        """how the dataset was made (task families, collection options), kept in
+        meta/info.json under "nanovla"; LeRobot's readers ignore the key"""
         if fps <= 0:
             raise InputError(f"fps must be positive, got {fps}")
         _refuse_existing(self.root, overwrite)
@@ -207,6 +211,8 @@ class DatasetWriter:
         info = make_info(
             features, self.fps, self.num_episodes, int(lengths.sum()), len(tasks), self.robot_type
         )
+        if self.source:
+            info["nanovla"] = self.source
         _write_json(staging / INFO_PATH, info)
 
     def _features(self) -> dict[str, dict[str, Any]]:

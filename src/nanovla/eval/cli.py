@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 
@@ -26,17 +27,26 @@ class EvalCommand:
 
     checkpoint: Path
     """a checkpoint directory (`runs/RUN/checkpoints/last`) or its `pretrained_model/` folder"""
-    out: Path | None = None
-    """where the result JSON goes (default: `RUN/eval-<step>.json`, beside the run's eval.json,
-    which is never overwritten)"""
+    out: Annotated[
+        Path | None, tyro.conf.arg(help_behavior_hint="(default: RUN/eval-<step>.json)")
+    ] = None
+    """where the result JSON goes; the default sits beside the run's own eval.json, which is
+    never overwritten"""
     overwrite: bool = False
     """replace an existing --out file"""
-    tasks: tuple[str, ...] = ()
-    """task families to evaluate (default: the families the checkpoint was trained on)"""
+    tasks: Annotated[
+        tuple[str, ...],
+        tyro.conf.arg(help_behavior_hint="(default: the checkpoint's training families)"),
+    ] = ()
+    """task families to evaluate: reach, push, pick_place, sort"""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """the evaluation protocol"""
-    videos: Path | None = None
-    """folder for rollout GIFs (default: `<out without .json>-videos/` beside the result)"""
+    videos: Annotated[
+        Path | None, tyro.conf.arg(help_behavior_hint="(default: <out without .json>-videos/)")
+    ] = None
+    """folder for rollout GIFs"""
+    progress: bool = True
+    """show a progress bar (--no-progress: none)"""
 
 
 def resolve_pretrained(checkpoint: Path) -> Path:
@@ -102,6 +112,7 @@ def main(argv: list[str]) -> int:
         command.eval,
         image_size=policy.config.image_size,
         video_dir=videos if command.eval.gifs else None,
+        progress=command.progress,
     )
     result["checkpoint"] = str(pretrained)
     write_json(out, result)

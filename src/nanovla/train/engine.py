@@ -50,7 +50,6 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nanovla.codec import to_json
 from nanovla.constants import (
@@ -66,6 +65,8 @@ from nanovla.constants import (
 )
 from nanovla.errors import InputError, MissingError, NanovlaError
 from nanovla.io import write_json
+from nanovla.progress import note as say
+from nanovla.progress import progress
 from nanovla.train.checkpoint import (
     check_weights,
     config_differences,
@@ -162,7 +163,7 @@ class DeferredInterrupt:
             self.aborted = True
             raise KeyboardInterrupt
         self.requested = True
-        tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit at once)")
+        say("Ctrl-C: saving a checkpoint after this step (press again to quit at once)")
 
     def __enter__(self) -> DeferredInterrupt:
         self.requested = self.aborted = False
@@ -248,7 +249,9 @@ class Trainer:
         # records past the starting step belong to a run that never reached a checkpoint
         with naming(self.out_dir / LOGS_DIR):
             logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step)
-        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=not cfg.progress)
+        bar = progress(
+            total=cfg.steps, initial=self.step, desc="train", unit="step", enabled=cfg.progress
+        )
         window = TrainWindow(cfg.batch_size * cfg.grad_accum)
         final: dict[str, float] = {}
         saved_step = self.step if self.resumed_from is not None else -1
@@ -271,7 +274,7 @@ class Trainer:
                         saved_step = self.step
                     if self._interrupt.requested:
                         if saved is not None:
-                            tqdm.write(
+                            say(
                                 f"Ctrl-C: checkpoint of step {self.step} saved to {saved}"
                                 + self._resume_note()
                             )
@@ -357,7 +360,7 @@ class Trainer:
                 f"step {step}: {what}; training stopped before this step changed the weights "
                 f"({kept}). Lower --train.lr, check the data, or pass --train.on-nonfinite skip"
             )
-        tqdm.write(f"step {step}: {what}; step skipped (on_nonfinite=skip)")
+        say(f"step {step}: {what}; step skipped (on_nonfinite=skip)")
         self.skipped_steps.append(step)
         if log_now:  # the window's record of this log step, if earlier steps give it a loss
             window.note(lr=self.optimizer.param_groups[0]["lr"], grad_norm=None, metrics={})
@@ -453,7 +456,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         path = self.save_checkpoint()
         note = " (mid-step: a resumed run will not be bit-identical)" if self._mid_step else ""
-        tqdm.write(
+        say(
             f"interrupted at step {self.step}: checkpoint saved to {path}{note}"
             + self._resume_note()
         )

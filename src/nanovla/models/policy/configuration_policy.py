@@ -37,15 +37,17 @@ class PolicyConfig:
     """vision encoder: "vla_cnn" (small fast CNN) or any `nanovla.models.create_model` name whose
     model has `forward_features` returning a (B, C, h, w) grid (or square (B, N, C) tokens)"""
     text: Literal["lstm", "minilm", "transformer"] = "lstm"
-    """language encoder: "lstm" (the seed's, trained from scratch), "minilm" (frozen pretrained
-    all-MiniLM-L6-v2, needs nanovla[minilm]) or "transformer" (small Transformer, from scratch)"""
+    """language encoder: "lstm" (the study guide's LSTM, trained from scratch), "minilm" (frozen
+    pretrained all-MiniLM-L6-v2, needs nanovla[minilm]) or "transformer" (small, from scratch)"""
     fusion: Literal["film", "concat"] = "film"
-    """"film": the instruction scales/shifts the CNN's channels (finds *the* object it names);
-    "concat": the seed's SimpleVLA, pooled vision features concatenated with the text vector"""
+    """"film" (feature-wise linear modulation): the instruction scales and shifts every channel
+    of the image features, so the network can pick out the object it names; "concat": the study
+    guide's baseline VLA (SimpleVLA): pooled image features concatenated with the text vector"""
     readout: Literal["keypoints", "flatten", "attention"] = "keypoints"
-    """how the head reads the (fused) token grid, keeping *where*: "keypoints" (spatial-softmax
-    x, y + mean per channel), "flatten" (1x1 conv to readout_channels, then the whole grid) or
-    "attention" (the instruction queries the grid cells: attended x, y + features per head)"""
+    """how the head reads the fused feature grid while keeping *where* things are: "keypoints"
+    (spatial softmax: each channel becomes the expected x, y of where it fires, plus its mean),
+    "flatten" (1x1 conv to readout_channels, then the whole grid) or "attention" (the
+    instruction queries the grid cells: attended x, y + features per head)"""
     chunk: int = 4
     """actions predicted per frame (action chunking); 1 = plain single-step BC"""
     n_action_steps: int = 1
@@ -77,12 +79,10 @@ class PolicyConfig:
     attention_heads: int = 4
     """text-query heads when readout is "attention" (each can point at a different thing)"""
     film_blocks: int = 2
-    """FiLM residual conv blocks on the token grid (fusion="film" only)"""
+    """residual conv blocks modulated by the instruction (fusion="film" only)"""
     word_dropout: float = 0.0
     """training only: probability that each instruction token is replaced by <unk> (lstm and
-    transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise. Off
-    by default: at 0.1 it lowered seen success in an earlier measurement of the default run
-    (one seed lost pick_place); `nanovla train --policy.word-dropout 0.1` measures it on this one"""
+    transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise"""
     text_dim: int = 128
     """output size of the trainable text encoders (MiniLM is always 384)"""
     text_embed_dim: int = 64
@@ -90,9 +90,10 @@ class PolicyConfig:
     text_hidden_dim: int = 128
     """LSTM hidden size; the Transformer's d_model"""
     action_head: Literal["tanh", "bins"] = "tanh"
-    """"tanh": the seed's MLP regressing each action (loss below); "bins": the MLP classifies
-    each action dimension into `action_bins` values in [-1, 1] (two-hot cross-entropy, decoded at
-    the mode), so where demonstrations disagree the policy commits instead of averaging"""
+    """"tanh": an MLP regressing each action into [-1, 1] (the study guide's head; loss below);
+    "bins": the MLP classifies each action dimension into `action_bins` values in [-1, 1]
+    (trained on "two-hot" targets: a value between two bins puts weight on both; acting picks
+    the most likely bin), so where demonstrations disagree the policy commits, not averages"""
     action_bins: int = 21
     """bins per action dimension when action_head is "bins" (spacing 2 / (bins - 1))"""
     hidden_dim: int = 256

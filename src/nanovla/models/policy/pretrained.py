@@ -103,6 +103,24 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place and at the same length.
+
+    safetensors writes its metadata map in an order that changes from process to process, so two
+    identical policies would give files that differ in a few header bytes; sorted, the same
+    weights always give the same bytes. Only the order of the JSON keys changes (the header is
+    re-padded with spaces, as safetensors pads it), never a tensor's bytes or offsets.
+    """
+    with open(path, "r+b") as file:
+        size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > size:  # cannot happen for the same keys and values; keep the file as is
+            return
+        file.seek(8)
+        file.write(text + b" " * (size - len(text)))
+
+
 def save_policy(policy: nn.Module, directory: str | os.PathLike) -> None:
     """Write `policy` (a `Policy`) into `directory` (created if needed), file by file atomically."""
     directory = Path(directory)
@@ -114,6 +132,7 @@ def save_policy(policy: nn.Module, directory: str | os.PathLike) -> None:
     if policy.tokenizer is not None:  # its embedding rows are only right with this vocabulary
         metadata[TOKENIZER_DIGEST_KEY] = tokenizer_digest(policy.tokenizer)
     save_file(tensors, str(_temp_name(weights)), metadata=metadata)
+    _sort_header(_temp_name(weights))
     os.replace(_temp_name(weights), weights)
     if policy.tokenizer is not None:
         policy.tokenizer.save(directory / TOKENIZER_NAME)

@@ -15,10 +15,10 @@ Using a torchvision checkpoint the user has on disk (nothing is downloaded):
 
     model = create_model("resnet18")
     path = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights, saved earlier
-    model.load_state_dict(torch.load(path), strict=True)
+    model.load_state_dict(torch.load(path, weights_only=True), strict=True)
     # new classes: keep the backbone, drop the 1000-way head
     model = create_model("resnet18", num_classes=10)
-    state = {k: v for k, v in torch.load(path).items() if not k.startswith("fc.")}
+    state = {k: v for k, v in torch.load(path, weights_only=True).items() if not k.startswith("fc.")}
     model.load_state_dict(state, strict=False)
 
 Departures from the seed's `ResidualBlock` / `ResNet18`, all for torchvision compatibility:
