@@ -142,3 +142,14 @@ def test_no_option_shows_two_defaults():
     for command in (("train",), ("eval",), ("collect",)):
         for option in re.split(r"\n\s+--", _help(*command)):
             assert len(re.findall(r"default[:s]", option, re.I)) <= 1, option
+
+
+@pytest.mark.parametrize("command", [("train",), ("eval",), ("collect",), ("world", "demo")])
+def test_help_sentences_are_not_broken_where_the_source_wraps(command):
+    lines = _help(*command).splitlines()
+    for line, following in zip(lines, lines[1:], strict=False):
+        body, after = line.strip(), following.strip()
+        if not body or body.startswith("-") or body.endswith("options") or not after:
+            continue
+        # a short description line followed by more description is a hard break
+        assert len(line.rstrip()) >= 60 or after.startswith(("-", "(default")), (body, after)

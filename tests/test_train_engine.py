@@ -177,7 +177,7 @@ def test_interrupt_then_resume_is_bit_identical(
     last = latest_checkpoint(tmp_path / "split")
     assert last is not None and last.name == f"{saved_step:06d}"
     step_file = last / "training_state" / "training_step.json"
-    assert json.loads(step_file.read_text()) == {"step": saved_step}
+    assert json.loads(step_file.read_text())["step"] == saved_step
 
     resumed = ToyModel(toy, init_seed=99)  # different init: the weights must come from disk
     trainer = Trainer(resumed, ToyLoader(seed=7), config, tmp_path / "split", resume=True)

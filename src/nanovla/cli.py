@@ -31,6 +31,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _join_docstring_lines(helptext: str) -> str:
+    """Reflow a docstring for `--help`: single line breaks become spaces, blank lines and list
+    items (`- `, `* `) stay.
+
+    tyro keeps every line break of a field docstring whose continuation lines are indented (it
+    tests for a letter before it dedents), so each option's help would break mid-sentence where
+    the source wraps it. `nanovla` installs this in its place before any command parses."""
+    paragraphs: list[str] = []
+    for line in (raw.strip() for raw in helptext.split("\n")):
+        if not line:
+            paragraphs += ["\n", "\n"] if paragraphs and paragraphs[-1] != "\n" else []
+        elif not paragraphs or paragraphs[-1] == "\n" or line.startswith(("- ", "* ")):
+            paragraphs += (["\n"] if paragraphs and paragraphs[-1] != "\n" else []) + [line]
+        else:
+            paragraphs.append(" " + line)
+    return "".join(paragraphs).strip()
+
+
+def _reflow_help() -> None:
+    """Use `_join_docstring_lines` for tyro's help text (tyro's own helper keeps the breaks)."""
+    try:
+        from tyro import _strings
+    except ImportError:  # a tyro without the private module: help keeps its line breaks
+        return
+    if hasattr(_strings, "remove_single_line_breaks"):
+        _strings.remove_single_line_breaks = _join_docstring_lines
+
+
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [
@@ -66,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    _reflow_help()
     module = importlib.import_module(COMMANDS[name][0])
     from nanovla.errors import NanovlaError
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nanovla.errors import InputError, MissingError
-from nanovla.io import read_json as _read_json
+from nanovla.io import read_json
 
 CODEBASE_VERSION = "v3.0"
 INFO_PATH = "meta/info.json"
@@ -62,14 +62,6 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 
 EPISODE_COLUMNS = ("episode_index", "length", "dataset_from_index", "dataset_to_index")
 """Columns of `meta/episodes/*.parquet` the reader needs."""
-
-
-def read_json(path: Path) -> Any:
-    """Parsed JSON of `path`, or MissingError / InputError naming it."""
-    try:
-        return _read_json(path)
-    except RecursionError as error:
-        raise InputError(f"{path}: not valid JSON (nested too deeply)") from error
 
 
 PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, TypeError, KeyError, IndexError)

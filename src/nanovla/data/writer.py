@@ -429,10 +429,11 @@ def _replace_dir(staging: Path, root: Path) -> None:
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    pq.write_table(table, path, write_page_checksum=True)  # a flipped bit fails to load
 
 
 def _write_json(path: Path, content: Any) -> None:
+    # into the staging directory, which finalize() renames into place as a whole
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -468,10 +468,15 @@ def save_training_state(directory: Path, state: dict[str, Any]) -> None:
     `x_state.safetensors` for its tensors), the step `training_step.json`.
     """
     directory.mkdir(parents=True)
-    write_json(directory / STEP_FILE, {"step": int(state["step"])})
     for part in _STATE_PARTS:
         if state.get(part) is not None:
             save_state(state[part], directory, f"{part}_state")
+    digests = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.iterdir())
+        if path.is_file()
+    }  # written last: `load_training_state` verifies every file against it
+    write_json(directory / STEP_FILE, {"step": int(state["step"]), MANIFEST_KEY: digests})
 
 
 def load_training_state(directory: Path) -> dict[str, Any]:

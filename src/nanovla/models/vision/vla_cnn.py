@@ -5,16 +5,18 @@ pool -> Linear) is built for 224x224 and ends in ``AdaptiveAvgPool2d(1)``. Depar
 
 - **Where things are is kept.** Global average pooling answers "is there a blue ball?" but
   throws away *where* it is, and a policy must move the gripper to it. `forward_features`
-  returns the spatial token grid ``(B, C, H/8, W/8)`` (8x8 for 64x64 images) untouched, and the
+  returns the spatial token grid ``(B, C, h, w)`` (stride 4 x 2 per further width: 8x8 for
+  64x64 images at the default widths, 16x16 with one width as the default `nanovla train`
+  policy) untouched, and the
   head reads it with a `SpatialSoftmax`: every channel becomes the expected (x, y) of its
   activation (a "keypoint", Levine et al. 2016, https://arxiv.org/abs/1504.00702) plus its mean
   strength. The VLA policy conditions the grid on the instruction (FiLM) before this readout.
 - A 4x4 stride-4 "patchify" stem (as ConvNeXt / ViT) instead of the 7x7 stride-2 conv + max
-  pool: on 2 CPU cores the full-resolution 32x32 maps of a stride-2 stem dominated the time
-  (~1,500 vs ~4,000 samples/s forward+backward at batch 64, measured), and a 64x64 image
-  carries little detail below 4 px. Then stride-2 3x3 convolutions instead of max pooling (a
-  strided conv can still encode the sub-cell position that max pooling discards), BatchNorm +
-  ReLU after each, 32 channels: ~30 K parameters.
+  pool: on 2 CPU cores the full-resolution 32x32 maps of a stride-2 stem dominate the time of
+  a forward+backward pass, and a 64x64 image carries little detail below 4 px. Then stride-2
+  3x3 convolutions instead of max pooling (a strided conv can still encode the sub-cell
+  position that max pooling discards), BatchNorm + ReLU after each, 32 channels
+  (`sum(p.numel() for p in create_model("vla_cnn", num_classes=0).parameters())` counts them).
 - timm's face: `num_features` is the grid's channel count, `head_hidden_size` the pooled width
   (3C with the spatial softmax, C with `global_pool=""`); `num_classes=0` makes `head` an
   identity, `reset_classifier` / `get_classifier` replace and return it, and
