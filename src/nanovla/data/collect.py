@@ -45,13 +45,14 @@ DEFAULT_FPS = 10
 class Actor(Protocol):
     """What drives a rollout instead of the expert: batched actions for the world's observation
     dict. An actor may also have `reset(env_ids=None)`, called with no argument after the world's
-    reset and with the indices of the envs whose episode ended after each step (as
-    `nanovla.eval.rollout` calls it)."""
+    reset and with the indices of the envs whose episode ended after each step (`reset_actor`;
+    `nanovla.eval.rollout` drives policies through the same protocol)."""
 
     def select_action(self, obs: dict[str, Any]) -> np.ndarray: ...
 
 
-def _reset_actor(actor: Actor, env_ids: np.ndarray | None) -> None:
+def reset_actor(actor: Actor, env_ids: np.ndarray | None) -> None:
+    """Call `actor.reset()` (all envs) or `actor.reset(env_ids)` when the actor has a reset."""
     reset = getattr(actor, "reset", None)
     if reset is None:
         return
@@ -210,7 +211,7 @@ def record_episodes(
     report, start = CollectReport(), time.perf_counter()
     obs = world.reset(seed=seed)
     if actor is not None:
-        _reset_actor(actor, None)
+        reset_actor(actor, None)
     buffers = [
         _EpisodeBuffer(obs[OBS_INSTRUCTION][i], obs[OBS_FAMILY][i]) for i in range(world.num_envs)
     ]
@@ -239,7 +240,7 @@ def record_episodes(
             serials[i], next_serial = next_serial, next_serial + 1
         if actor is not None and len(ended):
             # Ended envs already show their next episode: drop any action chunk queued for them.
-            _reset_actor(actor, ended)
+            reset_actor(actor, ended)
         if max_attempts is not None and report.attempts >= max_attempts:
             if report.episodes < num_episodes:
                 bar.close()

@@ -9,18 +9,16 @@ checkpoint, so two policies are compared on identical episodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 
+from nanovla.data.collect import Actor, reset_actor
 from nanovla.errors import InputError
 from nanovla.world import make_world
 
-
-class ActsOnObservations(Protocol):
-    """What evaluation needs from a policy: batched actions for the world's observation dict."""
-
-    def select_action(self, obs: dict[str, Any]) -> np.ndarray: ...
+ActsOnObservations = Actor
+"""What evaluation needs from a policy: `data.collect.Actor` (batched `select_action`, optional
+`reset(env_ids)`)."""
 
 
 @dataclass
@@ -36,16 +34,6 @@ class RolloutResult:
     frames: np.ndarray | None
     """(T, G, H, W, 3) uint8 frames of the first G episodes: frame 0 is the initial scene,
     frame `length[g]` episode g's terminal frame (before the auto-reset), held from there on"""
-
-
-def _reset_policy(policy: ActsOnObservations, env_ids: np.ndarray | None) -> None:
-    reset = getattr(policy, "reset", None)
-    if reset is None:
-        return
-    if env_ids is None:
-        reset()
-    else:
-        reset(env_ids)
 
 
 def run_episodes(
@@ -73,7 +61,7 @@ def run_episodes(
         targets=targets,
     )
     obs = world.reset(seed=seed)
-    _reset_policy(policy, None)
+    reset_actor(policy, None)
     episode_instructions = list(obs["instruction"])
     done = np.zeros(episodes, dtype=bool)
     success = np.zeros(episodes, dtype=bool)
@@ -90,7 +78,7 @@ def run_episodes(
         done |= ended
         if ended.any():
             # Ended envs already show their next episode: clear any queued action chunk.
-            _reset_policy(policy, np.flatnonzero(ended))
+            reset_actor(policy, np.flatnonzero(ended))
         if record:
             # An ended env's returned frame already shows its next episode: take the terminal
             # frame the world reports, then hold it while the other episodes finish.
