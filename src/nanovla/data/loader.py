@@ -26,6 +26,13 @@ every crop row is W contiguous bytes of the padded copy starting at
 so an `unfold` view of the flat copy whose row i starts at byte i lets `index_select` fetch all
 B*3*H crop rows at once (~0.5 ms for B = 64). The copy costs one extra (padded) frame array in
 memory (of this split's frames only), built once at construction.
+
+Memory. When the dataset's frames are a memmap (`EpisodeDataset(cache="memmap")`), the loader
+makes no copy: each batch pads and transposes only its own B frames, read from the memmap
+(`padded_channels_first` on B rows), and crops them as above. The frames then stay file-backed
+(page cache, reclaimable), so the loader's anonymous memory does not grow with the frame count
+beyond its per-frame index vectors (tens of bytes per frame); the batches are the same as with
+the copy.
 """
 
 from __future__ import annotations
@@ -123,11 +130,12 @@ class BatchLoader:
         )
 
     def _build_tensors(self, dataset: EpisodeDataset) -> None:
-        """Padded channels-first frames of the split; per-frame vectors of the whole dataset."""
-        frames = padded_channels_first(dataset.images, self.augment_shift, self.rows.numpy())
-        self.frames = torch.from_numpy(frames)  # (M, 3, H+2s, W+2s) uint8
-        width = dataset.image_shape[1]
-        self._rows_of_frames = self.frames.view(-1).unfold(0, width, 1)  # (L, W) view
+        """Padded channels-first frames of the split (none for memmap frames, which batches
+        read directly); per-frame vectors of the whole dataset."""
+        self.frames: torch.Tensor | None = None  # (M, 3, H+2s, W+2s) uint8, or None
+        if not isinstance(dataset.images, np.memmap):
+            frames = padded_channels_first(dataset.images, self.augment_shift, self.rows.numpy())
+            self.frames = torch.from_numpy(frames)
         self._local = torch.full((dataset.num_frames,), -1, dtype=torch.long)  # global -> split
         self._local[self.rows] = torch.arange(len(self.rows))
         self.states = torch.from_numpy(dataset.states)  # (N, D)
@@ -196,23 +204,31 @@ class BatchLoader:
 
     def _images(self, rows: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W), each cropped at its own random offset (dy, dx) in [0, 2s]^2."""
-        rows = self._local.index_select(0, rows)  # (B,) positions in this split's frames
-        if bool((rows < 0).any()):
+        local = self._local.index_select(0, rows)  # (B,) positions in this split's frames
+        if bool((local < 0).any()):
             raise InputError(f"batch rows include frames outside the {self.split!r} split")
-        if self.augment_shift == 0:
-            return self.frames.index_select(0, rows)
-        _, channels, padded_h, padded_w = self.frames.shape
-        height = padded_h - 2 * self.augment_shift
+        if self.frames is None:  # memmap frames: pad and transpose this batch's frames only
+            padded = padded_channels_first(self.dataset.images, self.augment_shift, rows.numpy())
+            frames, local = torch.from_numpy(padded), torch.arange(len(rows))  # (B, 3, Hp, Wp)
+            if self.augment_shift == 0:
+                return frames
+        else:
+            frames = self.frames  # (M, 3, Hp, Wp)
+            if self.augment_shift == 0:
+                return frames.index_select(0, local)
+        _, channels, padded_h, padded_w = frames.shape
+        height, width = padded_h - 2 * self.augment_shift, padded_w - 2 * self.augment_shift
         span = 2 * self.augment_shift + 1
         offsets = torch.randint(0, span, (len(rows), 2), generator=self._augment_rng)  # (B, 2)
         corner = (
-            rows * (channels * padded_h * padded_w) + offsets[:, 0] * padded_w + offsets[:, 1]
+            local * (channels * padded_h * padded_w) + offsets[:, 0] * padded_w + offsets[:, 1]
         )  # (B,)
         plane = torch.arange(channels) * (padded_h * padded_w)  # (3,)
         line = torch.arange(height) * padded_w  # (H,)
         starts = corner[:, None, None] + plane[None, :, None] + line[None, None, :]  # (B, 3, H)
-        crops = self._rows_of_frames.index_select(0, starts.view(-1))  # (B*3*H, W)
-        return crops.view(len(rows), channels, height, -1)
+        rows_of_frames = frames.view(-1).unfold(0, width, 1)  # (L, W) view: row i starts at byte i
+        crops = rows_of_frames.index_select(0, starts.view(-1))  # (B*3*H, W)
+        return crops.view(len(rows), channels, height, width)
 
     def state_dict(self) -> dict[str, Any]:
         """Position and RNG state: `load_state_dict` on a loader built the same way resumes exactly."""
