@@ -6,9 +6,11 @@ the MLP reward as in Wulfmeier, Ondruska & Posner 2015, https://arxiv.org/abs/15
 
 Read top to bottom:
 
-1. `build_mdp`: a discrete MDP of the task. The table is cut into `cells x cells` squares (side
-   1 / cells); the gripper lives on that grid plus a ring of cells just off the table (the world
-   lets it leave the table a little), the target object on the grid. Reach: state = (gripper
+1. `build_mdp`: a discrete MDP of the task. The table is cut into 11 x 11 cells whose lines run
+   along every zone edge (`ZONE_EDGES`, 0.08-0.1 wide), so "the object's cell is inside its zone"
+   is exactly the world's push check (`grid_edges("uniform", n)` gives n equal cells instead);
+   the gripper lives on that grid plus a ring of cells just off the table (the world lets it
+   leave the table a little), the target object on the grid. Reach: state = (gripper
    cell, target cell). Push: state = (target zone, gripper cell, object cell). Nine actions: stay
    and the eight compass moves, one cell each. Transitions are deterministic and follow the
    world's kinematics (`world/dynamics.py`): the gripper is clipped to its range; in push,
@@ -30,10 +32,12 @@ Read top to bottom:
    continuous world; each step's scene is mapped to its abstract state (`abstract_states`),
    repeats are dropped (the gripper crosses a cell in about two world steps) and the sequence is
    padded with its last state to the horizon (after success the task is done: it stays).
-7. `world_success`: the recovered reward's optimal policy (greedy in Q_0) executed in the world
-   through the abstraction: each world step maps the scene to its abstract state, takes the
-   policy's move and drives the gripper toward the centre of the move's destination cell at full
-   speed, gripper open; success is the world's own check, on the evaluation scenes.
+7. `world_success`: the recovered reward's optimal policy (greedy in the soft Q_0, the longest
+   look-ahead) executed in the world through the abstraction (`GridController`): map the scene
+   to its abstract state, take the policy's move, drive the gripper at full speed (open) toward
+   the centre of the move's destination cell (a push: toward the object's centre) for up to
+   `MACRO_STEPS` world steps until it arrives or the object changes cell, then plan again.
+   Success is the world's own check, on the evaluation scenes `nanovla eval` uses.
 8. `known_reward_check`: demonstrations sampled from the MaxEnt policy of a known true reward on
    the same MDP, to measure whether the fit recovers it (feature match, reward correlation).
 9. `main`: `nanovla irl --task reach|push --out DIR` writes DIR/irl.json and DIR/reward.png.
@@ -53,6 +57,7 @@ too); in the world the gripper shoves them aside.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
@@ -78,8 +83,8 @@ IRL_TASKS: tuple[str, ...] = ("reach", "push")
 MOVES = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1]])
 """the nine actions as (dx, dy) in cells: stay, then the compass moves counter-clockwise from +x"""
 DEFAULT_HORIZON = {"reach": 24, "push": 48}
-"""abstract steps per trajectory: the experts' longest discretized episodes (reach 12, push 35
-over 200 scenes at 10 cells) with room to spare"""
+"""abstract steps per trajectory: the experts' longest discretized episodes on the default grid
+(reach 12, push 33 over 200 demonstration scenes, seed 0) with room to spare"""
 KNOWN_WEIGHTS = {
     "reach": {"gripper_to_target": -2.0, "at_target": 1.0},
     "push": {
@@ -90,7 +95,7 @@ KNOWN_WEIGHTS = {
     },
 }
 """the true rewards of the known-reward check (`known_reward_check`)"""
-ZONE_EDGES = (0.0, 0.1, 0.2, 0.28, 0.36, 0.5, 0.64, 0.72, 0.8, 0.9, 1.0)
+ZONE_EDGES = (0.0, 0.1, 0.2, 0.28, 0.36, 0.4533, 0.5467, 0.64, 0.72, 0.8, 0.9, 1.0)
 """the default grid's cell boundaries: every zone edge (`ZONE_RECTS`) is one of them, so an
 object's cell lies inside its zone exactly when the world's push check holds for its centre"""
 RING_WIDTH = 0.1
@@ -305,7 +310,9 @@ def abstract_states(mdp: GridMDP, state: SceneState) -> np.ndarray:
     """(N,) abstract state of each env's scene: the cells of the gripper and of target 0 (and the
     target zone for push). In reach a gripper touching the target is put in the target's cell:
     "in the target's cell" means "touching it" (the centres of touching bodies are about one
-    cell apart, so the plain cells would rarely coincide)."""
+    cell apart, so the plain cells would rarely coincide). In push the MDP's gripper never
+    shares the object's cell (moving there pushes the object on), so a gripper found there is
+    put in the neighbouring cell on its side of the object."""
     rows = np.arange(state.gripper.shape[0])
     slot = np.maximum(state.target_obj[:, 0], 0)
     gripper = mdp.cell(state.gripper, gripper=True)
@@ -313,6 +320,13 @@ def abstract_states(mdp: GridMDP, state: SceneState) -> np.ndarray:
     if mdp.task == "reach":
         touching = surface_gap(state)[rows, slot] <= GRASP_GAP
         gripper = np.where(touching[:, None], obj, gripper)
+    else:  # the MDP's gripper never shares the object's cell: step it out on its own side
+        shared = (gripper == obj).all(1)
+        offset = state.gripper - state.obj_pos[rows, slot]
+        major = np.abs(offset) >= 0.5 * np.abs(offset).max(1, keepdims=True)
+        side = (np.sign(offset) * major).astype(np.int64)
+        side[(side == 0).all(1)] = (-1, 0)
+        gripper = np.where(shared[:, None], np.clip(gripper + side, -1, mdp.cells), gripper)
     zone = state.zone_id[rows, np.maximum(state.target_place[:, 0], 0)]
     return mdp.index(zone, gripper, obj)
 
@@ -691,6 +705,10 @@ def _check(command: IRLCommand) -> None:
     if command.reward not in ("linear", "mlp"):
         raise InputError(f"--reward: choose linear or mlp, got {command.reward!r}")
     grid_edges(command.grid, command.cells)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError(
+            "irl plots with matplotlib, which is not installed: pip install 'nanovla[plots]'"
+        )
     if (command.out / RESULT_FILE).exists() and not command.overwrite:
         raise ExistsError(
             f"--out: {command.out / RESULT_FILE} exists; pass --overwrite to replace it"
