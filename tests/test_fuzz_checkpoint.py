@@ -424,6 +424,10 @@ def test_a_bad_resume_names_the_file_not_a_library(run_dir: Path, tmp_path: Path
     state = json.loads(rng.read_text())
     state["python"] = {"__tuple__": [3, {"__tuple__": [1, 2]}, None]}
     rng.write_text(json.dumps(state))
+    with pytest.raises(NanovlaError, match=r"rng_state.json: content does not match its SHA-256"):
+        Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), out, resume=True)
+    step_file = _state_dir(out) / "training_step.json"  # a hand edit without the digests:
+    step_file.write_text(json.dumps({"step": json.loads(step_file.read_text())["step"]}))
     with pytest.raises(NanovlaError, match=r"rng_state.json: 'python' is not a restorable"):
         Trainer(ToyModel(ToyConfig()), ToyLoader(), tiny_config(), out, resume=True)
 
