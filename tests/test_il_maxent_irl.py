@@ -197,6 +197,7 @@ def test_command_writes_figures_and_plot(tmp_path, capsys):
         ({"task": "pick_place"}, "--task"),
         ({"demos": 0}, "--demos"),
         ({"episodes": 0}, "--episodes"),
+        ({"iterations": -1}, "--iterations"),
         ({"horizon": 1}, "--horizon"),
         ({"grid": "hex"}, "--grid"),
         ({"grid": "uniform", "cells": 2}, "--cells"),

@@ -84,7 +84,8 @@ MOVES = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0
 """the nine actions as (dx, dy) in cells: stay, then the compass moves counter-clockwise from +x"""
 DEFAULT_HORIZON = {"reach": 24, "push": 48}
 """abstract steps per trajectory: the experts' longest discretized episodes on the default grid
-(reach 12, push 33 over 200 demonstration scenes, seed 0) with room to spare"""
+with room to spare (`expert_demonstrations(build_mdp(task), 200, 0, 60)`: reach 12, push 33
+distinct states before the padding)"""
 KNOWN_WEIGHTS = {
     "reach": {"gripper_to_target": -2.0, "at_target": 1.0},
     "push": {
@@ -102,6 +103,8 @@ RING_WIDTH = 0.1
 """width of the gripper's cells just off the table (the world lets it reach 0.06 beyond)"""
 MACRO_STEPS = 4
 """world steps one abstract move may take at most (`GridController`)"""
+DEFAULT_ITERATIONS = {"linear": 50, "mlp": 200}
+"""optimizer steps of `nanovla irl` per reward model (L-BFGS iterations, Adam steps)"""
 REWARD_FILE = "reward.png"
 RESULT_FILE = "irl.json"
 
@@ -592,7 +595,8 @@ def plot_reward(mdp: GridMDP, reward: np.ndarray, demos: Demonstrations, path: P
     """PNG of the learned reward over the table for the first demonstration's scene: reach, over
     the gripper's cells (target fixed); push, over the object's cells (gripper in its best cell)
     and over the gripper's cells (object fixed), the target zone drawn. The first demonstration's
-    discretized path is drawn on top."""
+    discretized path is drawn on top (a pushing gripper follows the object one cell behind, so
+    its wide line shows under the object's dashes)."""
     try:
         import matplotlib
     except ImportError as error:
@@ -627,7 +631,7 @@ def plot_reward(mdp: GridMDP, reward: np.ndarray, demos: Demonstrations, path: P
         if mdp.task == "push":
             x0, y0, x1, y1 = ZONE_RECTS[zone]
             axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=2))
-        axis.plot(*centres[0].T, "-", color="orange", lw=1.5, label="expert gripper (cells)")
+        axis.plot(*centres[0].T, "-", color="orange", lw=4, label="expert gripper (cells)")
         axis.plot(*centres[1].T, "--", color="red", lw=1.5, label=f"expert {what} (cells)")
         axis.plot(*mdp.centre(obj0), "x", color="red", ms=10, mew=2)
         axis.set(title=title, xlabel="x (table units)", ylabel="y (table units, down)")
@@ -666,13 +670,16 @@ class IRLCommand:
     horizon: Annotated[int, tyro.conf.arg(help_behavior_hint="(default: reach 24, push 48)")] = 0
     """abstract steps per trajectory (soft value iteration's horizon); 0 = the task's default"""
     grid: str = "zones"
-    """zones: cells whose edges run along the zones' (10 per axis); uniform: --cells equal cells"""
+    """zones: 11 cells per axis whose edges run along the zones' edges; uniform: --cells equal
+    cells"""
     cells: int = 10
     """cells per table axis of the uniform grid"""
     reward: str = "linear"
     """linear: weights over the named features (L-BFGS); mlp: a small MLP of them (Adam)"""
-    iterations: int = 50
-    """L-BFGS iterations (linear) or Adam steps (mlp)"""
+    iterations: Annotated[
+        int, tyro.conf.arg(help_behavior_hint="(default: linear 50, mlp 200)")
+    ] = 0
+    """L-BFGS iterations (linear) or Adam steps (mlp); 0 = the reward's default"""
     l2: float = 1e-4
     """L2 penalty on the reward's parameters"""
     hidden: int = 32
@@ -691,7 +698,11 @@ class IRLCommand:
 
 def _check(command: IRLCommand) -> None:
     check_task(command.task)
-    for name in ("demos", "episodes", "iterations", "hidden"):
+    if command.iterations < 0:
+        raise InputError(
+            f"--iterations: must be >= 1 (or 0 for the default), got {command.iterations}"
+        )
+    for name in ("demos", "episodes", "hidden"):
         if getattr(command, name) < 1:
             raise InputError(f"--{name}: must be >= 1, got {getattr(command, name)}")
     if command.horizon != 0 and command.horizon < 2:
@@ -723,8 +734,9 @@ def run(command: IRLCommand) -> dict[str, Any]:
     horizon = command.horizon or DEFAULT_HORIZON[task]
     mdp = build_mdp(task, grid_edges(command.grid, command.cells))
     demos = expert_demonstrations(mdp, command.demos, command.demo_seed, horizon)
+    iterations = command.iterations or DEFAULT_ITERATIONS[command.reward]
     options = dict(
-        reward=command.reward, iterations=command.iterations, l2=command.l2,
+        reward=command.reward, iterations=iterations, l2=command.l2,
         hidden=command.hidden, lr=command.lr, show_progress=command.progress,
     )  # fmt: skip
     fit = fit_reward(mdp, demos, seed=command.seed, **options)
@@ -754,7 +766,7 @@ def run(command: IRLCommand) -> dict[str, Any]:
         "horizon": horizon,
         "grid_edges": mdp.edges.tolist(),
         "num_states": mdp.num_states,
-        "iterations": command.iterations,
+        "iterations": iterations,
     }
     if command.known_demos:
         true_weights = np.array([KNOWN_WEIGHTS[task][name] for name in names])
