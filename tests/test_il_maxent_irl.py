@@ -216,6 +216,13 @@ def test_bad_input_names_the_option(tmp_path, changes, option):
     assert not (tmp_path / "out").exists()
 
 
+def test_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(InputError, match="--out"):
+        run(IRLCommand(task="push", out=tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "keep"
+
+
 def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         nanovla(["irl", "--help"])

@@ -720,6 +720,8 @@ def _check(command: IRLCommand) -> None:
         raise InputError(
             "irl plots with matplotlib, which is not installed: pip install 'nanovla[plots]'"
         )
+    if command.out.exists() and not command.out.is_dir():
+        raise InputError(f"--out: {command.out} exists and is not a folder")
     if (command.out / RESULT_FILE).exists() and not command.overwrite:
         raise ExistsError(
             f"--out: {command.out / RESULT_FILE} exists; pass --overwrite to replace it"
