@@ -181,7 +181,7 @@ def child(spec: dict[str, Any]) -> None:
         out=Path(spec["out"]), dataset=Path(spec["dataset"]), episodes=spec["episodes"],
         progress=False,
         train=dataclasses.replace(
-            pipeline._default_train(), steps=max(spec["steps"], 1), eval_every=spec["eval_every"],
+            pipeline.TrainCommand().train, steps=max(spec["steps"], 1), eval_every=spec["eval_every"],
             num_threads=spec["threads"],
         ),
         eval=EvalConfig(episodes=spec["eval_episodes"], gifs=0),

@@ -113,7 +113,7 @@ def main(args: Args) -> None:
         episodes=args.episodes, image_size=args.image_size, batch_size=args.batch_size,
         eval_every_episodes=args.eval_every_episodes, progress=False,
         train=dataclasses.replace(
-            pipeline._default_train(), steps=args.steps, eval_every=args.eval_every,
+            pipeline.TrainCommand().train, steps=args.steps, eval_every=args.eval_every,
             save_every=args.save_every, keep_last=args.keep_last, num_threads=args.threads,
         ),
         eval=EvalConfig(episodes=args.eval_episodes, gifs=0),
