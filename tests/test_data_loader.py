@@ -174,3 +174,26 @@ def test_bad_arguments(dataset: EpisodeDataset) -> None:
         BatchLoader(dataset, batch_size=4, val_fraction=1.0)
     with pytest.raises(ValueError, match="cache must be"):
         EpisodeDataset(Path(dataset.root), cache="disk")  # type: ignore[arg-type]
+
+
+def test_memmap_frames_give_the_same_batches_without_a_frame_copy(tmp_path):
+    from nanovla.data import BatchLoader, EpisodeDataset
+    from nanovla.data.collect import CollectConfig, collect
+
+    root = collect(
+        CollectConfig(task="reach", episodes=6, num_envs=3, out=tmp_path / "d", progress=False)
+    )
+    batches = {}
+    for cache in ("memory", "memmap"):
+        dataset = EpisodeDataset(root, cache=cache, progress=False)
+        loader = BatchLoader(dataset, 8, chunk=3, augment_shift=2, seed=5)
+        batches[cache] = [loader.next_batch() for _ in range(6)]
+        if cache == "memmap":
+            assert loader.frames is None  # no anonymous copy of the frames
+    for a, b in zip(batches["memory"], batches["memmap"], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -45,7 +45,8 @@ RESUMABLE: tuple[str, ...] = (
     "train.eval_every",
     "train.num_threads",
     "train.tensorboard",
-    "train.progress",
+    "progress",
+    "frame_cache",
     "eval",
     "eval_every_episodes",
 )
@@ -133,6 +134,10 @@ class TrainCommand:
     """record the demonstrations into --dataset when that directory does not exist yet"""
     progress: bool = True
     """progress bars (collection, training, evaluation); --no-progress silences all of them"""
+    frame_cache: Literal["auto", "memory", "memmap"] = "auto"
+    """where decoded frames live: "memory" (fastest batches; the loader keeps a padded copy),
+    "memmap" (a uint8 file beside the dataset, read per batch: memory stays flat however large
+    the dataset) or "auto" (memmap once the frames exceed 2 GiB)"""
     expert_noise: float = 0.3
     """DART (noise injected while demonstrating): std of Gaussian noise added to the expert's
     executed motion; the recorded label stays clean, so the demonstrations show how to recover

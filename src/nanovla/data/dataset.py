@@ -98,6 +98,7 @@ class EpisodeDataset:
         self._files = data_files(self.root, self.info, episodes)
         self._load_vectors(episodes)
         self.images = self._load_images(cache, progress)  # (N, H, W, 3) uint8
+        pa.default_memory_pool().release_unused()  # parquet read buffers (~230 MB at 1M frames)
         self._check_stats(stats_path)
         self._complete_stats()
 
