@@ -32,6 +32,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "train --resume": ("--train.steps", "6"),
     "eval": ("--eval.episodes", "2"),
     "lab classify": ("--epochs", "1", "--train-limit", "200"),
+    "irl": ("--demos", "40", "--episodes", "20", "--known-demos", "40"),
 }
 """tiny settings appended to each kind of tour command"""
 
