@@ -17,14 +17,11 @@ from test_train_engine import ToyConfig, ToyLoader, ToyModel, tiny_config
 from nanovla.constants import PRETRAINED_DIR, TRAINING_STATE_DIR
 from nanovla.train import Trainer, latest_checkpoint, load_checkpoint_dir
 from nanovla.train.checkpoint import (
-    load_state,
-    load_training_state,
-    save_state,
-    save_training_state,
     step_dirs,
     write_checkpoint,
 )
 from nanovla.train.rng import capture_rng_state, restore_rng_state
+from nanovla.train.state import load_state, load_training_state, save_state, save_training_state
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:

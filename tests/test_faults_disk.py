@@ -23,7 +23,7 @@ import pytest
 from nanovla import cli
 from nanovla.constants import TRAINING_STATE_DIR
 from nanovla.train import latest_checkpoint, load_checkpoint_dir
-from nanovla.train.checkpoint import load_training_state
+from nanovla.train.state import load_training_state
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 ENV.pop("NANOVLA_TEST_KILL_AT", None)

@@ -23,8 +23,9 @@ from test_train_engine import (
 )
 
 from nanovla.train import Trainer, latest_checkpoint, read_metrics
-from nanovla.train.checkpoint import load_training_state, step_dirs
+from nanovla.train.checkpoint import step_dirs
 from nanovla.train.engine import NonFiniteError
+from nanovla.train.state import load_training_state
 
 
 class PoisonLoader(ToyLoader):
@@ -173,7 +174,7 @@ def _full_disk_for(monkeypatch: pytest.MonkeyPatch, target: str, number: int, ma
 @pytest.mark.parametrize(
     ("target", "number"),
     [
-        ("nanovla.train.checkpoint.save_file", errno.ENOSPC),  # a state's safetensors
+        ("nanovla.train.state.save_file", errno.ENOSPC),  # a state's safetensors
         ("nanovla.io.write_text", errno.EDQUOT),  # a JSON file of the checkpoint
     ],
     ids=["enospc-safetensors", "edquot-json"],

@@ -27,7 +27,8 @@ from nanovla.constants import COMMAND_FILE, TRAINING_STATE_DIR
 from nanovla.data import EpisodeDataset
 from nanovla.data.format import INFO_PATH
 from nanovla.train import latest_checkpoint, load_checkpoint_dir
-from nanovla.train.checkpoint import load_training_state, step_dirs
+from nanovla.train.checkpoint import step_dirs
+from nanovla.train.state import load_training_state
 
 ENV = {
     **os.environ,

@@ -49,8 +49,8 @@ from nanovla.errors import NanovlaError
 from nanovla.models.policy import Policy
 from nanovla.pipeline import TrainCommand, load_command
 from nanovla.train import Trainer, load_checkpoint_dir
-from nanovla.train.checkpoint import MANIFEST_KEY, load_training_state
 from nanovla.train.run_record import RunRecord
+from nanovla.train.state import MANIFEST_KEY, load_training_state
 
 # ---------------------------------------------------------------- helpers
 

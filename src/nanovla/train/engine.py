@@ -72,9 +72,7 @@ from nanovla.train.checkpoint import (
     config_differences,
     latest_checkpoint,
     load_checkpoint_dir,
-    load_training_state,
     model_config_dict,
-    save_training_state,
     step_dir_name,
     write_checkpoint,
 )
@@ -83,6 +81,7 @@ from nanovla.train.logger import LOSS_PLOT, MetricsLogger, TrainWindow, plot_los
 from nanovla.train.optim import build_optimizer, check_optimizer_groups, load_optimizer_state
 from nanovla.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from nanovla.train.schedules import build_scheduler
+from nanovla.train.state import load_training_state, save_training_state
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 """`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""

@@ -2,7 +2,7 @@
 
 `seed_everything` is the one seeding function of the project (the engine, the pipeline and the
 labs call it); `capture_rng_state` / `restore_rng_state` carry the streams through a checkpoint
-(via `checkpoint.save_state`) and around evaluation, so resume and eval leave training exact.
+(via `state.save_state`) and around evaluation, so resume and eval leave training exact.
 """
 
 from __future__ import annotations
