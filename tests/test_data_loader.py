@@ -197,3 +197,16 @@ def test_memmap_frames_give_the_same_batches_without_a_frame_copy(tmp_path):
                 assert torch.equal(a[key], b[key]), key
             else:
                 assert a[key] == b[key], key
+
+
+def test_auto_frame_cache_memmaps_only_past_the_size_bound(tmp_path, monkeypatch):
+    from nanovla.data import EpisodeDataset
+    from nanovla.data import dataset as dataset_module
+    from nanovla.data.collect import CollectConfig, collect
+
+    root = collect(
+        CollectConfig(task="reach", episodes=2, num_envs=2, out=tmp_path / "d", progress=False)
+    )
+    assert not isinstance(EpisodeDataset(root, cache="auto", progress=False).images, np.memmap)
+    monkeypatch.setattr(dataset_module, "AUTO_MEMMAP_BYTES", 0)
+    assert isinstance(EpisodeDataset(root, cache="auto", progress=False).images, np.memmap)

@@ -15,24 +15,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nanovla.constants import (
     CHECKPOINTS_DIR,
     COMMAND_FILE,
     EVAL_FILE,
-    IMAGE_KEY,
     INFO_PATH,
     LAST_LINK,
     VIDEOS_DIR,
 )
-from nanovla.errors import ExistsError, InputError, MissingError, NanovlaError
+from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import (
     EvalConfig,
     evaluate,
     format_table,
 )
-from nanovla.io import read_json, write_json
+from nanovla.io import write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train.config import TrainConfig
 from nanovla.train.run_record import RunRecord
@@ -163,24 +160,6 @@ def reconcile_dataset(command: TrainCommand, dataset: Any) -> TrainCommand:
     return dataclasses.replace(command, **changes)
 
 
-AUTO_MEMMAP_BYTES = 2 * 1024**3
-"""`--frame-cache auto` keeps decoded frames in memory up to this size, memmaps them beyond"""
-
-
-def frame_cache(command: TrainCommand, data_path: Path) -> str:
-    """ "memory" or "memmap" for `command.frame_cache` ("auto": by the frames' decoded size, as
-    meta/info.json declares it; the dataset reader checks those figures against the files)."""
-    if command.frame_cache != "auto":
-        return command.frame_cache
-    try:
-        info = read_json(data_path / INFO_PATH)
-        shape = info["features"][IMAGE_KEY]["shape"]
-        size = int(info["total_frames"]) * int(np.prod(shape))
-    except (NanovlaError, KeyError, TypeError, ValueError):
-        return "memory"  # the reader says what is wrong with the file
-    return "memmap" if size > AUTO_MEMMAP_BYTES else "memory"
-
-
 def build_policy(command: TrainCommand, dataset: Any) -> Policy:
     """The policy's initial weights, drawn from `command.seed` (and nothing else)."""
     from nanovla.train.rng import seed_everything
@@ -272,6 +251,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
     from nanovla.train.lock import RunLock
     from nanovla.world.experts import EXPERT_VERSION
 
+    check_given_dataset(command)  # before anything is written into the run directory
     started = time.perf_counter()
     out = command.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     last = out / CHECKPOINTS_DIR / LAST_LINK
@@ -292,9 +272,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
                 write_json(out / COMMAND_FILE, command_json(command, out))
         data_path = ensure_dataset(command)
         collected = time.perf_counter()
-        dataset = EpisodeDataset(
-            data_path, cache=frame_cache(command, data_path), progress=command.progress
-        )
+        dataset = EpisodeDataset(data_path, cache=command.frame_cache, progress=command.progress)
         command = reconcile_dataset(command, dataset)
         policy = build_policy(command, dataset)
         loader, val_batches = _loaders(command, dataset)
@@ -364,9 +342,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Entry point of `nanovla train`."""
-    command = parse(argv)
-    check_given_dataset(command)  # before anything is written into the run directory
-    run(command)
+    run(parse(argv))
     return 0
 
 

@@ -4,7 +4,8 @@ Everything the loader needs lives in contiguous arrays indexed by the global fra
 images (N, H, W, 3) uint8, states (N, D) and actions (N, A) float32, and the bookkeeping
 columns. PNG frames are decoded exactly once, either into memory (`cache="memory"`) or into a
 memmap file beside the dataset (`cache="memmap"`, `<root>/cache/<image_key>.uint8.npy`) that
-later runs reuse while the data files it came from keep their size and modification time.
+later runs reuse while the data files it came from keep their size and modification time. `cache="auto"` picks
+the memmap once the decoded frames would exceed `AUTO_MEMMAP_BYTES` (2 GiB).
 
 Departure from the seed's `CustomRobotDataset` (a `torch.utils.data.Dataset` that preprocesses
 per sample in `__getitem__`): per-sample Python is the bottleneck of small-model training on a
@@ -47,7 +48,9 @@ from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, 
 from nanovla.errors import InputError
 from nanovla.progress import progress as progress_bar
 
-CacheMode = Literal["memory", "memmap"]
+CacheMode = Literal["memory", "memmap", "auto"]
+AUTO_MEMMAP_BYTES = 2 * 1024**3
+"""`cache="auto"` decodes frames into memory up to this many bytes, into the memmap beyond"""
 BOOK_COLUMNS = ("episode_index", "frame_index", "index", "task_index")
 """Integer bookkeeping columns read from every data file."""
 TIMESTAMP_TOLERANCE_S = 1e-4
@@ -72,8 +75,8 @@ class EpisodeDataset:
         cache: CacheMode = "memory",
         progress: bool = True,
     ) -> None:
-        if cache not in ("memory", "memmap"):
-            raise InputError(f"cache must be 'memory' or 'memmap', got {cache!r}")
+        if cache not in ("memory", "memmap", "auto"):
+            raise InputError(f"cache must be 'memory', 'memmap' or 'auto', got {cache!r}")
         self.root = Path(root)
         self.image_key, self.state_key, self.action_key = image_key, state_key, action_key
         self.info: dict[str, Any] = read_info(self.root)
@@ -317,6 +320,8 @@ class EpisodeDataset:
 
     def _load_images(self, cache: CacheMode, progress: bool) -> np.ndarray:
         full_shape = (self.num_frames, *self._image_shape)
+        if cache == "auto":
+            cache = "memmap" if int(np.prod(full_shape)) > AUTO_MEMMAP_BYTES else "memory"
         if cache == "memory":
             return self._decode_into(lambda: np.empty(full_shape, dtype=np.uint8), progress)
         return self._memmap_images(full_shape, progress)
