@@ -1,26 +1,10 @@
 """Subprocess smoke runs of the user-facing commands with tiny settings: collect -> train -> eval."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-
-
-def nanovla(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nanovla.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=300,
-    )
-
+from cli_run import nanovla
 
 TINY_TRAIN = (
     "--episodes", "12", "--collect-envs", "6", "--batch-size", "16", "--val-fraction", "0.2",

@@ -3,28 +3,19 @@ thousands of episodes, help text): each check runs the real command in a subproc
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cli_run import nanovla as run_nanovla
 
 from nanovla import pipeline
 
-ENV = {
-    **os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-    "COLUMNS": "100",
-}  # fmt: skip
-
 
 def nanovla(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nanovla.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=ENV, timeout=300,
-    )  # fmt: skip
+    return run_nanovla(*args, cwd=cwd, env={"COLUMNS": "100"})  # help in one column
 
 
 TINY = (

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import nanovla
 
 from nanovla import cli
 from nanovla.constants import TRAINING_STATE_DIR
 from nanovla.train import latest_checkpoint, load_checkpoint_dir
 from nanovla.train.state import load_training_state
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-ENV.pop("NANOVLA_TEST_KILL_AT", None)
 ARGS = (
     "--tasks", "reach", "--episodes", "12", "--collect-envs", "6", "--image-size", "32",
     "--batch-size", "16", "--train.steps", "4", "--train.warmup-steps", "1",
@@ -34,13 +33,6 @@ ARGS = (
     "--train.eval-every", "0", "--train.no-tensorboard",
     "--eval.episodes", "2", "--eval.gifs", "0", "--eval.splits", "seen",
 )  # fmt: skip
-
-
-def nanovla(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nanovla.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=ENV, timeout=300,
-    )  # fmt: skip
 
 
 def _error_line(result: subprocess.CompletedProcess, command: str) -> str:

@@ -1,7 +1,6 @@
 """The main job's chain (`nanovla.pipeline`) and the seams bugs it had: seeds, scenes, resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,21 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import ENV, nanovla
 
 from nanovla import pipeline
 from nanovla.data import EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.errors import InputError
 from nanovla.eval.evaluate import EvalConfig, evaluate, seed_range
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-
-
-def nanovla(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nanovla.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
