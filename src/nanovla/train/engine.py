@@ -65,8 +65,7 @@ from nanovla.constants import (
 )
 from nanovla.errors import InputError, MissingError, NanovlaError
 from nanovla.io import write_json
-from nanovla.progress import note as say
-from nanovla.progress import progress
+from nanovla.progress import note, progress
 from nanovla.train.checkpoint import (
     check_weights,
     config_differences,
@@ -162,7 +161,7 @@ class DeferredInterrupt:
             self.aborted = True
             raise KeyboardInterrupt
         self.requested = True
-        say("Ctrl-C: saving a checkpoint after this step (press again to quit at once)")
+        note("Ctrl-C: saving a checkpoint after this step (press again to quit at once)")
 
     def __enter__(self) -> DeferredInterrupt:
         self.requested = self.aborted = False
@@ -273,7 +272,7 @@ class Trainer:
                         saved_step = self.step
                     if self._interrupt.requested:
                         if saved is not None:
-                            say(
+                            note(
                                 f"Ctrl-C: checkpoint of step {self.step} saved to {saved}"
                                 + self._resume_note()
                             )
@@ -359,7 +358,7 @@ class Trainer:
                 f"step {step}: {what}; training stopped before this step changed the weights "
                 f"({kept}). Lower --train.lr, check the data, or pass --train.on-nonfinite skip"
             )
-        say(f"step {step}: {what}; step skipped (on_nonfinite=skip)")
+        note(f"step {step}: {what}; step skipped (on_nonfinite=skip)")
         self.skipped_steps.append(step)
         if log_now:  # the window's record of this log step, if earlier steps give it a loss
             window.note(lr=self.optimizer.param_groups[0]["lr"], grad_norm=None, metrics={})
@@ -454,9 +453,9 @@ class Trainer:
         """
         self.optimizer.zero_grad(set_to_none=True)
         path = self.save_checkpoint()
-        note = " (mid-step: a resumed run will not be bit-identical)" if self._mid_step else ""
-        say(
-            f"interrupted at step {self.step}: checkpoint saved to {path}{note}"
+        caveat = " (mid-step: a resumed run will not be bit-identical)" if self._mid_step else ""
+        note(
+            f"interrupted at step {self.step}: checkpoint saved to {path}{caveat}"
             + self._resume_note()
         )
 
