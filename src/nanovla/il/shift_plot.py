@@ -1,0 +1,107 @@
+"""The figure of `nanovla il shift` (OUT/shift.png), split from `shift.py` to keep that file one
+readable algorithm. One row per task family, five panels per row: action disagreement on the
+policy's own states, the cumulative disagreement (the cost of Ross, Gordon & Bagnell 2011) with
+the fitted eps*t and eps*t^2 shapes, the distance from the expert's path, the fraction of episodes
+on track, and success within t steps (the expert's in black).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nanovla.errors import InputError
+
+THEORY = (
+    "Ross, Gordon & Bagnell 2011: behaviour cloning with error eps on the expert's states\n"
+    "can cost ~ eps*T^2 over T steps (errors compound off the data); DAgger ~ eps*T.\n"
+    "dashed = fitted eps*t^2, dotted = fitted eps*t (least squares over the expert's horizon)"
+)
+
+
+def check_matplotlib() -> None:
+    """One-line InputError naming the extra to install when matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError(
+            "il shift plots with matplotlib, which is not installed: pip install 'nanovla[plots]'"
+        )
+
+
+def _series(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _draw_family(axes: Any, result: dict[str, Any], family: str, colors: list[Any]) -> None:
+    """The five panels of one family."""
+    first = True
+    for color, (name, by_family) in zip(colors, result["policies"].items(), strict=False):
+        curves = by_family[family]
+        steps = curves["steps"]
+        t_action, t_state = np.arange(steps), np.arange(steps + 1)
+        label = f"{name} ({curves['success']:.2f})"
+        axes[0].plot(t_action, _series(curves["disagreement"]), color=color, label=label)
+        cost = np.asarray(curves["cumulative_disagreement"])
+        axes[1].plot(t_action + 1, cost, color=color, lw=2, label=name)
+        fit = curves["fit"]
+        t_fit = np.arange(1, fit["horizon"] + 1, dtype=np.float64)
+        axes[1].plot(t_fit, fit["eps_quadratic"] * t_fit**2, "--", color=color, lw=1)
+        axes[1].plot(t_fit, fit["eps_linear"] * t_fit, ":", color=color, lw=1)
+        axes[2].plot(t_state, curves["distance"], color=color, label=name)
+        axes[3].plot(t_state, curves["on_track"], color=color, label=name)
+        axes[4].plot(t_state, curves["success_by"], color=color, label=label)
+        if first:
+            axes[4].plot(t_state, curves["expert_success_by"], color="black", lw=1, label="expert")
+            axes[1].axvline(fit["horizon"], color="grey", lw=0.6)
+            first = False
+    titles = (
+        f"{family}: |pi - pi*|_1 on own states (running)",
+        "cumulative disagreement C(t)",
+        "distance from the expert's path",
+        f"on track (within {result['track_radius']:g})",
+        "success within t steps",
+    )
+    for axis, title in zip(axes, titles, strict=True):
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("t (steps)", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+    axes[3].set_ylim(-0.02, 1.02)
+    axes[4].set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=7, title="policy (success)", title_fontsize=7)
+    axes[4].legend(fontsize=7, loc="lower right")
+
+
+def plot_shift(result: dict[str, Any], path: Path) -> Path:
+    """Write the figure of a `shift.json` result to `path` (PNG, atomically)."""
+    check_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = result["families"]
+    figure, axes = plt.subplots(
+        len(families), 5, figsize=(21, 3.9 * len(families) + 0.9), squeeze=False
+    )
+    colors = list(plt.get_cmap("tab10").colors)
+    for row, family in zip(axes, families, strict=True):
+        _draw_family(row, result, family, colors)
+    figure.suptitle(
+        f"Compounding error: {result['episodes']} seeded episodes per family (seed "
+        f"{result['seed']}), every policy from the expert's initial states",
+        fontsize=11,
+    )
+    figure.text(0.5, 0.005, THEORY, ha="center", va="bottom", fontsize=8.5)
+    figure.tight_layout(rect=(0, 0.07, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    try:
+        figure.savefig(temporary, dpi=100)
+        temporary.replace(path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
+    return path
