@@ -154,6 +154,13 @@ def test_bad_input_names_the_argument(tmp_path: Path) -> None:
     assert check_command(ShiftCommand(policies=good, out=tmp_path / "o", overwrite=True))
 
 
+def test_a_run_directory_means_its_last_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "run" / "checkpoints" / "last").mkdir(parents=True)
+    (tmp_path / "step").mkdir()
+    parsed = parse_policies([f"bc={tmp_path / 'run'}", f"other={tmp_path / 'step'}"])
+    assert parsed == {"bc": tmp_path / "run" / "checkpoints" / "last", "other": tmp_path / "step"}
+
+
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     cases = [

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import tyro
 
+from nanovla.constants import CHECKPOINTS_DIR, LAST_LINK
 from nanovla.data.collect import Actor, reset_actor
 from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import EVAL_SEED, SEED_SPAN, scene_seed
@@ -309,9 +310,9 @@ class ShiftCommand:
     steps) and OUT/shift.png (the curves, with fitted eps*T and eps*T^2 shapes)."""
 
     policies: tuple[str, ...]
-    """the policies as NAME=CHECKPOINT pairs, e.g. bc-100=runs/a/checkpoints/last
-    dagger=runs/d (a checkpoint directory, its `last` link, a run's checkpoints/last or a
-    pretrained_model/ folder)"""
+    """the policies as NAME=CHECKPOINT pairs, e.g. bc-100=runs/a dagger=runs/d/checkpoints/last
+    (a run directory, meaning its checkpoints/last; a checkpoint step directory, its `last`
+    link, or a pretrained_model/ folder)"""
     out: Path = Path("runs/shift")
     """output directory for shift.json and shift.png"""
     tasks: tuple[str, ...] = ("push", "pick_place")
@@ -348,7 +349,8 @@ def parse_policies(pairs: tuple[str, ...] | list[str]) -> dict[str, Path]:
             raise InputError(f"--policies: the name {name!r} is given twice")
         if not Path(path).exists():
             raise MissingError(f"--policies: checkpoint {path!r} of {name!r} does not exist")
-        parsed[name] = Path(path)
+        run_last = Path(path) / CHECKPOINTS_DIR / LAST_LINK  # a run directory: its last one
+        parsed[name] = run_last if run_last.exists() else Path(path)
     return parsed
 
 

@@ -43,6 +43,8 @@ def _draw_family(axes: Any, result: dict[str, Any], family: str, colors: list[An
         t_action, t_state = np.arange(steps), np.arange(steps + 1)
         label = f"{name} ({curves['success']:.2f})"
         axes[0].plot(t_action, _series(curves["disagreement"]), color=color, label=label)
+        on_expert = _series(curves["expert_state_disagreement"])
+        axes[0].plot(t_action, on_expert, "--", color=color, lw=0.8)
         cost = np.asarray(curves["cumulative_disagreement"])
         axes[1].plot(t_action + 1, cost, color=color, lw=2, label=name)
         fit = curves["fit"]
@@ -57,7 +59,7 @@ def _draw_family(axes: Any, result: dict[str, Any], family: str, colors: list[An
             axes[1].axvline(fit["horizon"], color="grey", lw=0.6)
             first = False
     titles = (
-        f"{family}: |pi - pi*|_1 on own states (running)",
+        f"{family}: |pi - pi*|_1 on own states (dashed: on the expert's)",
         "cumulative disagreement C(t)",
         "distance from the expert's path",
         f"on track (within {result['track_radius']:g})",
