@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nanovla.eval.cli",
         "evaluate a checkpoint on fixed seeded episodes (95% Wilson intervals)",
     ),
+    "dagger": (
+        "nanovla.il.dagger",
+        "DAgger: learner rollouts labelled by the expert, aggregated, retrained (rounds.json)",
+    ),
     "irl": (
         "nanovla.il.maxent_irl",
         "maximum-entropy inverse RL on a grid abstraction of reach/push (irl.json, reward plot)",

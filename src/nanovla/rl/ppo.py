@@ -1,0 +1,276 @@
+"""PPO-clip with GAE(lambda): `nanovla rl ppo --env Pendulum-v1 --out DIR`.
+
+Paper: Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms",
+2017, https://arxiv.org/abs/1707.06347 (GAE: https://arxiv.org/abs/1506.02438); the details
+follow CleanRL's `ppo.py` / `ppo_continuous_action.py` and "The 37 Implementation Details of
+PPO" (Huang et al. 2022, https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/).
+
+Read top to bottom:
+
+1. `PPOCommand`: the options (tyro), defaults per env in `DEFAULTS` (rl-zoo's tuned
+   hyper-parameters for CartPole-v1; Pendulum-v1's without gSDE, see below).
+2. `collect`: `num_steps` steps of every env with the current policy. Per step: sample a raw
+   action and its log-probability, the value; step the envs; normalize the next observation
+   (running statistics, updated here) and the reward (`RewardScaler`); where an episode was cut
+   by the time limit (truncated, not terminated), add gamma V(final observation) to the reward,
+   so truncation is not mistaken for a terminal state.
+3. `gae` (`rl/returns.py`): advantages and value targets.
+4. `update`: `update_epochs` passes over the batch in shuffled minibatches. With
+   r = pi(a|s) / pi_old(a|s) and advantages A normalized per minibatch,
+   L_clip = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) (`clipped_surrogate`),
+   L_V = mean((V - R)^2), or with `clip_vloss` mean(max((V - R)^2, (V_old + clip(V - V_old,
+   -eps, eps) - R)^2)) (`value_loss`), loss = L_clip - ent_coef H + vf_coef L_V; gradients
+   clipped to `max_grad_norm`; approx KL = mean((r - 1) - log r) (Schulman's k3 estimator);
+   with `target_kl`, the epochs stop once the last minibatch's KL exceeds it.
+5. `train`: the loop with learning-rate (and optionally clip-range) annealing to 0, logs with
+   CleanRL's keys, checkpoints every `save_every` updates, exact `--resume`, `eval.json`.
+
+Departures from CleanRL: the value loss is the plain MSE (SB3's form; CleanRL halves it), so
+`vf_coef` means what it means in SB3; time-limit truncations bootstrap from V(final obs) (SB3;
+CleanRL treats them as terminal); observation and reward normalization are options inside the
+algorithm rather than env wrappers, so their statistics are saved with the checkpoint
+(observations: in the policy's weights; rewards: in the training state). Pendulum-v1's rl-zoo
+entry uses gSDE (state-dependent exploration); here it is a plain Gaussian with the same
+rollout and optimization settings.
+
+Driving another actor-critic: `collect` and `update` touch the policy only through
+`rl.policy.ActorCriticLike` (`prepare`, `dist`, `value`, `env_action`) and the observation
+storage takes tensors or dicts of tensors, so a VLA policy wrapped with those four methods
+(its action head as the Gaussian mean) trains with the same two functions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import tyro
+
+from nanovla.errors import InputError
+from nanovla.progress import progress
+from nanovla.rl import rollout as ro
+from nanovla.rl.envs import make_vec_env
+from nanovla.rl.normalize import RewardScaler
+from nanovla.rl.policy import ActorCritic, ActorCriticLike, config_for
+from nanovla.rl.returns import gae
+from nanovla.rl.run import RunOptions, apply_defaults, check_fraction, check_positive
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        total_steps=100_000, num_envs=8, num_steps=32, minibatch_size=256, update_epochs=20,
+        learning_rate=1e-3, anneal_lr=True, anneal_clip=True, gamma=0.98, gae_lambda=0.8,
+        ent_coef=0.0, normalize_obs=False, normalize_reward=False,
+    ),
+    "Pendulum-v1": dict(
+        total_steps=100_000, num_envs=4, num_steps=1024, minibatch_size=64, update_epochs=10,
+        learning_rate=1e-3, anneal_lr=False, anneal_clip=False, gamma=0.9, gae_lambda=0.95,
+        ent_coef=0.0, normalize_obs=False, normalize_reward=False,
+    ),
+}  # fmt: skip
+"""per-env defaults of the options left unset (rl-zoo's ppo.yml where it has the env)"""
+FALLBACK: dict[str, Any] = dict(
+    total_steps=500_000, num_envs=8, num_steps=128, minibatch_size=256, update_epochs=4,
+    learning_rate=3e-4, anneal_lr=True, anneal_clip=False, gamma=0.99, gae_lambda=0.95,
+    ent_coef=0.0, normalize_obs=True, normalize_reward=True,
+)  # fmt: skip
+"""defaults for envs not in DEFAULTS (CleanRL's continuous-control settings, 8 envs)"""
+
+
+@dataclass
+class PPOCommand(RunOptions):
+    """Train a policy with PPO-clip and GAE(lambda); writes checkpoints, logs, eval.json."""
+
+    learning_rate: float | None = None
+    """Adam learning rate (default: per env)"""
+    anneal_lr: bool | None = None
+    """anneal the learning rate linearly to 0 over the run (default: per env)"""
+    num_steps: int | None = None
+    """steps per env per rollout; a rollout is num_envs * num_steps env steps (default: per env)"""
+    minibatch_size: int | None = None
+    """samples per gradient step (SB3's batch_size) (default: per env)"""
+    update_epochs: int | None = None
+    """passes over each rollout (default: per env)"""
+    gamma: float | None = None
+    """discount factor (default: per env)"""
+    gae_lambda: float | None = None
+    """GAE lambda: 0 is one-step TD, 1 is Monte Carlo (default: per env)"""
+    clip_coef: float = 0.2
+    """PPO clip range eps of the ratio"""
+    anneal_clip: bool | None = None
+    """anneal the clip range linearly to 0 (rl-zoo's lin_0.2) (default: per env)"""
+    clip_vloss: bool = False
+    """clip the value update to +-clip_coef around the rollout's values"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    ent_coef: float | None = None
+    """entropy bonus coefficient (default: per env)"""
+    vf_coef: float = 0.5
+    """value loss coefficient (the loss is the plain MSE, as in SB3)"""
+    max_grad_norm: float = 0.5
+    """gradient norm clip"""
+    target_kl: float | None = None
+    """stop an update's epochs once the approximate KL exceeds this (None: never)"""
+    normalize_obs: bool | None = None
+    """running observation normalization, saved in the policy (default: per env)"""
+    normalize_reward: bool | None = None
+    """scale rewards by the running std of the discounted return (default: per env)"""
+
+
+def resolve(command: PPOCommand) -> PPOCommand:
+    """Fill the per-env defaults in place and check every hyper-parameter (InputError naming the
+    option)."""
+    apply_defaults(command, DEFAULTS, FALLBACK)
+    for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+        check_positive(name, getattr(command, name))
+    for name in ("num_envs", "num_steps", "minibatch_size", "update_epochs", "total_steps"):
+        check_positive(name, getattr(command, name))
+    for name in ("ent_coef", "vf_coef"):
+        check_positive(name, getattr(command, name), allow_zero=True)
+    check_fraction("gamma", command.gamma)
+    check_fraction("gae_lambda", command.gae_lambda)
+    if command.target_kl is not None:
+        check_positive("target_kl", command.target_kl)
+    rollout = command.num_envs * command.num_steps
+    if command.total_steps < rollout:
+        raise InputError(
+            f"--total-steps: {command.total_steps} is less than one rollout "
+            f"(--num-envs {command.num_envs} x --num-steps {command.num_steps} = {rollout})"
+        )
+    return command
+
+
+# ----------------------------------------------------------------------------- 4. the losses
+def clipped_surrogate(
+    new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L_clip, approx KL, clip fraction) of one minibatch (see the module docs)."""
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > clip).float().mean()
+    return loss, approx_kl, clipfrac
+
+
+def value_loss(
+    new_v: torch.Tensor, old_v: torch.Tensor, returns: torch.Tensor, clip: float | None
+) -> torch.Tensor:
+    """MSE of the values to the returns; with `clip`, the pessimistic clipped form."""
+    unclipped = (new_v - returns) ** 2
+    if clip is None:
+        return unclipped.mean()
+    clipped = (old_v + (new_v - old_v).clamp(-clip, clip) - returns) ** 2
+    return torch.max(unclipped, clipped).mean()
+
+
+def update(
+    agent: ActorCriticLike, optimizer: torch.optim.Optimizer, batch: dict[str, Any],
+    cmd: PPOCommand, clip: float,
+) -> dict[str, float]:  # fmt: skip
+    """The PPO epochs over one flattened rollout `batch`; returns the last minibatch's losses."""
+    size = batch["logp"].shape[0]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for _ in range(cmd.update_epochs):
+        for idx in torch.randperm(size).split(cmd.minibatch_size):
+            dist = agent.dist(ro.index(batch["obs"], idx))
+            new_logp, entropy = dist.log_prob(batch["raw"][idx]), dist.entropy().mean()
+            adv = batch["adv"][idx]
+            if cmd.norm_adv and len(idx) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg_loss, approx_kl, clipfrac = clipped_surrogate(
+                new_logp, batch["logp"][idx], adv, clip
+            )
+            new_v = agent.value(ro.index(batch["obs"], idx))
+            v_clip = clip if cmd.clip_vloss else None
+            v_loss = value_loss(new_v, batch["values"][idx], batch["returns"][idx], v_clip)
+            loss = pg_loss - cmd.ent_coef * entropy + cmd.vf_coef * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cmd.max_grad_norm)
+            optimizer.step()
+        if cmd.target_kl is not None and approx_kl > cmd.target_kl:
+            break
+    return {"losses/policy_loss": float(pg_loss.detach()), "losses/value_loss": float(v_loss.detach()),
+            "losses/entropy": float(entropy.detach()), "losses/approx_kl": float(approx_kl),
+            "losses/clipfrac": float(clipfrac)}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- 2. rollouts
+def collect(agent: ActorCriticLike, env: Any, state: ro.RolloutState, cmd: PPOCommand) -> dict:
+    """`num_steps` steps of every env; returns the (T, N) rollout with advantages and returns."""
+    steps = []
+    for _ in range(cmd.num_steps):
+        with torch.no_grad():
+            dist = agent.dist(state.obs)
+            raw = dist.sample()
+            logp, value = dist.log_prob(raw), agent.value(state.obs)
+        reward, done, final = ro.env_step(agent, env, state, agent.env_action(raw), cmd)
+        if final is not None:  # bootstrap time-limit truncations from V(final observation)
+            cut, final_obs = final
+            with torch.no_grad():
+                reward[cut] += cmd.gamma * agent.value(final_obs)
+        steps.append({"obs": state.prev_obs, "raw": raw, "logp": logp, "values": value,
+                      "rewards": reward, "dones": done})  # fmt: skip
+    batch = ro.stack(steps)
+    with torch.no_grad():
+        last_value = agent.value(state.obs)
+    batch["adv"], batch["returns"] = gae(
+        batch["rewards"], batch["values"], batch["dones"], last_value, cmd.gamma, cmd.gae_lambda
+    )
+    return ro.flatten(batch)
+
+
+# ----------------------------------------------------------------------------- 5. the loop
+def train(cmd: PPOCommand) -> dict[str, Any]:
+    """Run PPO as `cmd` says (resolved and checked first); returns the eval.json content."""
+    resolve(cmd)
+    with ro.Run(cmd) as run:
+        env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
+        agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
+                                       cmd.log_std_init, cmd.normalize_obs))  # fmt: skip
+        optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate, eps=1e-5)
+        num_updates = cmd.total_steps // (cmd.num_envs * cmd.num_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _linear(cmd.anneal_lr, num_updates)
+        )
+        scaler = RewardScaler(cmd.num_envs, cmd.gamma) if cmd.normalize_reward else None
+        state = ro.RolloutState.fresh(agent, env, cmd.seed, scaler)
+        start = run.resume(agent, optimizer, scheduler, state, env)
+        bar = progress(total=num_updates, initial=start, desc=f"ppo {cmd.env}", unit="update",
+                       enabled=cmd.progress)  # fmt: skip
+        for done in range(start, num_updates):
+            began = time.perf_counter()
+            batch = collect(agent, env, state, cmd)
+            clip = cmd.clip_coef * _linear(cmd.anneal_clip, num_updates)(done)
+            metrics = update(agent, optimizer, batch, cmd, clip)
+            metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            metrics["charts/clip_range"] = clip
+            metrics["losses/explained_variance"] = ro.explained_variance(batch)
+            metrics["_steps"] = cmd.num_envs * cmd.num_steps
+            run.end_update(state, metrics, began, bar)
+            run.maybe_save(done + 1, num_updates, agent, optimizer, scheduler, state, env)
+        bar.close()
+        return run.finish(agent, state, f"PPO on {cmd.env}")
+
+
+def _linear(anneal: bool, num_updates: int) -> Any:
+    """update -> 1 - update / num_updates when annealing, else 1."""
+    return (lambda update: 1.0 - update / num_updates) if anneal else (lambda update: 1.0)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `nanovla rl ppo`."""
+    command = tyro.cli(PPOCommand, args=argv, prog="nanovla rl ppo", description=DESCRIPTION)
+    torch.set_num_threads(1)
+    result = train(command)
+    print(f"{command.env}: deterministic mean return {result['mean_return']:.1f} over "
+          f"{result['episodes']} episodes after {result['env_steps']} env steps "
+          f"({result['wall_s']:.0f} s); wrote {command.out / 'eval.json'}")  # fmt: skip
+    return 0
+
+
+DESCRIPTION = "PPO-clip with GAE(lambda) on a gymnasium id or the world; defaults per env."
