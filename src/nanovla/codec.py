@@ -126,3 +126,16 @@ def _scalar(hint: Any, value: Any, source: str, where: str) -> Any:
     if not ok:
         raise InputError(f"{source}: {where} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def field_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two config dataclasses."""
+    names = []
+    for spec in dataclasses.fields(old):
+        a, b = getattr(old, spec.name), getattr(new, spec.name)
+        name = f"{prefix}{spec.name}"
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            names += field_differences(a, b, name + ".")
+        elif a != b:
+            names.append(name)
+    return names

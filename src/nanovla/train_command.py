@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from nanovla.codec import from_json, to_json
+from nanovla.codec import field_differences, from_json, to_json
 from nanovla.constants import COMMAND_FILE
 from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig, seed_range
@@ -202,19 +202,6 @@ def load_command(out: Path) -> TrainCommand:
     return command
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields whose values differ between two config dataclasses."""
-    names = []
-    for spec in dataclasses.fields(old):
-        a, b = getattr(old, spec.name), getattr(new, spec.name)
-        name = f"{prefix}{spec.name}"
-        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
-            names += _differences(a, b, name + ".")
-        elif a != b:
-            names.append(name)
-    return names
-
-
 def _allowed_on_resume(name: str) -> bool:
     return any(name == allowed or name.startswith(allowed + ".") for allowed in RESUMABLE)
 
@@ -222,7 +209,7 @@ def _allowed_on_resume(name: str) -> bool:
 def resume_command(saved: TrainCommand, given: TrainCommand) -> TrainCommand:
     """`given` (parsed with `saved` as its defaults) if it changes only resumable options;
     otherwise an InputError naming every option that may not change on resume."""
-    changed = [name for name in _differences(saved, given) if name not in ("out", "resume")]
+    changed = [name for name in field_differences(saved, given) if name not in ("out", "resume")]
     refused = [name for name in changed if not _allowed_on_resume(name)]
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)

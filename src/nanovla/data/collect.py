@@ -26,6 +26,7 @@ finish first; this costs at most one extra episode length of stepping.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,27 +134,26 @@ class _EpisodeBuffer:
     images: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
-    goals: list[np.ndarray] = field(default_factory=list)
+    extras: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(
-        self, image: np.ndarray, state: np.ndarray, action: np.ndarray, goal: np.ndarray | None
+        self, image: np.ndarray, state: np.ndarray, action: np.ndarray, extras: dict[str, Any]
     ) -> None:
         self.images.append(image)
         self.states.append(state)
         self.actions.append(action)
-        if goal is not None:
-            self.goals.append(goal)
+        for key, value in extras.items():
+            self.extras.setdefault(key, []).append(value)
 
     def to_episode(self) -> Episode:
-        extras = {}
-        if self.goals:
-            extras[ENV_STATE_KEY] = np.stack(self.goals).astype(np.float32)  # (T, 4)
         return Episode(
             images=np.stack(self.images),  # (T, H, W, 3)
             states=np.stack(self.states).astype(np.float32),  # (T, D)
             actions=np.stack(self.actions).astype(np.float32),  # (T, A)
             task=self.task,
-            extras=extras,
+            extras={
+                key: np.stack(values).astype(np.float32) for key, values in self.extras.items()
+            },  # each (T, K)
         )
 
 
@@ -190,6 +190,55 @@ class _StartOrderKeeper:
                 self.bar.set_postfix(success=f"{100 * report.success_rate:.0f}%")
 
 
+Labeler = Callable[[dict[str, Any]], np.ndarray]
+"""`labeler(obs) -> (N, A)`: the action to record for each env's current state (default: the
+world's scripted expert, `world.expert_action(noise=0.0)`; a trained policy can label too)."""
+
+
+@dataclass
+class Mixing:
+    """How an actor-driven rollout mixes in the labeler (DAgger's beta-mixing) and what extra
+    per-frame features it records."""
+
+    expert_probability: float = 0.0
+    """per env and step, execute the label instead of the actor's action with this probability
+    (DAgger's beta; the actor still sees every step, so its action queue stays in step)"""
+    executed_key: str | None = None
+    """record the executed action as this extra feature (e.g. "action.executed")"""
+    constants: dict[str, float] = field(default_factory=dict)
+    """extra (T, 1) features holding one value for every frame (e.g. {"dagger.round": 2})"""
+
+
+def _executed_actions(
+    world: Any, obs: dict[str, Any], labels: np.ndarray, actor: Actor | None, mixing: Mixing,
+    rng: np.random.Generator,
+) -> np.ndarray:  # fmt: skip
+    """The (N, A) actions the world executes this step (see `record_episodes`)."""
+    if actor is None:
+        noise = float(getattr(world, "expert_noise", 0.0))
+        # DART: execute a noisy motion, record the clean expert label
+        return world.perturb(labels) if noise > 0 else labels
+    executed = np.asarray(actor.select_action(obs), dtype=np.float32)
+    if mixing.expert_probability > 0:
+        take = rng.random(len(executed)) < mixing.expert_probability  # (N,)
+        executed = np.where(take[:, None], labels, executed)
+    return executed
+
+
+def _frame_extras(world: Any, executed: np.ndarray, mixing: Mixing) -> list[dict[str, np.ndarray]]:
+    """Per env, the extra features recorded with this step's frame."""
+    goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
+    extras: list[dict[str, np.ndarray]] = [{} for _ in range(len(executed))]
+    for i, frame in enumerate(extras):
+        if goals is not None:
+            frame[ENV_STATE_KEY] = goals[i]
+        if mixing.executed_key is not None:
+            frame[mixing.executed_key] = executed[i]
+        for key, value in mixing.constants.items():
+            frame[key] = np.array([value], dtype=np.float32)
+    return extras
+
+
 def record_episodes(
     world: Any,
     writer: DatasetWriter,
@@ -199,16 +248,22 @@ def record_episodes(
     seed: int = 0,
     max_attempts: int | None = None,
     progress: bool = True,
+    labeler: Labeler | None = None,
+    mixing: Mixing | None = None,
 ) -> CollectReport:
     """Roll out `world` until `num_episodes` episodes are added to `writer`.
 
     `world` is a `nanovla.world.World` or anything with its `num_envs`, `reset(seed=)`, `step`,
     `expert_action(noise=)` (and `perturb` when its `expert_noise` > 0; `goal_positions` when it
     has one). `actor` picks the executed actions (None: the expert, DART-perturbed when the
-    world's `expert_noise` > 0); the recorded `action` is the clean expert label either way.
+    world's `expert_noise` > 0); the recorded `action` is the label of each visited state
+    (`labeler`, default the world's clean expert) either way. `mixing` (actor-driven only)
+    executes the label instead with a probability and records extra features.
     Raises InputError when `max_attempts` rollouts finish without enough episodes to keep.
     """
     report, start = CollectReport(), time.perf_counter()
+    mixing = mixing or Mixing()
+    rng = np.random.default_rng([seed, 0xDA66E])  # the beta-mixing coin flips
     obs = world.reset(seed=seed)
     if actor is not None:
         reset_actor(actor, None)
@@ -219,19 +274,15 @@ def record_episodes(
     next_serial = world.num_envs
     bar = progress_bar(total=num_episodes, desc="collect", unit="episode", enabled=progress)
     keeper = _StartOrderKeeper(writer, report, num_episodes, keep_failures, bar)
-    noise = float(getattr(world, "expert_noise", 0.0))
     while report.episodes < num_episodes:
-        expert = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A) labels
-        if actor is not None:  # a policy drives; the expert labels the states it visits
-            executed = np.asarray(actor.select_action(obs), dtype=np.float32)
-        elif noise > 0:  # DART: execute a noisy motion, record the clean expert label
-            executed = world.perturb(expert)
+        if labeler is None:
+            labels = np.asarray(world.expert_action(noise=0.0), dtype=np.float32)  # (N, A)
         else:
-            executed = expert
-        goals = world.goal_positions() if hasattr(world, "goal_positions") else None  # (N, 4)
+            labels = np.asarray(labeler(obs), dtype=np.float32)
+        executed = _executed_actions(world, obs, labels, actor, mixing, rng)
+        extras = _frame_extras(world, executed, mixing)
         for i, buffer in enumerate(buffers):
-            goal = None if goals is None else goals[i]
-            buffer.add(obs[OBS_IMAGE][i], obs[OBS_STATE][i], expert[i], goal)
+            buffer.add(obs[OBS_IMAGE][i], obs[OBS_STATE][i], labels[i], extras[i])
         obs, _, terminated, truncated, info = world.step(executed)
         ended = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
         for i in ended.tolist():

@@ -197,6 +197,16 @@ class EpisodeDataset:
     def action_dim(self) -> int:
         return self.actions.shape[1]
 
+    def read_feature(self, key: str) -> np.ndarray:
+        """(N, K) float32 values of the declared vector feature `key` for every frame: the
+        extras that are not loaded up front (e.g. DAgger's `action.executed`)."""
+        require_feature(self.info, self.root, key, ("float32", "float64"))
+        parts = [
+            _vector_column(read_parquet(path, columns=[key]).column(key), path, key)
+            for path in self._files
+        ]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
     def __len__(self) -> int:
         return self.num_frames
 

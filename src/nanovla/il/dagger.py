@@ -1,0 +1,524 @@
+"""DAgger: dataset aggregation (`nanovla dagger`).
+
+Ross, Gordon & Bagnell 2011, "A Reduction of Imitation Learning and Structured Prediction to
+No-Regret Online Learning", https://arxiv.org/abs/1011.0686 (Algorithm 3.1):
+
+    D <- expert demonstrations;  pi_0 <- BC(D)                    # round 0 (beta_0 = 1)
+    for i = 1..K:
+        beta_i = beta0 * decay^i
+        roll out pi_mix = beta_i * expert + (1 - beta_i) * pi_{i-1}
+        label every visited state s with the expert's action a*(s)
+        D <- D + {(s, a*(s))};  pi_i <- train on D                 # warm start from pi_{i-1}
+        evaluate pi_i
+
+Behaviour cloning trains on the expert's states only, so a small error takes the learner to
+states the expert never showed, where errors compound (cost ~ eps * T^2); DAgger trains on the
+learner's own states, labelled by the expert, and its cost grows ~ eps * T.
+
+What each round writes into `OUT/`:
+- `data/`: the aggregated dataset, one LeRobot v3.0 dataset rewritten (atomically) each round:
+  `action` = the expert's label, `action.executed` = what the world executed, `dagger.round`
+  = the round that recorded the frame. It can be inspected, trained on (`nanovla train
+  --dataset OUT/data`) and resumed from.
+- `rounds/rKK/`: that round's training run (the engine's checkpoints/, logs/, plots/);
+  `checkpoints/round-KK` and `checkpoints/last` link to its final checkpoint.
+- `rounds.json`: per round the labelled frames so far, seen success and its 95% Wilson interval;
+  then the BC baselines (`"bc"`) trained on expert demonstrations of the same number of frames.
+- `eval.json` (the `nanovla train` schema, for the last round), `plots/dagger.png`.
+
+Departures from the paper: mixing is per env and per step (with probability beta_i the
+expert's action is executed; the learner still acts on every step so an action-chunk queue
+stays in step); round i > 0 warm-starts from round i - 1's weights with a fresh optimizer and
+learning-rate schedule (`--from-scratch` retrains from new weights, as the paper's analysis
+assumes); rounds run a fixed number of gradient steps instead of training to convergence. The
+paper returns the best policy on validation; we report every round and keep the last.
+
+Resume: the state of a run is its files. A round whose rollouts are in `data/` but not in
+`rounds.json` is trained (the engine resumes its checkpoint) and evaluated again; nothing that
+is already recorded is recorded twice, so `--resume` after a kill at any point continues the
+round it was in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import tyro
+
+from nanovla.codec import field_differences, from_json, to_json
+from nanovla.constants import (
+    CHECKPOINTS_DIR,
+    ENV_STATE_KEY,
+    EVAL_FILE,
+    INFO_PATH,
+    LAST_LINK,
+    PLOTS_DIR,
+)
+from nanovla.data.collect import DEFAULT_FPS, Mixing, record_episodes
+from nanovla.data.dataset import EpisodeDataset
+from nanovla.data.writer import DatasetWriter, Episode
+from nanovla.errors import ExistsError, InputError, MissingError
+from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig, format_table
+from nanovla.il.dagger_report import format_rounds, plot_rounds
+from nanovla.il.training import TrainSpec, load_policy, new_policy, seen_summary, train_and_evaluate
+from nanovla.io import read_json, write_json
+from nanovla.progress import note
+from nanovla.train_command import PolicyOptions, default_policy_config
+from nanovla.world.tasks import TASK_FAMILIES
+
+EXECUTED_KEY = "action.executed"
+"""extra feature: the action the world executed at the frame (expert's or learner's)"""
+ROUND_KEY = "dagger.round"
+"""extra feature: the DAgger round that recorded the frame (0 = initial demonstrations)"""
+COMMAND_FILE = "dagger_command.json"
+ROUNDS_FILE = "rounds.json"
+DATA_DIR = "data"
+ROUNDS_DIR = "rounds"
+PLOT_FILE = "dagger.png"
+
+
+def _default_eval() -> EvalConfig:
+    return EvalConfig(episodes=100, splits=("seen",), gifs=0)
+
+
+@dataclass
+class DaggerCommand:
+    """DAgger on the embedded world: BC on a few demonstrations, then rounds of learner
+    rollouts labelled by the expert, aggregated and retrained; evaluated every round, beside BC
+    trained on as many expert frames. Options you will most likely change come first."""
+
+    out: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/dagger-<time>)")] = None  # fmt: skip
+    """run directory: data/, rounds/, checkpoints/, rounds.json, eval.json, plots/"""
+    tasks: tuple[str, ...] = ("push", "pick_place")
+    """task families: reach, push, pick_place, sort"""
+    demos: int = 100
+    """expert demonstrations of round 0 (all families together; unused with --checkpoint)"""
+    rounds: int = 4
+    """DAgger rounds after round 0 (each: rollouts, labels, aggregation, training, evaluation)"""
+    rollouts: int = 100
+    """learner episodes recorded per round (successes and failures alike: all are labelled)"""
+    beta0: float = 1.0
+    """beta_i = beta0 * decay^i is the probability that the expert's action is executed at a
+    step of round i (round 0 without --checkpoint is pure expert demonstrations)"""
+    decay: float = 0.5
+    """per-round decay of beta"""
+    steps: int = 1500
+    """gradient steps per round"""
+    from_scratch: bool = False
+    """retrain every round from new weights instead of warm-starting from the last round's"""
+    checkpoint: Path | None = None
+    """start from this trained policy (round 0 then rolls it out with beta_0 = beta0) instead
+    of BC on --demos expert demonstrations"""
+    expert: Path | None = None
+    """label states with this checkpoint's actions instead of the world's scripted expert
+    (distilling a policy)"""
+    seed: int = 0
+    """seed of the demonstrations (round i records from seed + i), weights and batch order"""
+    resume: bool = False
+    """continue the run in --out at the round it was in (no other option may change)"""
+    compare_bc: bool = True
+    """also train BC from scratch on expert demonstrations with as many frames as the final
+    round labelled (and as many gradient steps as all rounds together)"""
+    lr: float = 2e-3
+    """peak learning rate of each round's schedule (warmup + cosine)"""
+    batch_size: int = 64
+    """frames per training batch"""
+    augment_shift: int = 2
+    """random-shift augmentation in pixels; 0 = off"""
+    num_envs: int = 32
+    """parallel worlds while recording"""
+    image_size: int = 64
+    """camera images are image_size x image_size RGB"""
+    instructions: str = "train+ko"
+    """instruction templates of the rollouts: train | ko | train+ko"""
+    num_threads: int = 0
+    """torch intra-op CPU threads; 0 = torch's default"""
+    progress: bool = True
+    """progress bars"""
+    policy: PolicyOptions = field(default_factory=default_policy_config)
+    """the policy architecture (round 0 without --checkpoint)"""
+    eval: EvalConfig = field(default_factory=_default_eval)
+    """the evaluation after every round"""
+
+    def __post_init__(self) -> None:
+        for name, least in (("demos", 1), ("rounds", 1), ("rollouts", 1), ("steps", 1)):
+            if getattr(self, name) < least:
+                raise InputError(f"--{name} must be >= {least}, got {getattr(self, name)}")
+        unknown = [task for task in self.tasks if task not in TASK_FAMILIES]
+        if unknown or not self.tasks:
+            raise InputError(f"--tasks: unknown task {unknown}; choose from {list(TASK_FAMILIES)}")
+        if not 0.0 <= self.beta0 <= 1.0 or not 0.0 <= self.decay <= 1.0:
+            raise InputError(
+                f"--beta0 and --decay must be in [0, 1], got {self.beta0} and {self.decay}"
+            )
+        if not 0 <= self.seed and self.seed + self.rounds >= VALIDATION_SEED:
+            raise InputError(f"--seed + --rounds must stay below {VALIDATION_SEED} (validation)")
+
+    def beta(self, round_index: int) -> float:
+        """Probability of executing the expert's action in round `round_index`."""
+        if round_index == 0 and self.checkpoint is None:
+            return 1.0
+        return self.beta0 * self.decay**round_index
+
+
+@dataclass
+class RoundResult:
+    """One line of rounds.json."""
+
+    round: int
+    beta: float
+    episodes: int
+    labelled_frames: int
+    success: float
+    ci95: list[float]
+    successes: int
+    eval_episodes: int
+    per_task: dict[str, float]
+    seconds: dict[str, float]
+
+
+# ------------------------------------------------------------------------- labels and actors
+class PolicyLabeler:
+    """A trained policy as the expert: the first action of its chunk for each current state."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy.eval()
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        from nanovla.models.policy.observation import observation_to_batch
+
+        with torch.inference_mode():
+            image, state, texts, _ = observation_to_batch(obs, self.policy._device())
+            chunk = self.policy.predict_chunk(image, state, texts)  # (N, k, A) normalised
+            return self.policy.normalizer.unnormalize_action(chunk[:, 0]).float().numpy()
+
+
+# ------------------------------------------------------------------------- aggregation
+def _stored_episodes(path: Path) -> list[Episode]:
+    """Every episode of the aggregated dataset at `path`, with its extra features."""
+    if not (path / INFO_PATH).is_file():
+        return []
+    dataset = EpisodeDataset(path, cache="memory", progress=False)
+    extras = {key: dataset.read_feature(key) for key in (EXECUTED_KEY, ROUND_KEY)}
+    if dataset.env_states is not None:
+        extras[ENV_STATE_KEY] = dataset.env_states
+    episodes = []
+    for lo, hi in dataset.episode_bounds.tolist():
+        episodes.append(
+            Episode(
+                images=dataset.images[lo:hi],
+                states=dataset.states[lo:hi],
+                actions=dataset.actions[lo:hi],
+                task=dataset.tasks[int(dataset.task_index[lo])],
+                extras={key: values[lo:hi] for key, values in extras.items()},
+            )
+        )
+    return episodes
+
+
+def recorded_rounds(path: Path) -> int:
+    """How many rounds the aggregated dataset at `path` holds (0 when there is none)."""
+    if not (path / INFO_PATH).is_file():
+        return 0
+    return int(read_json(path / INFO_PATH).get("nanovla", {}).get("dagger_rounds", 0))
+
+
+def aggregate_round(
+    command: DaggerCommand, round_index: int, actor: Any, labeler: Any
+) -> tuple[int, int]:
+    """Record round `round_index` (expert demonstrations, or the actor's rollouts mixed with
+    the expert at beta) and rewrite `OUT/data` with every earlier episode plus the new ones.
+    Returns (episodes, frames) of the aggregate."""
+    from nanovla.world import make_world
+    from nanovla.world.experts import EXPERT_VERSION
+
+    path = Path(command.out) / DATA_DIR
+    old = _stored_episodes(path)
+    seed = command.seed + round_index
+    world = make_world(
+        list(command.tasks),
+        num_envs=command.num_envs,
+        image_size=command.image_size,
+        seed=seed,
+        instructions=command.instructions,
+    )
+    source = {
+        "families": list(command.tasks),
+        "instructions": command.instructions,
+        "seed": command.seed,
+        "expert_noise": 0.0,
+        "expert_version": EXPERT_VERSION,
+        "driver": "dagger",
+        "dagger_rounds": round_index + 1,
+        "labeler": "world expert" if command.expert is None else str(command.expert),
+    }
+    writer = DatasetWriter(path, fps=DEFAULT_FPS, overwrite=True, source=source)
+    for episode in old:
+        writer.add_episode(episode)
+    demos = actor is None
+    report = record_episodes(
+        world,
+        writer,
+        command.demos if demos else command.rollouts,
+        actor=actor,
+        keep_failures=not demos,
+        seed=seed,
+        max_attempts=None if not demos else 5 * command.demos + command.num_envs,
+        progress=command.progress,
+        labeler=labeler,
+        mixing=Mixing(command.beta(round_index), EXECUTED_KEY, {ROUND_KEY: float(round_index)}),
+    )
+    writer.finalize()
+    note(f"dagger: round {round_index}: {report.summary()}")
+    return writer.num_episodes, writer.num_frames
+
+
+# ------------------------------------------------------------------------- training
+def _round_dir(out: Path, round_index: int) -> Path:
+    return Path(out) / ROUNDS_DIR / f"r{round_index:02d}"
+
+
+def _spec(command: DaggerCommand) -> TrainSpec:
+    return TrainSpec(
+        tasks=tuple(command.tasks),
+        image_size=command.image_size,
+        instructions=command.instructions,
+        eval=command.eval,
+        lr=command.lr,
+        batch_size=command.batch_size,
+        augment_shift=command.augment_shift,
+        num_threads=command.num_threads,
+        progress=command.progress,
+    )
+
+
+def _initial_policy(command: DaggerCommand, round_index: int, dataset: Any) -> Any:
+    """Round 0: --checkpoint or new seeded weights; later rounds: the last round's weights
+    (from disk, so a resumed run starts where a straight one would), or new ones."""
+    if round_index > 0 and not command.from_scratch:
+        last = _round_dir(Path(command.out), round_index - 1) / CHECKPOINTS_DIR / LAST_LINK
+        return load_policy(last, f"round {round_index - 1} checkpoint", command.image_size)
+    if command.checkpoint is not None and round_index == 0:
+        return load_policy(command.checkpoint, "--checkpoint", command.image_size)
+    return new_policy(command.policy, command.image_size, dataset, command.seed + round_index)
+
+
+def _rollout_actor(command: DaggerCommand, round_index: int) -> Any:
+    """Who drives round `round_index`'s rollouts: the expert (None) in round 0, or
+    --checkpoint there when given; the last round's policy afterwards."""
+    if round_index == 0:
+        if command.checkpoint is None:
+            return None
+        return load_policy(command.checkpoint, "--checkpoint", command.image_size)
+    last = _round_dir(Path(command.out), round_index - 1) / CHECKPOINTS_DIR / LAST_LINK
+    return load_policy(last, f"round {round_index - 1} checkpoint", command.image_size)
+
+
+def _link(link: Path, target: str) -> None:
+    """Point the symlink `link` at the relative `target`, atomically."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temporary = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def _publish(out: Path, round_index: int) -> None:
+    """`checkpoints/round-KK` -> that round's final checkpoint; `checkpoints/last` -> it."""
+    step = (_round_dir(out, round_index) / CHECKPOINTS_DIR / LAST_LINK).resolve()
+    name = f"round-{round_index:02d}"
+    _link(out / CHECKPOINTS_DIR / name, os.path.relpath(step, out / CHECKPOINTS_DIR))
+    _link(out / CHECKPOINTS_DIR / LAST_LINK, name)
+
+
+# ------------------------------------------------------------------------- the rounds
+def run_round(command: DaggerCommand, round_index: int, labeler: Any) -> dict[str, Any]:
+    """Record round `round_index` unless `data/` already holds it, train, evaluate; returns
+    its rounds.json entry."""
+    out = Path(command.out)
+    started = time.perf_counter()
+    if recorded_rounds(out / DATA_DIR) <= round_index:
+        aggregate_round(command, round_index, _rollout_actor(command, round_index), labeler)
+    collected = time.perf_counter()
+    dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
+    policy = _initial_policy(command, round_index, dataset)
+    _, result, seconds = train_and_evaluate(
+        _spec(command),
+        _round_dir(out, round_index),
+        policy,
+        dataset,
+        command.seed + round_index,
+        command.steps,
+    )
+    _publish(out, round_index)
+    seen = seen_summary(result)
+    seconds["collect"] = round(collected - started, 1)
+    entry = RoundResult(
+        round=round_index,
+        beta=command.beta(round_index),
+        episodes=dataset.num_episodes,
+        labelled_frames=dataset.num_frames,
+        success=seen["success"],
+        ci95=seen["ci95"],
+        successes=seen["successes"],
+        eval_episodes=seen["episodes"],
+        per_task=seen["per_task"],
+        seconds=seconds,
+    )
+    write_json(_round_dir(out, round_index) / EVAL_FILE, result)
+    return to_json(entry)
+
+
+def _bc_demonstrations(command: DaggerCommand, path: Path, frames: int, mean_length: float) -> None:
+    """Expert demonstrations at `path` holding at least `frames` frames (seeded as round 0, so
+    its episodes extend round 0's): collect, and collect more while short."""
+    from nanovla.data.collect import CollectConfig, collect_with_report
+
+    episodes = max(1, int(np.ceil(frames / mean_length)))
+    while True:
+        config = CollectConfig(
+            task=",".join(command.tasks),
+            episodes=episodes,
+            out=path,
+            num_envs=command.num_envs,
+            image_size=command.image_size,
+            instructions=command.instructions,
+            seed=command.seed,
+            overwrite=True,
+            progress=command.progress,
+        )
+        _, report = collect_with_report(config)
+        if report.frames >= frames:
+            note(f"dagger: BC baseline: {report.summary()}")
+            return
+        episodes = int(np.ceil(episodes * frames / report.frames)) + 1
+
+
+def bc_baseline(command: DaggerCommand, frames: int, steps: int, mean_length: float) -> dict:
+    """BC from new weights on expert demonstrations of at least `frames` frames (the same
+    seeded scenes as round 0, extended), trained for `steps` steps: the equal-budget baseline."""
+    out = Path(command.out) / "bc"
+    if not (out / DATA_DIR / INFO_PATH).is_file():
+        _bc_demonstrations(command, out / DATA_DIR, frames, mean_length)
+    dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
+    policy = new_policy(command.policy, command.image_size, dataset, command.seed)
+    _, result, seconds = train_and_evaluate(
+        _spec(command), out / "train", policy, dataset, command.seed, steps
+    )
+    write_json(out / EVAL_FILE, result)
+    seen = seen_summary(result)
+    return {
+        "method": "bc",
+        "episodes": dataset.num_episodes,
+        "labelled_frames": dataset.num_frames,
+        "steps": steps,
+        "success": seen["success"],
+        "ci95": seen["ci95"],
+        "successes": seen["successes"],
+        "eval_episodes": seen["episodes"],
+        "per_task": seen["per_task"],
+        "seconds": seconds,
+    }
+
+
+# ------------------------------------------------------------------------- the command
+def parse(argv: list[str]) -> DaggerCommand:
+    """The command line; with --resume, the saved command (only --progress may change)."""
+    command = tyro.cli(DaggerCommand, args=argv, prog="nanovla dagger", description=__doc__)
+    if not command.resume:
+        return command
+    if command.out is None:
+        raise InputError("--resume needs --out naming the DAgger run to continue")
+    path = Path(command.out) / COMMAND_FILE
+    if not path.is_file():
+        raise MissingError(f"--resume: {path} not found; is {command.out} a nanovla dagger run?")
+    saved = from_json(DaggerCommand, read_json(path), source=str(path))
+    given = tyro.cli(DaggerCommand, args=argv, default=saved, prog="nanovla dagger")
+    refused = [
+        name
+        for name in field_differences(saved, given)
+        if name not in ("out", "resume", "progress")
+    ]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise InputError(
+            f"--resume continues the run as it was started; these may not change: {flags}"
+        )
+    given.out = Path(command.out)
+    return given
+
+
+def _check_inputs(command: DaggerCommand) -> Any:
+    """Every given checkpoint loads at this image size (before anything is written); returns
+    the labeler (None: the world's expert)."""
+    if command.checkpoint is not None:
+        load_policy(command.checkpoint, "--checkpoint", command.image_size)
+    if command.expert is None:
+        return None
+    return PolicyLabeler(load_policy(command.expert, "--expert", command.image_size))
+
+
+def _start(command: DaggerCommand) -> None:
+    out = Path(command.out)
+    if not command.resume and ((out / COMMAND_FILE).exists() or (out / ROUNDS_DIR).exists()):
+        raise ExistsError(f"{out} already holds a DAgger run; pass --resume to continue it")
+    if not command.resume:
+        saved = to_json(command)
+        saved["out"], saved["resume"] = str(out), False
+        write_json(out / COMMAND_FILE, saved)
+
+
+def run(command: DaggerCommand) -> dict[str, Any]:
+    """The whole DAgger run; returns rounds.json's content (also written)."""
+    from nanovla.train.lock import RunLock
+
+    started = time.perf_counter()
+    command.out = Path(command.out or Path("runs") / time.strftime("dagger-%Y%m%d-%H%M%S"))
+    out = command.out
+    labeler = _check_inputs(command)
+    with RunLock(out):
+        _start(command)
+        path = out / ROUNDS_FILE
+        state = read_json(path) if path.is_file() else {"rounds": [], "bc": []}
+        for round_index in range(len(state["rounds"]), command.rounds + 1):
+            state["rounds"].append(run_round(command, round_index, labeler))
+            write_json(path, state)
+        if command.compare_bc and command.checkpoint is None and not state["bc"]:
+            first = state["rounds"][0]
+            state["bc"].append(
+                bc_baseline(
+                    command,
+                    state["rounds"][-1]["labelled_frames"],
+                    command.steps * (command.rounds + 1),
+                    first["labelled_frames"] / first["episodes"],
+                )
+            )
+            write_json(path, state)
+        result = read_json(_round_dir(out, command.rounds) / EVAL_FILE)
+        result["checkpoint"] = str(out / CHECKPOINTS_DIR / LAST_LINK)
+        result["timing_s"] = {"total": round(time.perf_counter() - started, 1)}
+        write_json(out / EVAL_FILE, result)
+        plot_rounds(state, out / PLOTS_DIR / PLOT_FILE)
+        print(format_rounds(state))
+        print(format_table(result))
+        print(f"wall time {time.perf_counter() - started:.0f} s; wrote {path}, {out / EVAL_FILE}")
+        return state
+
+
+def main(argv: list[str]) -> int:
+    """`nanovla dagger ...`"""
+    run(parse(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
