@@ -71,14 +71,17 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
     from nanovla.train.run_record import RunRecord
     from nanovla.world.experts import EXPERT_VERSION
 
-    loader = BatchLoader(
-        dataset,
-        spec.batch_size,
-        chunk=policy.config.chunk,
-        val_fraction=0.0,
-        augment_shift=spec.augment_shift,
-        seed=seed,
-    )
+    try:
+        loader = BatchLoader(
+            dataset,
+            spec.batch_size,
+            chunk=policy.config.chunk,
+            val_fraction=0.0,
+            augment_shift=spec.augment_shift,
+            seed=seed,
+        )
+    except InputError as error:
+        raise InputError(f"{dataset.root}: {error} (--batch-size {spec.batch_size})") from error
     config = TrainConfig(
         steps=steps,
         lr=spec.lr,
