@@ -85,7 +85,7 @@ class PPOCommand(RunOptions):
     learning_rate: float | None = None
     """Adam learning rate (default: per env)"""
     anneal_lr: bool | None = None
-    """anneal the learning rate linearly to 0 over the run (default: per env)"""
+    """anneal the learning rate linearly to 0 over the run: True or False (default: per env)"""
     num_steps: int | None = None
     """steps per env per rollout; a rollout is num_envs * num_steps env steps (default: per env)"""
     minibatch_size: int | None = None
@@ -99,7 +99,7 @@ class PPOCommand(RunOptions):
     clip_coef: float = 0.2
     """PPO clip range eps of the ratio"""
     anneal_clip: bool | None = None
-    """anneal the clip range linearly to 0 (rl-zoo's lin_0.2) (default: per env)"""
+    """anneal the clip range linearly to 0 (rl-zoo's lin_0.2): True or False (default: per env)"""
     clip_vloss: bool = False
     """clip the value update to +-clip_coef around the rollout's values"""
     norm_adv: bool = True
@@ -113,9 +113,10 @@ class PPOCommand(RunOptions):
     target_kl: float | None = None
     """stop an update's epochs once the approximate KL exceeds this (None: never)"""
     normalize_obs: bool | None = None
-    """running observation normalization, saved in the policy (default: per env)"""
+    """running observation normalization, saved in the policy: True or False (default: per env)"""
     normalize_reward: bool | None = None
-    """scale rewards by the running std of the discounted return (default: per env)"""
+    """scale rewards by the running std of the discounted return: True or False (default: per
+    env)"""
 
 
 def resolve(command: PPOCommand) -> PPOCommand:
@@ -227,10 +228,11 @@ def collect(agent: ActorCriticLike, env: Any, state: ro.RolloutState, cmd: PPOCo
 def train(cmd: PPOCommand) -> dict[str, Any]:
     """Run PPO as `cmd` says (resolved and checked first); returns the eval.json content."""
     resolve(cmd)
-    with ro.Run(cmd) as run:
-        env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
-        agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
-                                       cmd.log_std_init, cmd.normalize_obs))  # fmt: skip
+    run = ro.Run(cmd)  # checks --out and seeds; the env and the networks check the rest
+    env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
+    agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
+                                   cmd.log_std_init, cmd.normalize_obs))  # fmt: skip
+    with run:
         optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate, eps=1e-5)
         num_updates = cmd.total_steps // (cmd.num_envs * cmd.num_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(

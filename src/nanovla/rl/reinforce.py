@@ -137,10 +137,11 @@ def policy_gradient_loss(
 def train(cmd: ReinforceCommand) -> dict[str, Any]:
     """Run REINFORCE as `cmd` says (resolved and checked first); returns eval.json's content."""
     resolve(cmd)
-    with ro.Run(cmd) as run:
-        env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
-        agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
-                                       cmd.log_std_init, False))  # fmt: skip
+    run = ro.Run(cmd)  # checks --out and seeds; the env and the networks check the rest
+    env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
+    agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
+                                   cmd.log_std_init, False))  # fmt: skip
+    with run:
         optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: 1.0)
         state = ro.RolloutState.fresh(agent, env, cmd.seed, None)

@@ -139,12 +139,14 @@ def env_step(agent: Any, env: Any, state: RolloutState, actions: np.ndarray, opt
 
 # ----------------------------------------------------------------------------- the run
 class Run:
-    """One `nanovla rl` run in `options.out`: `with Run(options) as run:` seeds everything,
-    checks the directory, holds its lock; `resume`, `end_update`, `maybe_save`, `finish`."""
+    """One `nanovla rl` run in `options.out`. `Run(options)` checks the directory (writing
+    nothing) and seeds everything; `with run:` creates it and holds its lock; then `resume`,
+    `end_update`, `maybe_save`, `finish`."""
 
     def __init__(self, options: Any) -> None:
         self.options, self.out = options, Path(options.out)
         self.checkpoint = prepare_out(options)
+        seed_everything(options.seed)
         self.logger: MetricsLogger | None = None
         self._lock = RunLock(self.out)
         self.started = time.perf_counter()
@@ -152,7 +154,6 @@ class Run:
     def __enter__(self) -> Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock.__enter__()
-        seed_everything(self.options.seed)
         return self
 
     def __exit__(self, *exc: object) -> None:

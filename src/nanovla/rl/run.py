@@ -41,7 +41,7 @@ from nanovla.constants import (
 )
 from nanovla.errors import ExistsError, InputError, MissingError, NanovlaError
 from nanovla.io import read_json_object, write_json
-from nanovla.rl.envs import make_vec_env
+from nanovla.rl.envs import WORLD_OBS, WORLD_REWARDS, check_env_id, make_vec_env
 from nanovla.rl.policy import ActorCritic
 from nanovla.train.checkpoint import latest_checkpoint, write_checkpoint
 from nanovla.train.rng import capture_rng_state
@@ -117,7 +117,18 @@ def check_fraction(name: str, value: float) -> None:
 
 
 def apply_defaults(options: Any, table: dict[str, dict[str, Any]], fallback: dict) -> None:
-    """Fill the options left None from `table[options.env]` (else `fallback`), in place."""
+    """Check the options every command shares (nothing is written before), then fill those
+    left None from `table[options.env]` (else `fallback`), in place."""
+    check_env_id(options.env)
+    if options.env.startswith("nanovla/"):
+        for name, allowed in (("world_obs", WORLD_OBS), ("world_reward", WORLD_REWARDS)):
+            if getattr(options, name) not in allowed:
+                raise InputError(
+                    f"--{name.replace('_', '-')}: got {getattr(options, name)!r}; allowed: "
+                    f"{', '.join(allowed)}"
+                )
+    for name in ("eval_episodes", "save_every"):
+        check_positive(name, getattr(options, name))
     chosen = {**fallback, **table.get(options.env, {})}
     for name, value in chosen.items():
         if getattr(options, name) is None:
