@@ -66,6 +66,7 @@ def test_expert_as_the_policy_has_zero_disagreement_and_distance() -> None:
         assert curves["disagreement"][-1] is None and curves["running"][-1] == 0.0
         fit = curves["fit"]
         assert fit["horizon"] == curves["expert_horizon"] and fit["eps_quadratic"] == 0.0
+        assert fit["excess"] is None and curves["eps_own_states"] == 0.0
     json.dumps(result)  # the shift.json dict is plain JSON
 
 
@@ -124,8 +125,11 @@ def test_success_by_and_fit_shapes_by_hand() -> None:
     quadratic = fit_shapes((0.01 * t**2).tolist() + [5.0] * 10, horizon=30)
     assert quadratic["better"] == "quadratic" and quadratic["horizon"] == 30
     assert quadratic["eps_quadratic"] == pytest.approx(0.01) and quadratic["rmse_quadratic"] < 1e-12
-    linear = fit_shapes((0.3 * t).tolist(), horizon=30)
+    assert quadratic["excess"] is None  # no error on the expert's states given
+    linear = fit_shapes((0.3 * t).tolist(), horizon=30, eps=0.3)
     assert linear["better"] == "linear" and linear["eps_linear"] == pytest.approx(0.3)
+    assert linear["excess"] == pytest.approx(1.0)  # it pays exactly its training error
+    assert fit_shapes((0.01 * t**2).tolist(), horizon=30, eps=0.1)["excess"] == pytest.approx(3.0)
     assert linear["rmse_quadratic"] > 0.1
 
 

@@ -38,6 +38,8 @@ Read top to bottom:
    disagreement over the expert's horizon (t up to the expert's longest episode, where the
    expert's cost is defined), with the RMSE of each: the shape that fits better is the measured
    growth law. Past the expert's horizon successful learners stop paying, so the curve bends over.
+   `excess` = C(T) / (eps* T), with eps* the error on the expert's states: 1 means the policy
+   pays only its training-distribution error, more means its errors compounded.
 5. `measure`: every policy on every family; `plot_shift` draws the curves, the fitted shapes and
    the theory's statement; `main` is `nanovla il shift`, which writes OUT/shift.json, OUT/shift.png.
 
@@ -214,17 +216,21 @@ def shift_curves(learner: Trace, expert: Trace, radius: float) -> dict[str, Any]
         "success": solved / episodes,
         "ci95": list(wilson_interval(solved, episodes)),
         "eps_expert_states": float(expert.gaps.sum() / max(expert.running.sum(), 1)),
+        "eps_own_states": float(learner.gaps.sum() / max(learner.running.sum(), 1)),
         "expert_horizon": int(max(expert.running.sum(axis=0).max(), 1)),
     }
 
 
 # ----------------------------------------------------------------------------- 4. the shapes
-def fit_shapes(cumulative: list[float], horizon: int) -> dict[str, float]:
+def fit_shapes(cumulative: list[float], horizon: int, eps: float = 0.0) -> dict[str, Any]:
     """Least-squares eps of C(t) ~ eps*t and C(t) ~ eps*t^2 over t = 1..horizon (C[t-1] is the
-    cost after t steps), with the RMSE of each fit and the better shape's name."""
+    cost after t steps), with the RMSE of each fit and the better shape's name; `excess` is
+    C(horizon) / (eps * horizon) for the error `eps` measured on the expert's states: what the
+    policy paid over what that error alone would cost without compounding (None if eps = 0)."""
     cost = np.asarray(cumulative[:horizon], dtype=np.float64)
     t = np.arange(1, len(cost) + 1, dtype=np.float64)
     fits: dict[str, Any] = {"horizon": int(len(cost))}
+    fits["excess"] = float(cost[-1] / (eps * len(cost))) if eps > 0 else None
     for name, basis in (("linear", t), ("quadratic", t * t)):
         eps = float((basis * cost).sum() / (basis * basis).sum())
         fits[f"eps_{name}"] = eps
@@ -265,7 +271,9 @@ def measure(
         expert = roll_out(actor, family, episodes, family_seed, "expert", instructions)
         learner = roll_out(actor, family, episodes, family_seed, "actor", instructions)
         curves = shift_curves(learner, expert, radius)
-        curves["fit"] = fit_shapes(curves["cumulative_disagreement"], curves["expert_horizon"])
+        curves["fit"] = fit_shapes(
+            curves["cumulative_disagreement"], curves["expert_horizon"], curves["eps_expert_states"]
+        )
         result["policies"].setdefault(name, {})[family] = curves
     return result
 
@@ -273,26 +281,26 @@ def measure(
 def format_table(result: dict[str, Any]) -> str:
     """One row per (policy, family): success, eps on expert / own states, the fits."""
     header = (
-        f"{'policy':<14}{'family':<12}{'success [95% CI]':<22}{'eps*':>7}{'eps_own':>9}"
-        f"{'on-track@T':>11}{'dist@T':>8}   C(t) fit over the expert's horizon"
+        f"{'policy':<14}{'family':<12}{'success [95% CI]':<20}{'eps*':>7}{'eps_own':>9}"
+        f"{'C/eps*T':>9}{'on-track@T':>11}{'dist@T':>8}   C(t) fits over the expert's horizon T"
     )
     lines = [header, "-" * len(header)]
     for name, by_family in result["policies"].items():
         for family, c in by_family.items():
-            own = [d for d in c["disagreement"] if d is not None]
             fit = c["fit"]
+            excess = "-" if fit["excess"] is None else f"{fit['excess']:.2f}"
             lines.append(
                 f"{name:<14}{family:<12}"
-                f"{c['success']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]{'':<9}"
-                f"{c['eps_expert_states']:>7.3f}{float(np.mean(own)) if own else 0.0:>9.3f}"
+                f"{c['success']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]{'':<3}"
+                f"{c['eps_expert_states']:>7.3f}{c['eps_own_states']:>9.3f}{excess:>9}"
                 f"{c['on_track'][-1]:>11.2f}{c['distance'][-1]:>8.3f}   "
                 f"{fit['better']}: eps*t={fit['eps_linear']:.4f} (rmse {fit['rmse_linear']:.3f}), "
                 f"eps*t^2={fit['eps_quadratic']:.5f} (rmse {fit['rmse_quadratic']:.3f})"
             )
     lines.append(
-        f"{result['episodes']} episodes per family, seed {result['seed']}; eps* = |pi - pi*|_1 "
-        "on the expert's states, eps_own on the policy's own; on-track radius "
-        f"{result['track_radius']}"
+        f"{result['episodes']} episodes per family, seed {result['seed']}; eps* = mean |pi - pi*|_1"
+        " on the expert's states, eps_own on the policy's own; C/eps*T = cost over the expert's "
+        f"horizon / (eps* T), 1 = no compounding; on-track radius {result['track_radius']}"
     )
     return "\n".join(lines)
 
