@@ -176,7 +176,8 @@ def update(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for _ in range(cmd.update_epochs):
         for idx in torch.randperm(size).split(cmd.minibatch_size):
-            dist = agent.dist(ro.index(batch["obs"], idx))
+            obs = ro.index(batch["obs"], idx)
+            dist = agent.dist(obs)
             new_logp, entropy = dist.log_prob(batch["raw"][idx]), dist.entropy().mean()
             adv = batch["adv"][idx]
             if cmd.norm_adv and len(idx) > 1:
@@ -184,7 +185,7 @@ def update(
             pg_loss, approx_kl, clipfrac = clipped_surrogate(
                 new_logp, batch["logp"][idx], adv, clip
             )
-            new_v = agent.value(ro.index(batch["obs"], idx))
+            new_v = agent.value(obs)
             v_clip = clip if cmd.clip_vloss else None
             v_loss = value_loss(new_v, batch["values"][idx], batch["returns"][idx], v_clip)
             loss = pg_loss - cmd.ent_coef * entropy + cmd.vf_coef * v_loss
@@ -233,8 +234,8 @@ def train(cmd: PPOCommand) -> dict[str, Any]:
     agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
                                    cmd.log_std_init, cmd.normalize_obs))  # fmt: skip
     with run:
-        optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate, eps=1e-5)
-        num_updates = cmd.total_steps // (cmd.num_envs * cmd.num_steps)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate, eps=1e-5, fused=True)
+        num_updates = -(-cmd.total_steps // (cmd.num_envs * cmd.num_steps))  # ceil, as SB3
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _linear(cmd.anneal_lr, num_updates)
         )

@@ -142,7 +142,7 @@ def train(cmd: ReinforceCommand) -> dict[str, Any]:
     agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
                                    cmd.log_std_init, False))  # fmt: skip
     with run:
-        optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=cmd.learning_rate, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: 1.0)
         state = ro.RolloutState.fresh(agent, env, cmd.seed, None)
         start = run.resume(agent, optimizer, scheduler, state, env)

@@ -202,7 +202,9 @@ class Run:
 
     def finish(self, agent: Any, state: RolloutState, title: str) -> dict[str, Any]:
         """The deterministic evaluation -> eval.json, and the learning curve PNG."""
+        train_s = time.perf_counter() - self.started
         result = evaluate(agent, self.options, self.options.eval_episodes)
+        result["train_s"] = round(train_s, 2)
         result["env_steps"] = state.global_step
         result["wall_s"] = round(time.perf_counter() - self.started, 2)
         self.logger.log(state.global_step, {"eval/mean_return": result["mean_return"]})

@@ -239,7 +239,8 @@ def plot_curve(records: list[dict[str, float]], png: Path, title: str) -> Path |
     smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, returns, alpha=0.35, label="episodic return (per update)")
-    ax.plot(steps[window - 1 :], smooth, label=f"running mean ({window})")
+    if window > 1:
+        ax.plot(steps[window - 1 :], smooth, label=f"running mean of {window} updates")
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
     ax.set_title(title)
