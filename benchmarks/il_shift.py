@@ -31,7 +31,7 @@ class Args:
     steps: int = 3000
     """optimizer steps of every BC run (the same for all budgets: only the data differs)"""
     runs: Path = Path("runs")
-    """BC runs go to RUNS/shift-bc-N"""
+    """BC runs go to RUNS/shift-bc-N-STEPSsteps"""
     extra: tuple[str, ...] = ()
     """more NAME=CHECKPOINT policies to measure beside the BC runs (e.g. dagger=runs/dagger)"""
     episodes: int = 100
@@ -67,7 +67,7 @@ def main() -> None:
     args = tyro.cli(Args)
     policies = []
     for demos in args.demos:
-        out = args.runs / f"shift-bc-{demos}"
+        out = args.runs / f"shift-bc-{demos}-{args.steps}steps"
         train_bc(demos, args.steps, out)
         policies.append(f"bc-{demos}={out}")
     nanovla(

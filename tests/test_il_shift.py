@@ -126,9 +126,12 @@ def test_success_by_and_fit_shapes_by_hand() -> None:
     assert quadratic["better"] == "quadratic" and quadratic["horizon"] == 30
     assert quadratic["eps_quadratic"] == pytest.approx(0.01) and quadratic["rmse_quadratic"] < 1e-12
     assert quadratic["excess"] is None  # no error on the expert's states given
+    assert quadratic["power"] == pytest.approx(2.0)
     linear = fit_shapes((0.3 * t).tolist(), horizon=30, eps=0.3)
     assert linear["better"] == "linear" and linear["eps_linear"] == pytest.approx(0.3)
     assert linear["excess"] == pytest.approx(1.0)  # it pays exactly its training error
+    assert linear["power"] == pytest.approx(1.0)
+    assert fit_shapes([0.0] * 30, horizon=30)["power"] is None
     assert fit_shapes((0.01 * t**2).tolist(), horizon=30, eps=0.1)["excess"] == pytest.approx(3.0)
     assert linear["rmse_quadratic"] > 0.1
 

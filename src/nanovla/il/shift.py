@@ -38,7 +38,9 @@ Read top to bottom:
    disagreement over the expert's horizon (t up to the expert's longest episode, where the
    expert's cost is defined), with the RMSE of each: the shape that fits better is the measured
    growth law. Past the expert's horizon successful learners stop paying, so the curve bends over.
-   `excess` = C(T) / (eps* T), with eps* the error on the expert's states: 1 means the policy
+   `power` is p of C(t) ~ a t^p (log-log slope: 1 linear, 2 quadratic, between when the error
+   grows and then saturates). `excess` = C(T) / (eps* T), with eps* the error on the expert's
+   states: 1 means the policy
    pays only its training-distribution error, more means its errors compounded.
 5. `measure`: every policy on every family; `plot_shift` draws the curves, the fitted shapes and
    the theory's statement; `main` is `nanovla il shift`, which writes OUT/shift.json, OUT/shift.png.
@@ -236,6 +238,12 @@ def fit_shapes(cumulative: list[float], horizon: int, eps: float = 0.0) -> dict[
         fits[f"eps_{name}"] = eps
         fits[f"rmse_{name}"] = float(np.sqrt(((cost - eps * basis) ** 2).mean()))
     fits["better"] = "quadratic" if fits["rmse_quadratic"] < fits["rmse_linear"] else "linear"
+    positive = cost > 0  # the growth exponent p of C(t) ~ a t^p, a log-log least-squares slope
+    fits["power"] = (
+        float(np.polyfit(np.log(t[positive]), np.log(cost[positive]), 1)[0])
+        if positive.sum() >= 2
+        else None
+    )
     return fits
 
 
@@ -294,6 +302,7 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{c['success']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]{'':<3}"
                 f"{c['eps_expert_states']:>7.3f}{c['eps_own_states']:>9.3f}{excess:>9}"
                 f"{c['on_track'][-1]:>11.2f}{c['distance'][-1]:>8.3f}   "
+                f"p={fit['power'] or 0:.2f}; "
                 f"{fit['better']}: eps*t={fit['eps_linear']:.4f} (rmse {fit['rmse_linear']:.3f}), "
                 f"eps*t^2={fit['eps_quadratic']:.5f} (rmse {fit['rmse_quadratic']:.3f})"
             )

@@ -18,7 +18,8 @@ from nanovla.errors import InputError
 THEORY = (
     "Ross, Gordon & Bagnell 2011: behaviour cloning with error eps on the expert's states\n"
     "can cost ~ eps*T^2 over T steps (errors compound off the data); DAgger ~ eps*T.\n"
-    "dashed = fitted eps*t^2, dotted = fitted eps*t (least squares over the expert's horizon)"
+    "dashed = fitted eps*t^2, dotted = fitted eps*t, least squares up to the grey line (the\n"
+    "expert's longest episode); p of C ~ t^p is their log-log slope"
 )
 
 
@@ -46,8 +47,9 @@ def _draw_family(axes: Any, result: dict[str, Any], family: str, colors: list[An
         on_expert = _series(curves["expert_state_disagreement"])
         axes[0].plot(t_action, on_expert, "--", color=color, lw=0.8)
         cost = np.asarray(curves["cumulative_disagreement"])
-        axes[1].plot(t_action + 1, cost, color=color, lw=2, label=name)
         fit = curves["fit"]
+        power = "" if fit["power"] is None else f": C ~ t^{fit['power']:.2f}"
+        axes[1].plot(t_action + 1, cost, color=color, lw=2, label=f"{name}{power}")
         t_fit = np.arange(1, fit["horizon"] + 1, dtype=np.float64)
         axes[1].plot(t_fit, fit["eps_quadratic"] * t_fit**2, "--", color=color, lw=1)
         axes[1].plot(t_fit, fit["eps_linear"] * t_fit, ":", color=color, lw=1)
@@ -73,6 +75,7 @@ def _draw_family(axes: Any, result: dict[str, Any], family: str, colors: list[An
     axes[3].set_ylim(-0.02, 1.02)
     axes[4].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7, title="policy (success)", title_fontsize=7)
+    axes[1].legend(fontsize=7, title="growth over the expert's horizon", title_fontsize=7)
     axes[4].legend(fontsize=7, loc="lower right")
 
 
