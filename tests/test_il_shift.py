@@ -208,7 +208,8 @@ def test_subprocess_smoke_run_writes_json_and_png(tmp_path: Path, tiny_checkpoin
     args += ["--tasks", "push", "--episodes", "3", "--out", "out", "--no-progress"]
     done = nanovla_subprocess(*args, cwd=tmp_path, timeout=240)
     assert done.returncode == 0, done.stderr
-    assert "tiny" in done.stdout and "wrote out/shift.json" in done.stdout
+    assert "C/eps*T" in done.stdout and "wrote out/shift.json" in done.stdout
+    assert any(line.startswith("tiny ") for line in done.stdout.splitlines())
     result = json.loads((tmp_path / "out" / "shift.json").read_text())
     assert set(result["policies"]) == {"tiny", "again"} and result["families"] == ["push"]
     curves = result["policies"]["tiny"]["push"]

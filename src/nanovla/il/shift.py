@@ -40,10 +40,11 @@ Read top to bottom:
    growth law. Past the expert's horizon successful learners stop paying, so the curve bends over.
    `power` is p of C(t) ~ a t^p (log-log slope: 1 linear, 2 quadratic, between when the error
    grows and then saturates). `excess` = C(T) / (eps* T), with eps* the error on the expert's
-   states: 1 means the policy
-   pays only its training-distribution error, more means its errors compounded.
-5. `measure`: every policy on every family; `plot_shift` draws the curves, the fitted shapes and
-   the theory's statement; `main` is `nanovla il shift`, which writes OUT/shift.json, OUT/shift.png.
+   states: 1 means the policy pays only its training-distribution error, more means its errors
+   compounded.
+5. `measure`: every policy on every family; `shift_report` prints the table and draws the curves,
+   the fitted shapes and the theory's statement; `main` is `nanovla il shift`, which writes
+   OUT/shift.json and OUT/shift.png.
 
 Departures: the paper's loss is the 0-1 loss (or a surrogate) of a classifier; here it is the L1
 distance between continuous actions, and the bounds are shown as fitted shapes, not as bounds (the
@@ -77,8 +78,6 @@ SHIFT_SEED = EVAL_SEED + 2 * SEED_SPAN
 """base seed of the shift rollouts: past the final evaluation's range, far from the validation
 seeds (50,000) and the demonstrations' (0)"""
 RESULT_FILE, PLOT_FILE = "shift.json", "shift.png"
-MAX_GAP = 6.0
-"""largest |pi - pi*|_1 of two actions in [-1, 1]^3"""
 
 
 # ----------------------------------------------------------------------------- 1. the state
@@ -286,34 +285,6 @@ def measure(
     return result
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """One row per (policy, family): success, eps on expert / own states, the fits."""
-    header = (
-        f"{'policy':<14}{'family':<12}{'success [95% CI]':<20}{'eps*':>7}{'eps_own':>9}"
-        f"{'C/eps*T':>9}{'on-track@T':>11}{'dist@T':>8}   C(t) fits over the expert's horizon T"
-    )
-    lines = [header, "-" * len(header)]
-    for name, by_family in result["policies"].items():
-        for family, c in by_family.items():
-            fit = c["fit"]
-            excess = "-" if fit["excess"] is None else f"{fit['excess']:.2f}"
-            lines.append(
-                f"{name:<14}{family:<12}"
-                f"{c['success']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]{'':<3}"
-                f"{c['eps_expert_states']:>7.3f}{c['eps_own_states']:>9.3f}{excess:>9}"
-                f"{c['on_track'][-1]:>11.2f}{c['distance'][-1]:>8.3f}   "
-                f"p={fit['power'] or 0:.2f}; "
-                f"{fit['better']}: eps*t={fit['eps_linear']:.4f} (rmse {fit['rmse_linear']:.3f}), "
-                f"eps*t^2={fit['eps_quadratic']:.5f} (rmse {fit['rmse_quadratic']:.3f})"
-            )
-    lines.append(
-        f"{result['episodes']} episodes per family, seed {result['seed']}; eps* = mean |pi - pi*|_1"
-        " on the expert's states, eps_own on the policy's own; C/eps*T = cost over the expert's "
-        f"horizon / (eps* T), 1 = no compounding; on-track radius {result['track_radius']}"
-    )
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- 6. the command
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -393,7 +364,7 @@ def check_command(command: ShiftCommand) -> tuple[dict[str, Path], tuple[str, ..
 def run(command: ShiftCommand) -> dict[str, Any]:
     """Load the policies, measure, write OUT/shift.json and OUT/shift.png; returns the result."""
     from nanovla.eval.collect import load_actor  # torch only once the options are good
-    from nanovla.il.shift_plot import check_matplotlib, plot_shift
+    from nanovla.il.shift_report import check_matplotlib, plot_shift
 
     paths, families = check_command(command)
     check_matplotlib()
@@ -414,6 +385,8 @@ def main(argv: list[str]) -> int:
     command = tyro.cli(
         ShiftCommand, args=argv, prog="nanovla il shift", description=ShiftCommand.__doc__
     )
+    from nanovla.il.shift_report import format_table
+
     result = run(command)
     print(format_table(result))
     print(f"wrote {command.out / RESULT_FILE} and {result['plot']}", file=sys.stdout)

@@ -1,5 +1,6 @@
-"""The figure of `nanovla il shift` (OUT/shift.png), split from `shift.py` to keep that file one
-readable algorithm. One row per task family, five panels per row: action disagreement on the
+"""The table and the figure of `nanovla il shift` (OUT/shift.png), split from `shift.py` to keep
+that file one readable algorithm. `format_table`: one row per (policy, family). `plot_shift`: one
+row per task family, five panels per row: action disagreement on the
 policy's own states, the cumulative disagreement (the cost of Ross, Gordon & Bagnell 2011) with
 the fitted eps*t and eps*t^2 shapes, the distance from the expert's path, the fraction of episodes
 on track, and success within t steps (the expert's in black).
@@ -110,3 +111,31 @@ def plot_shift(result: dict[str, Any], path: Path) -> Path:
         plt.close(figure)
         temporary.unlink(missing_ok=True)
     return path
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """One row per (policy, family): success, eps on expert / own states, the fits."""
+    header = (
+        f"{'policy':<14}{'family':<12}{'success [95% CI]':<20}{'eps*':>7}{'eps_own':>9}"
+        f"{'C/eps*T':>9}{'on-track@T':>11}{'dist@T':>8}   C(t) fits over the expert's horizon T"
+    )
+    lines = [header, "-" * len(header)]
+    for name, by_family in result["policies"].items():
+        for family, c in by_family.items():
+            fit = c["fit"]
+            excess = "-" if fit["excess"] is None else f"{fit['excess']:.2f}"
+            lines.append(
+                f"{name:<14}{family:<12}"
+                f"{c['success']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]{'':<3}"
+                f"{c['eps_expert_states']:>7.3f}{c['eps_own_states']:>9.3f}{excess:>9}"
+                f"{c['on_track'][-1]:>11.2f}{c['distance'][-1]:>8.3f}   "
+                f"p={fit['power'] or 0:.2f}; "
+                f"{fit['better']}: eps*t={fit['eps_linear']:.4f} (rmse {fit['rmse_linear']:.3f}), "
+                f"eps*t^2={fit['eps_quadratic']:.5f} (rmse {fit['rmse_quadratic']:.3f})"
+            )
+    lines.append(
+        f"{result['episodes']} episodes per family, seed {result['seed']}; eps* = mean |pi - pi*|_1"
+        " on the expert's states, eps_own on the policy's own; C/eps*T = cost over the expert's "
+        f"horizon / (eps* T), 1 = no compounding; on-track radius {result['track_radius']}"
+    )
+    return "\n".join(lines)
