@@ -150,6 +150,8 @@ def test_bad_input_names_the_argument(tmp_path: Path) -> None:
     good = (f"a={tmp_path}",)
     with pytest.raises(InputError, match="--tasks: .*unknown task 'stack'"):
         check_command(ShiftCommand(policies=good, tasks=("push", "stack"), out=tmp_path / "o"))
+    with pytest.raises(InputError, match="--instructions: unknown split 'fr'"):
+        check_command(ShiftCommand(policies=good, instructions="fr", out=tmp_path / "o"))
     with pytest.raises(InputError, match="--episodes"):
         check_command(ShiftCommand(policies=good, episodes=0, out=tmp_path / "o"))
     with pytest.raises(InputError, match="--track-radius"):

@@ -72,6 +72,7 @@ from nanovla.eval.stats import wilson_interval
 from nanovla.io import write_json
 from nanovla.progress import progress
 from nanovla.world.core import World
+from nanovla.world.instructions import resolve_templates
 from nanovla.world.tasks import TASK_FAMILIES, parse_tasks
 
 SHIFT_SEED = EVAL_SEED + 2 * SEED_SPAN
@@ -349,6 +350,10 @@ def check_command(command: ShiftCommand) -> tuple[dict[str, Path], tuple[str, ..
         families = parse_tasks(list(command.tasks))
     except InputError as error:
         raise InputError(f"--tasks: {error}; choose from {list(TASK_FAMILIES)}") from error
+    try:
+        resolve_templates(command.instructions, families)
+    except InputError as error:
+        raise InputError(f"--{error}") from error
     if command.episodes < 1:
         raise InputError(f"--episodes: must be >= 1, got {command.episodes}")
     if not np.isfinite(command.track_radius) or command.track_radius <= 0:
