@@ -67,6 +67,7 @@ def test_ppo_runs_on_the_world(tmp_path, world_obs):
                          world_obs=world_obs, image_size=32, **TINY)  # fmt: skip
     result = ppo.train(cmd)
     assert result["env"] == "nanovla/Reach-v0" and np.isfinite(result["mean_return"])
+    assert 0.0 <= result["success_rate"] <= 1.0
 
 
 def _roll(env, steps: int, seed: int = 3) -> list:

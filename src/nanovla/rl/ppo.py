@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import torch.nn.functional as F
 import tyro
 
 from nanovla.errors import InputError
@@ -55,7 +56,14 @@ from nanovla.rl.envs import make_vec_env
 from nanovla.rl.normalize import RewardScaler
 from nanovla.rl.policy import ActorCritic, ActorCriticLike, config_for
 from nanovla.rl.returns import gae
-from nanovla.rl.run import RunOptions, apply_defaults, check_fraction, check_positive
+from nanovla.rl.run import (
+    PER_ENV,
+    RunOptions,
+    apply_defaults,
+    check_fraction,
+    check_positive,
+    describe_defaults,
+)
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
@@ -82,41 +90,40 @@ FALLBACK: dict[str, Any] = dict(
 class PPOCommand(RunOptions):
     """Train a policy with PPO-clip and GAE(lambda); writes checkpoints, logs, eval.json."""
 
-    learning_rate: float | None = None
-    """Adam learning rate (default: per env)"""
-    anneal_lr: bool | None = None
-    """anneal the learning rate linearly to 0 over the run: True or False (default: per env)"""
-    num_steps: int | None = None
-    """steps per env per rollout; a rollout is num_envs * num_steps env steps (default: per env)"""
-    minibatch_size: int | None = None
-    """samples per gradient step (SB3's batch_size) (default: per env)"""
-    update_epochs: int | None = None
-    """passes over each rollout (default: per env)"""
-    gamma: float | None = None
-    """discount factor (default: per env)"""
-    gae_lambda: float | None = None
-    """GAE lambda: 0 is one-step TD, 1 is Monte Carlo (default: per env)"""
+    learning_rate: Annotated[float | None, PER_ENV] = None
+    """Adam learning rate"""
+    anneal_lr: Annotated[bool | None, PER_ENV] = None
+    """anneal the learning rate linearly to 0 over the run: True or False"""
+    num_steps: Annotated[int | None, PER_ENV] = None
+    """steps per env per rollout; a rollout is num_envs * num_steps env steps"""
+    minibatch_size: Annotated[int | None, PER_ENV] = None
+    """samples per gradient step (SB3's batch_size)"""
+    update_epochs: Annotated[int | None, PER_ENV] = None
+    """passes over each rollout"""
+    gamma: Annotated[float | None, PER_ENV] = None
+    """discount factor"""
+    gae_lambda: Annotated[float | None, PER_ENV] = None
+    """GAE lambda: 0 is one-step TD, 1 is Monte Carlo"""
     clip_coef: float = 0.2
     """PPO clip range eps of the ratio"""
-    anneal_clip: bool | None = None
-    """anneal the clip range linearly to 0 (rl-zoo's lin_0.2): True or False (default: per env)"""
+    anneal_clip: Annotated[bool | None, PER_ENV] = None
+    """anneal the clip range linearly to 0 (rl-zoo's lin_0.2): True or False"""
     clip_vloss: bool = False
     """clip the value update to +-clip_coef around the rollout's values"""
     norm_adv: bool = True
     """normalize advantages per minibatch"""
-    ent_coef: float | None = None
-    """entropy bonus coefficient (default: per env)"""
+    ent_coef: Annotated[float | None, PER_ENV] = None
+    """entropy bonus coefficient"""
     vf_coef: float = 0.5
     """value loss coefficient (the loss is the plain MSE, as in SB3)"""
     max_grad_norm: float = 0.5
     """gradient norm clip"""
     target_kl: float | None = None
     """stop an update's epochs once the approximate KL exceeds this (None: never)"""
-    normalize_obs: bool | None = None
-    """running observation normalization, saved in the policy: True or False (default: per env)"""
-    normalize_reward: bool | None = None
-    """scale rewards by the running std of the discounted return: True or False (default: per
-    env)"""
+    normalize_obs: Annotated[bool | None, PER_ENV] = None
+    """running observation normalization, saved in the policy: True or False"""
+    normalize_reward: Annotated[bool | None, PER_ENV] = None
+    """scale rewards by the running std of the discounted return: True or False"""
 
 
 def resolve(command: PPOCommand) -> PPOCommand:
@@ -160,9 +167,9 @@ def value_loss(
     new_v: torch.Tensor, old_v: torch.Tensor, returns: torch.Tensor, clip: float | None
 ) -> torch.Tensor:
     """MSE of the values to the returns; with `clip`, the pessimistic clipped form."""
-    unclipped = (new_v - returns) ** 2
     if clip is None:
-        return unclipped.mean()
+        return F.mse_loss(new_v, returns)
+    unclipped = (new_v - returns) ** 2
     clipped = (old_v + (new_v - old_v).clamp(-clip, clip) - returns) ** 2
     return torch.max(unclipped, clipped).mean()
 
@@ -178,7 +185,9 @@ def update(
         for idx in torch.randperm(size).split(cmd.minibatch_size):
             obs = ro.index(batch["obs"], idx)
             dist = agent.dist(obs)
-            new_logp, entropy = dist.log_prob(batch["raw"][idx]), dist.entropy().mean()
+            new_logp = dist.log_prob(batch["raw"][idx])
+            with torch.set_grad_enabled(cmd.ent_coef != 0):  # only logged when not in the loss
+                entropy = dist.entropy().mean()
             adv = batch["adv"][idx]
             if cmd.norm_adv and len(idx) > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -276,4 +285,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-DESCRIPTION = "PPO-clip with GAE(lambda) on a gymnasium id or the world; defaults per env."
+DESCRIPTION = "PPO-clip with GAE(lambda) on a gymnasium id or the world. " + describe_defaults(
+    DEFAULTS, FALLBACK
+)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -46,7 +46,14 @@ from nanovla.rl import rollout as ro
 from nanovla.rl.envs import make_vec_env
 from nanovla.rl.policy import ActorCritic, ActorCriticLike, config_for
 from nanovla.rl.returns import reward_to_go
-from nanovla.rl.run import RunOptions, apply_defaults, check_fraction, check_positive
+from nanovla.rl.run import (
+    PER_ENV,
+    RunOptions,
+    apply_defaults,
+    check_fraction,
+    check_positive,
+    describe_defaults,
+)
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(total_steps=300_000, num_envs=16, learning_rate=5e-3, gamma=0.99),
@@ -60,10 +67,10 @@ FALLBACK: dict[str, Any] = dict(total_steps=300_000, num_envs=16, learning_rate=
 class ReinforceCommand(RunOptions):
     """Train a policy with REINFORCE; writes checkpoints, logs, eval.json."""
 
-    learning_rate: float | None = None
-    """Adam learning rate of the policy and the baseline (default: per env)"""
-    gamma: float | None = None
-    """discount factor of the reward-to-go (default: per env)"""
+    learning_rate: Annotated[float | None, PER_ENV] = None
+    """Adam learning rate of the policy and the baseline"""
+    gamma: Annotated[float | None, PER_ENV] = None
+    """discount factor of the reward-to-go"""
     baseline: bool = True
     """subtract a learned value baseline V(s_t) from the reward-to-go (--no-baseline: none)"""
     normalize: bool = False
@@ -195,4 +202,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-DESCRIPTION = "REINFORCE with reward-to-go and an optional learned baseline; defaults per env."
+DESCRIPTION = "REINFORCE with reward-to-go and an optional learned baseline. " + describe_defaults(
+    DEFAULTS, FALLBACK
+)

@@ -15,7 +15,8 @@ DIR/learning_curve.png, DIR/eval.json
 
 Checkpoints go through the training engine's writers (`train/checkpoint.py`, `train/state.py`:
 atomic, SHA-256 manifest); their step is the number of updates done. `eval.json` holds
-`{"env", "mean_return", "std_return", "episodes", "returns", "seed", "env_steps", ...}`: the
+`{"env", "mean_return", "std_return", "episodes", "returns", "seed", "env_steps", ...}` (world
+ids also `success_rate`): the
 deterministic policy (the mode of its distribution) on `episodes` episodes whose envs are seeded
 `EVAL_SEED`, `EVAL_SEED + 1`, ... (disjoint from the training seeds below 10^6).
 """
@@ -25,10 +26,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+import tyro
 
 from nanovla.codec import to_json
 from nanovla.constants import (
@@ -48,6 +50,8 @@ from nanovla.train.rng import capture_rng_state
 from nanovla.train.state import load_training_state, save_training_state
 
 EVAL_SEED = 1_000_000
+PER_ENV = tyro.conf.arg(help_behavior_hint="(default: per env)")
+"""help hint of the options whose default depends on --env (a command's DEFAULTS table)"""
 CURVE_FILE = "learning_curve.png"
 RESUME_FREE = ("out", "resume", "progress", "tensorboard")
 """options that may differ between a run and its `--resume`"""
@@ -68,10 +72,10 @@ class RunOptions:
     """run directory: checkpoints/, logs/, learning_curve.png, eval.json"""
     seed: int = 0
     """seeds torch and the training envs (env i gets seed + i)"""
-    total_steps: int | None = None
-    """env steps to train for, over all envs (default: per env, see DEFAULTS in the module)"""
-    num_envs: int | None = None
-    """envs stepped together (default: per env)"""
+    total_steps: Annotated[int | None, PER_ENV] = None
+    """env steps to train for, over all envs"""
+    num_envs: Annotated[int | None, PER_ENV] = None
+    """envs stepped together"""
     eval_episodes: int = 10
     """seeded episodes of the final deterministic evaluation (eval.json)"""
     save_every: int = 10
@@ -133,6 +137,18 @@ def apply_defaults(options: Any, table: dict[str, dict[str, Any]], fallback: dic
     for name, value in chosen.items():
         if getattr(options, name) is None:
             setattr(options, name, value)
+
+
+def describe_defaults(table: dict[str, dict[str, Any]], fallback: dict[str, Any]) -> str:
+    """The per-env defaults as `--help` text: one line per env, then the fallback."""
+
+    def options(values: dict[str, Any]) -> str:
+        return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in values.items())
+
+    lines = [f"{env}: {options(values)}" for env, values in table.items()]
+    return "Options left unset take per-env defaults.\n\n" + "\n\n".join(
+        [*lines, f"other envs: {options(fallback)}"]
+    )
 
 
 def prepare_out(options: RunOptions) -> Path | None:
@@ -204,12 +220,13 @@ def evaluate(agent: ActorCritic, options: RunOptions, episodes: int) -> dict[str
     )
     obs = env.reset(seed=EVAL_SEED)
     totals = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
+    running, solved = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
     while running.any():
         obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
         totals += np.where(running, reward, 0.0)
+        solved |= running & terminated
         running &= ~(terminated | truncated)
-    return {
+    result = {
         "env": options.env,
         "mean_return": float(totals.mean()),
         "std_return": float(totals.std()),
@@ -217,6 +234,9 @@ def evaluate(agent: ActorCritic, options: RunOptions, episodes: int) -> dict[str
         "returns": [float(r) for r in totals],
         "seed": EVAL_SEED,
     }
+    if options.env.startswith("nanovla/"):  # the world terminates an episode on success only
+        result["success_rate"] = float(solved.mean())
+    return result
 
 
 def plot_curve(records: list[dict[str, float]], png: Path, title: str) -> Path | None:
