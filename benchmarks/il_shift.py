@@ -6,8 +6,8 @@ family (seen instructions); a run whose `--out` already holds a checkpoint is re
 `nanovla il shift` on all of them (plus any --extra NAME=CKPT, e.g. a DAgger run) and prints its
 table; OUT/shift.json and OUT/shift.png hold the curves.
 
-Run: `.venv/bin/python benchmarks/il_shift.py [--demos 100 1000 6000 --steps 3000]`
-(with the defaults, about 20 minutes on 2 shared cores, most of it training).
+Run: `.venv/bin/python benchmarks/il_shift.py [--demos 100 1000 6000 --steps 7000]`
+(with the defaults, about 45 minutes on 2 shared cores, nearly all of it training).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class Args:
 
     demos: tuple[int, ...] = (100, 1000, 6000)
     """demonstration budgets (episodes of push + pick_place together)"""
-    steps: int = 3000
-    """optimizer steps of every BC run (the same for all budgets: only the data differs)"""
+    steps: int = 7000
+    """optimizer steps of every BC run, the same for all budgets so only the data differs
+    (7000 is `nanovla train`'s default)"""
     runs: Path = Path("runs")
     """BC runs go to RUNS/shift-bc-N-STEPSsteps"""
     extra: tuple[str, ...] = ()

@@ -101,7 +101,7 @@ def plot_shift(result: dict[str, Any], path: Path) -> Path:
         fontsize=11,
     )
     figure.text(0.5, 0.005, THEORY, ha="center", va="bottom", fontsize=8.5)
-    figure.tight_layout(rect=(0, 0.07, 1, 0.97))
+    figure.tight_layout(rect=(0, 0.1, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.png")
     try:
