@@ -17,8 +17,9 @@ Read top to bottom:
 3. `policy_gradient_loss`: G_t = sum_{k >= t} gamma^{k-t} r_k (reward-to-go, `rl/returns.py`:
    an action is credited only with the rewards after it, which lowers the variance of the
    estimate without biasing it). The gradient estimate is mean_t grad log pi(a_t|s_t) (G_t - b_t);
-   with `--baseline` (default), b_t = V(s_t), a critic fitted to G_t by MSE in the same step
-   (subtracting any function of the state leaves the expectation unchanged and, close to
+   with `--baseline` (default), b_t = V(s_t), the critic as it was before this batch, then
+   fitted to the batch's G_t by `value_steps` Adam steps on the MSE (`fit_baseline`;
+   subtracting any function of the state leaves the expectation unchanged and, close to
    E[G_t | s_t], lowers its variance); with `--no-baseline`, b_t = 0. `charts/weight_std` logs the
    standard deviation of the weights (G_t - b_t) multiplying the score, the variance that the
    baseline is there to cut.
@@ -75,8 +76,9 @@ class ReinforceCommand(RunOptions):
     """subtract a learned value baseline V(s_t) from the reward-to-go (--no-baseline: none)"""
     normalize: bool = False
     """standardize the weights (G_t - b_t) over each batch"""
-    vf_coef: float = 0.5
-    """weight of the baseline's MSE in the loss"""
+    value_steps: int = 20
+    """full-batch Adam steps fitting the baseline to each batch's reward-to-go (after the policy
+    step; Spinning Up's train_v_iters)"""
     max_grad_norm: float = 10.0
     """gradient norm clip"""
 
@@ -86,7 +88,7 @@ def resolve(command: ReinforceCommand) -> ReinforceCommand:
     apply_defaults(command, DEFAULTS, FALLBACK)
     for name in ("learning_rate", "total_steps", "num_envs", "max_grad_norm"):
         check_positive(name, getattr(command, name))
-    check_positive("vf_coef", command.vf_coef, allow_zero=True)
+    check_positive("value_steps", command.value_steps)
     check_fraction("gamma", command.gamma)
     return command
 
@@ -116,29 +118,41 @@ def collect_episodes(
 
 def policy_gradient_loss(
     agent: ActorCriticLike, batch: dict[str, Any], cmd: ReinforceCommand
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The REINFORCE loss (and the baseline's MSE) of a (T, N) batch of episodes."""
+) -> tuple[torch.Tensor, dict[str, float], tuple[Any, torch.Tensor]]:
+    """(REINFORCE loss, metrics, (observations, reward-to-go) for the baseline's fit) of a
+    (T, N) batch of episodes; the baseline is the critic as it was before this batch."""
     returns = reward_to_go(batch["rewards"], batch["dones"], cmd.gamma)
     flat = ro.flatten({"obs": batch["obs"], "raw": batch["raw"], "returns": returns,
                        "mask": batch["mask"]})  # fmt: skip
     keep = flat["mask"].bool()
     obs, raw, g = ro.index(flat["obs"], keep), flat["raw"][keep], flat["returns"][keep]
     dist = agent.dist(obs)
-    logp = dist.log_prob(raw)
-    value_loss = torch.zeros(())
     weights = g
     if cmd.baseline:
-        values = agent.value(obs)
-        value_loss = ((values - g) ** 2).mean()
-        weights = g - values.detach()
+        with torch.no_grad():
+            weights = g - agent.value(obs)
     if cmd.normalize and len(weights) > 1:
         weights = (weights - weights.mean()) / (weights.std() + 1e-8)
-    pg_loss = -(logp * weights).mean()
+    pg_loss = -(dist.log_prob(raw) * weights).mean()
     metrics = {"losses/policy_loss": float(pg_loss.detach()),
-               "losses/value_loss": float(value_loss.detach()),
                "losses/entropy": float(dist.entropy().mean().detach()),
                "charts/weight_std": float(weights.std()) if len(weights) > 1 else 0.0}  # fmt: skip
-    return pg_loss + cmd.vf_coef * value_loss, metrics
+    return pg_loss, metrics, (obs, g)
+
+
+def fit_baseline(
+    agent: ActorCriticLike, optimizer: torch.optim.Optimizer, obs: Any, returns: torch.Tensor,
+    cmd: ReinforceCommand,
+) -> float:  # fmt: skip
+    """`value_steps` full-batch Adam steps on mean((V(s_t) - G_t)^2); returns the last loss."""
+    loss = torch.zeros(())
+    for _ in range(cmd.value_steps):
+        loss = torch.nn.functional.mse_loss(agent.value(obs), returns)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # only the critic gets gradients: Adam leaves the actor alone
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), cmd.max_grad_norm)
+        optimizer.step()
+    return float(loss.detach())
 
 
 def train(cmd: ReinforceCommand) -> dict[str, Any]:
@@ -159,11 +173,13 @@ def train(cmd: ReinforceCommand) -> dict[str, Any]:
         while state.global_step < cmd.total_steps:
             began, before = time.perf_counter(), state.global_step
             batch = collect_episodes(agent, env, state, cmd.seed + done * cmd.num_envs, cmd)
-            loss, metrics = policy_gradient_loss(agent, batch, cmd)
+            loss, metrics, (obs, returns) = policy_gradient_loss(agent, batch, cmd)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), cmd.max_grad_norm)
             optimizer.step()
+            if cmd.baseline:
+                metrics["losses/value_loss"] = fit_baseline(agent, optimizer, obs, returns, cmd)
             scheduler.step()
             metrics.update({"losses/grad_norm": float(grad_norm), "_steps": state.global_step - before,
                             "charts/learning_rate": optimizer.param_groups[0]["lr"]})  # fmt: skip

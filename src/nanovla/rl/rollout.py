@@ -173,7 +173,7 @@ class Run:
             restore_rng_state(training["rng"])
             state.load(training["loader"], env)
             start = int(training["step"])
-        resume_step = state.global_step if self.checkpoint is not None else None
+        resume_step = state.global_step if self.checkpoint is not None else 0  # 0: drop all
         self.logger = MetricsLogger(self.out, self.options.tensorboard, resume_step)
         return start
 

@@ -36,7 +36,6 @@ from nanovla.codec import to_json
 from nanovla.constants import (
     CHECKPOINTS_DIR,
     EVAL_FILE,
-    LOGS_DIR,
     PRETRAINED_DIR,
     TRAIN_CONFIG_FILE,
     TRAINING_STATE_DIR,
@@ -169,9 +168,9 @@ def prepare_out(options: RunOptions) -> Path | None:
                 "options the run was started with"
             )
         return last
-    if last is not None or (out / EVAL_FILE).exists() or (out / LOGS_DIR).exists():
+    if last is not None or (out / EVAL_FILE).exists():
         raise ExistsError(f"--out: {out} already holds a run; pass --resume or another --out")
-    return None
+    return None  # (logs of a run killed before its first checkpoint are started over)
 
 
 def save_run(
