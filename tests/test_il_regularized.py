@@ -150,6 +150,23 @@ def test_regularized_loss_is_bc_plus_beta_times_the_term(data, regularizer):
     assert float(loss) == pytest.approx(bc + 0.5 * float(term), rel=1e-5)
 
 
+@pytest.mark.parametrize("regularizer", ["lwf", "new"])
+def test_divergence_is_zero_at_the_start_despite_dropout_and_batchnorm(data, regularizer):
+    torch.manual_seed(0)
+    config = PolicyConfig(image_size=SIZE, dropout=0.5)  # train-mode noise D must not see
+    policy = Policy.from_dataset(config, EpisodeDataset(data["old"], progress=False))
+    old = BatchLoader(EpisodeDataset(data["old"], progress=False), 8, chunk=4, split="all")
+    model = RegularizedBC(policy, copy.deepcopy(policy).eval(), regularizer, 1.0, old).train()
+    batch = _batch(data["new"])
+    _, metrics = model(batch)
+    # (not exactly 0: the BC pass just moved BatchNorm's running statistics a little)
+    assert float(metrics["reg"]) < 1e-4
+    assert policy.training and all(m.training for m in policy.modules())  # switched back
+    with torch.no_grad():  # what a train-mode pass would have counted
+        noisy = chunk_mse(head_output(policy, batch), head_output(model.reference, batch))
+    assert float(noisy) > 100 * float(metrics["reg"])
+
+
 def test_reference_stays_frozen_while_the_policy_learns(data):
     policy = _policy(data["old"])
     reference = copy.deepcopy(policy)
@@ -209,7 +226,7 @@ def _checkpoint(data: dict, name: str = "ckpt", head: str = "tanh") -> Path:
     return path
 
 
-TINY = ("--demos", "4", "--steps", "4", "--batch-size", "8", "--reference-episodes", "4",
+TINY = ("--demos", "4", "--steps", "4", "--batch-size", "8", "--old-batch-size", "4", "--reference-episodes", "4",
         "--eval.episodes", "2", "--eval.splits", "seen", "--num-threads", "1", "--no-progress")  # fmt: skip
 
 

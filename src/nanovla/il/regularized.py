@@ -27,7 +27,11 @@ Read top to bottom:
    - `l2`: `weight_l2` to the starting weights;
    - `replay`: the policy's BC loss on old demonstrations (beta weighs it);
    - `none`: plain fine-tuning. With beta = 0 every variant is plain BC, exactly.
-   `save_pretrained` saves the fine-tuned policy alone, so checkpoints load as any policy.
+   D compares the functions the two policies act with: pi's pass for D runs with dropout off
+   and BatchNorm on its running statistics (`deterministic`), as pi_ref always does; in train
+   mode D would also count dropout noise and the batch-statistics gap, which no weights can
+   remove (tests/test_il_regularized.py: at equal weights, >100x the deterministic D). The BC
+   pass stays in train mode. `save_pretrained` saves the fine-tuned policy alone, so checkpoints load as any policy.
 4. `extend_reference`: the starting policy, able to read the new task. The instruction
    vocabulary grows by the new words (appended, so old ids are unchanged; each new embedding row
    starts as a copy of `<unk>`'s, so the extended policy reads every instruction exactly as the
@@ -44,7 +48,8 @@ default in `nanovla finetune` (it is a pull away from pi_ref too; L2-SP replaces
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +65,8 @@ from nanovla.models.text.tokenizer import UNK_ID, Tokenizer, split_text
 
 REGULARIZERS: tuple[str, ...] = ("lwf", "new", "l2", "replay", "none")
 """where / what the regularizer is (see the module docstring)"""
+DETERMINISTIC = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
+"""modules that `deterministic` switches to eval mode for the D pass"""
 
 
 # ------------------------------------------------------------------------------ 1. divergences
@@ -108,6 +115,22 @@ def weight_l2(model: nn.Module, start: Mapping[str, torch.Tensor]) -> torch.Tens
 
 
 # ------------------------------------------------------------------------ 3. the trained model
+@contextlib.contextmanager
+def deterministic(model: nn.Module) -> Iterator[None]:
+    """Dropout off and BatchNorm on its running statistics (neither updated) inside, gradients
+    still flowing: D then compares the function pi acts with to pi_ref's, with no dropout noise
+    and no batch-statistics gap. (Only these modules switch: `eval()` would also switch the
+    instruction encoder to its no-grad feature cache.)"""
+    switched = [m for m in model.modules() if isinstance(m, DETERMINISTIC) and m.training]
+    for module in switched:
+        module.train(False)
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.train(True)
+
+
 class RegularizedBC(nn.Module):
     """`policy` fine-tuned by BC on the engine's batches plus `beta` times a regularizer.
 
@@ -135,11 +158,6 @@ class RegularizedBC(nn.Module):
         self.regularizer, self.beta, self.old_batches = regularizer, float(beta), old_batches
         self.config = policy.config
         self.start = {name: p.detach().clone() for name, p in policy.named_parameters()}
-        self._head_out: torch.Tensor | None = None
-        policy.head.register_forward_hook(self._keep_head_output)
-
-    def _keep_head_output(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        self._head_out = output  # the BC pass's head output, reused by the `new` term
 
     def train(self, mode: bool = True) -> RegularizedBC:
         super().train(mode)
@@ -162,15 +180,12 @@ class RegularizedBC(nn.Module):
         the BC loss was just computed on."""
         if self.regularizer == "l2":
             return weight_l2(self.policy, self.start)
-        if self.regularizer == "new":
-            if self._head_out is None:
-                raise RuntimeError("the `new` term needs the BC pass's head output")
-            return head_divergence(self.policy, self._head_out, self.reference_output(batch))
-        old = self.old_batches.next_batch()
+        frames = batch if self.regularizer == "new" else self.old_batches.next_batch()
         if self.regularizer == "replay":
-            return self.policy(old)[0]
-        out = head_output(self.policy, old)  # lwf
-        return head_divergence(self.policy, out, self.reference_output(old))
+            return self.policy(frames)[0]
+        with deterministic(self.policy):  # the function the policy acts with, as pi_ref's
+            out = head_output(self.policy, frames)
+        return head_divergence(self.policy, out, self.reference_output(frames))
 
     @torch.no_grad()
     def reference_output(self, batch: Mapping[str, Any]) -> torch.Tensor:

@@ -36,8 +36,10 @@ REFERENCE_DIR = "reference-rollouts"
 """OUT/<this>: pi_ref's rollouts of the old tasks (lwf)"""
 REFERENCE_SEED = 20_000
 """collection seed of pi_ref's rollouts (+ --seed): away from demonstrations, validation, eval"""
-DEFAULT_BETA: dict[str, float] = {"lwf": 1.0, "new": 1.0, "l2": 1e-3, "replay": 1.0, "none": 0.0}
-"""beta when --beta is not given (each term has its own scale; l2 is a sum over ~0.3 M weights)"""
+DEFAULT_BETA: dict[str, float] = {"lwf": 10.0, "new": 10.0, "l2": 0.05, "replay": 1.0, "none": 0.0}
+"""beta when --beta is not given. Each term has its own scale: D's gradient is 2 * error per
+entry while the BC loss (smooth L1) pushes with about 1 per entry, so D needs beta ~10 to hold
+errors of a few hundredths; l2 is a sum over ~0.3 M weights; replay is a BC loss like the new one"""
 
 
 @dataclass
@@ -50,7 +52,7 @@ class FinetuneCommand:
     tasks: tuple[str, ...] = ("pick_place",)
     """the new task families to learn: reach, push, pick_place, sort"""
     beta: Annotated[
-        float | None, tyro.conf.arg(help_behavior_hint="(default: lwf/new/replay 1, l2 0.001)")
+        float | None, tyro.conf.arg(help_behavior_hint="(default: lwf/new 10, l2 0.05, replay 1)")
     ] = None
     """weight of the regularizer; 0 = plain fine-tuning"""
     regularizer: Literal["lwf", "new", "l2", "replay", "none"] = "lwf"
@@ -65,12 +67,14 @@ class FinetuneCommand:
     """run directory: eval.json, checkpoints/, logs/; must not hold a run already"""
     demos: int = 2000
     """expert demonstrations of the new tasks to record (cached under data/)"""
-    steps: int = 6000
+    steps: int = 4000
     """optimizer steps of fine-tuning"""
-    lr: float = 1e-3
+    lr: float = 2e-3
     """peak learning rate (warmup, then cosine decay to a tenth)"""
     batch_size: int = 64
-    """new-task frames per step (lwf and replay add as many old frames)"""
+    """new-task frames per step"""
+    old_batch_size: int = 32
+    """lwf and replay: old-task frames added to each step"""
     seed: int = 0
     """seed of the new demonstrations, pi_ref's rollouts and the batch order"""
     reference_episodes: int = 600
@@ -112,7 +116,7 @@ class FinetuneCommand:
             raise InputError(f"--old-tasks: unknown task {unknown}; choose from {TASK_FAMILIES}")
         if self.beta is not None and not (self.beta >= 0 and self.beta != float("inf")):
             raise InputError(f"--beta must be a finite number >= 0, got {self.beta}")
-        for name in ("demos", "steps", "batch_size", "reference_episodes"):
+        for name in ("demos", "steps", "batch_size", "old_batch_size", "reference_episodes"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -249,16 +253,11 @@ def _check_dataset(dataset: Any, policy: Any, name: str) -> None:
         )
 
 
-def _loader(dataset: Any, command: FinetuneCommand, chunk: int, seed: int) -> Any:
+def _loader(dataset: Any, command: FinetuneCommand, chunk: int, seed: int, size: int) -> Any:
     from nanovla.data import BatchLoader
 
     return BatchLoader(
-        dataset,
-        command.batch_size,
-        chunk=chunk,
-        split="all",
-        augment_shift=command.augment_shift,
-        seed=seed,
+        dataset, size, chunk=chunk, split="all", augment_shift=command.augment_shift, seed=seed
     )
 
 
@@ -310,7 +309,9 @@ def run(command: FinetuneCommand) -> dict[str, Any]:
     show = command.progress
     before = evaluate(reference, families, command.eval, size, progress=show)
     chunk = reference.config.chunk
-    old_loader = None if old_data is None else _loader(old_data, command, chunk, command.seed + 7)
+    old_loader = None
+    if old_data is not None:
+        old_loader = _loader(old_data, command, chunk, command.seed + 7, command.old_batch_size)
     model = RegularizedBC(policy, frozen, command.regularizer, beta, old_loader)
     config = TrainConfig(
         steps=command.steps,
@@ -332,7 +333,7 @@ def run(command: FinetuneCommand) -> dict[str, Any]:
         seed=command.seed,
         expert_version=record.expert_version if record else 0,
     )
-    loader = _loader(new, command, chunk, command.seed)
+    loader = _loader(new, command, chunk, command.seed, command.batch_size)
     trainer = Trainer(model, loader, config, out, on_save=run_record.save)
     print(
         f"finetune: {command.regularizer} beta={beta:g} on {new.num_frames} frames of "
