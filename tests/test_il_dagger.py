@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,9 +116,10 @@ def test_aggregation_keeps_every_earlier_episode_and_tags_each_frame_with_its_ro
     first = EpisodeDataset(data, progress=False)
     assert first.num_episodes == 4 and recorded_rounds(data) == 1
     assert np.array_equal(first.read_feature(EXECUTED_KEY), first.actions)  # the expert ran
-    episodes, frames = aggregate_round(command, 1, ConstantActor(), None)
+    writer = aggregate_round(command, 1, ConstantActor(), None)
     both = EpisodeDataset(data, progress=False)
-    assert (episodes, frames) == (both.num_episodes, both.num_frames) == (7, both.num_frames)
+    assert (writer.num_episodes, writer.num_frames) == (both.num_episodes, both.num_frames)
+    assert both.num_episodes == 7
     assert recorded_rounds(data) == 2
     old = slice(0, first.num_frames)
     assert np.array_equal(both.images[old], first.images)
@@ -129,6 +131,17 @@ def test_aggregation_keeps_every_earlier_episode_and_tags_each_frame_with_its_ro
     new = slice(first.num_frames, None)
     assert np.any(both.read_feature(EXECUTED_KEY)[new][:, 2] == 1.0)
     assert np.all(both.actions[new][:, 2] == -1.0)
+    # the next round's writer forks this one in memory: the same files as reading them back
+    shutil.copytree(data, tmp_path / "after-1")
+    aggregate_round(command, 2, ConstantActor(), None, previous=writer)
+    again = EpisodeDataset(data, progress=False)
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "after-1", data)
+    aggregate_round(command, 2, ConstantActor(), None)  # reads rounds 0-1 back from disk
+    reread = EpisodeDataset(data, progress=False)
+    assert again.num_episodes == reread.num_episodes == 10
+    assert np.array_equal(again.images, reread.images)
+    assert np.array_equal(again.read_feature(EXECUTED_KEY), reread.read_feature(EXECUTED_KEY))
 
 
 def test_a_policy_labels_with_the_first_action_of_its_chunk(tmp_path) -> None:

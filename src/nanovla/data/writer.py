@@ -110,6 +110,22 @@ class DatasetWriter:
         if exc_type is None and not self._finalized:
             self.finalize()
 
+    def fork(self, source: dict[str, Any] | None = None) -> DatasetWriter:
+        """A writer for the same root (replacing it when finalized) that already holds this
+        writer's episodes, encoded: DAgger aggregates round after round without decoding and
+        re-encoding every earlier frame. `source` replaces the "nanovla" record."""
+        other = DatasetWriter(
+            self.root, self.fps, self.robot_type, self.image_key, overwrite=True,
+            names=self.names, source=self.source if source is None else source,
+        )  # fmt: skip
+        other._pngs = list(self._pngs)
+        other._vectors = {key: list(chunks) for key, chunks in self._vectors.items()}
+        other._tasks = list(self._tasks)
+        other._episode_stats = list(self._episode_stats)
+        if self._pngs:
+            other._image_shape = self._image_shape
+        return other
+
     def add_episode(self, episode: Episode) -> int:
         """Encode and keep one episode; returns its episode_index."""
         if self._finalized:

@@ -83,6 +83,18 @@ ROUNDS_DIR = "rounds"
 PLOT_FILE = "dagger.png"
 
 
+DESCRIPTION = """`nanovla dagger`: DAgger (Ross, Gordon & Bagnell 2011) on the embedded world.
+
+Round 0 trains BC on --demos expert demonstrations (or starts from --checkpoint). Each of the
+--rounds rounds after it rolls the last policy out --rollouts times, executing the expert's
+action instead with probability beta_i = beta0 * decay^i, labels every visited state with the
+expert's action, adds the episodes to OUT/data (one LeRobot v3.0 dataset: action = the label,
+action.executed, dagger.round), retrains (warm start) and evaluates. Then BC is trained on
+expert demonstrations with as many frames, for comparison. Writes OUT/rounds.json,
+OUT/eval.json, OUT/plots/dagger.png and checkpoints under OUT/checkpoints/ (round-KK, last).
+--resume continues a killed run at the round it was in."""
+
+
 def _default_eval() -> EvalConfig:
     return EvalConfig(episodes=100, splits=("seen",), gifs=0)
 
@@ -232,16 +244,20 @@ def recorded_rounds(path: Path) -> int:
 
 
 def aggregate_round(
-    command: DaggerCommand, round_index: int, actor: Any, labeler: Any
-) -> tuple[int, int]:
+    command: DaggerCommand,
+    round_index: int,
+    actor: Any,
+    labeler: Any,
+    previous: DatasetWriter | None = None,
+) -> DatasetWriter:
     """Record round `round_index` (expert demonstrations, or the actor's rollouts mixed with
-    the expert at beta) and rewrite `OUT/data` with every earlier episode plus the new ones.
-    Returns (episodes, frames) of the aggregate."""
+    the expert at beta) and rewrite `OUT/data` with every earlier episode plus the new ones;
+    `previous` (the writer of the last round, in this process) spares reading them back.
+    Returns the finalized writer."""
     from nanovla.world import make_world
     from nanovla.world.experts import EXPERT_VERSION
 
     path = Path(command.out) / DATA_DIR
-    old = _stored_episodes(path)
     seed = command.seed + round_index
     world = make_world(
         list(command.tasks),
@@ -260,9 +276,12 @@ def aggregate_round(
         "dagger_rounds": round_index + 1,
         "labeler": "world expert" if command.expert is None else str(command.expert),
     }
-    writer = DatasetWriter(path, fps=DEFAULT_FPS, overwrite=True, source=source)
-    for episode in old:
-        writer.add_episode(episode)
+    if previous is not None:
+        writer = previous.fork(source)
+    else:
+        writer = DatasetWriter(path, fps=DEFAULT_FPS, overwrite=True, source=source)
+        for episode in _stored_episodes(path):
+            writer.add_episode(episode)
     demos = actor is None
     report = record_episodes(
         world,
@@ -278,7 +297,7 @@ def aggregate_round(
     )
     writer.finalize()
     note(f"dagger: round {round_index}: {report.summary()}")
-    return writer.num_episodes, writer.num_frames
+    return writer
 
 
 # ------------------------------------------------------------------------- training
@@ -341,13 +360,17 @@ def _publish(out: Path, round_index: int) -> None:
 
 
 # ------------------------------------------------------------------------- the rounds
-def run_round(command: DaggerCommand, round_index: int, labeler: Any) -> dict[str, Any]:
+def run_round(
+    command: DaggerCommand, round_index: int, labeler: Any, previous: DatasetWriter | None
+) -> tuple[dict[str, Any], DatasetWriter | None]:
     """Record round `round_index` unless `data/` already holds it, train, evaluate; returns
-    its rounds.json entry."""
+    its rounds.json entry and the aggregate's writer (None when nothing was recorded)."""
     out = Path(command.out)
     started = time.perf_counter()
+    writer = None
     if recorded_rounds(out / DATA_DIR) <= round_index:
-        aggregate_round(command, round_index, _rollout_actor(command, round_index), labeler)
+        actor = _rollout_actor(command, round_index)
+        writer = aggregate_round(command, round_index, actor, labeler, previous)
     collected = time.perf_counter()
     dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
     policy = _initial_policy(command, round_index, dataset)
@@ -375,7 +398,7 @@ def run_round(command: DaggerCommand, round_index: int, labeler: Any) -> dict[st
         seconds=seconds,
     )
     write_json(_round_dir(out, round_index) / EVAL_FILE, result)
-    return to_json(entry)
+    return to_json(entry), writer
 
 
 def _bc_demonstrations(command: DaggerCommand, path: Path, frames: int, mean_length: float) -> None:
@@ -433,7 +456,7 @@ def bc_baseline(command: DaggerCommand, frames: int, steps: int, mean_length: fl
 # ------------------------------------------------------------------------- the command
 def parse(argv: list[str]) -> DaggerCommand:
     """The command line; with --resume, the saved command (only --progress may change)."""
-    command = tyro.cli(DaggerCommand, args=argv, prog="nanovla dagger", description=__doc__)
+    command = tyro.cli(DaggerCommand, args=argv, prog="nanovla dagger", description=DESCRIPTION)
     if not command.resume:
         return command
     if command.out is None:
@@ -442,7 +465,9 @@ def parse(argv: list[str]) -> DaggerCommand:
     if not path.is_file():
         raise MissingError(f"--resume: {path} not found; is {command.out} a nanovla dagger run?")
     saved = from_json(DaggerCommand, read_json(path), source=str(path))
-    given = tyro.cli(DaggerCommand, args=argv, default=saved, prog="nanovla dagger")
+    given = tyro.cli(
+        DaggerCommand, args=argv, default=saved, prog="nanovla dagger", description=DESCRIPTION
+    )
     refused = [
         name
         for name in field_differences(saved, given)
@@ -489,8 +514,10 @@ def run(command: DaggerCommand) -> dict[str, Any]:
         _start(command)
         path = out / ROUNDS_FILE
         state = read_json(path) if path.is_file() else {"rounds": [], "bc": []}
+        writer = None
         for round_index in range(len(state["rounds"]), command.rounds + 1):
-            state["rounds"].append(run_round(command, round_index, labeler))
+            entry, writer = run_round(command, round_index, labeler, writer)
+            state["rounds"].append(entry)
             write_json(path, state)
         if command.compare_bc and command.checkpoint is None and not state["bc"]:
             first = state["rounds"][0]
