@@ -15,14 +15,17 @@ PPO_TINY = ("--num-envs", "2", "--num-steps", "64", "--minibatch-size", "32",
 
 
 def test_ppo_smoke_writes_the_run(tmp_path):
-    done = nanovla("rl", "ppo", "--env", "CartPole-v1", "--total-steps", "256", "--seed", "1",
-                   "--out", "run", *PPO_TINY, cwd=tmp_path, timeout=120)  # fmt: skip
+    done = nanovla("rl", "ppo", "--env", "CartPole-v1", "--total-steps", "384", "--seed", "1",
+                   "--save-every", "1", "--keep-last", "2", "--out", "run", *PPO_TINY,
+                   cwd=tmp_path, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "run/eval.json").read_text())
     assert result["env"] == "CartPole-v1" and result["episodes"] == 2
-    assert isinstance(result["mean_return"], float) and result["env_steps"] == 256
+    assert isinstance(result["mean_return"], float) and result["env_steps"] == 384
     assert (tmp_path / "run/checkpoints/last/pretrained_model/model.safetensors").is_file()
     assert (tmp_path / "run/learning_curve.png").stat().st_size > 1000
+    saved = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
+    assert saved == ["000002", "000003", "last"]  # --keep-last 2 of updates 1, 2, 3 (+ the link)
     assert "deterministic mean return" in done.stdout
 
 

@@ -52,7 +52,7 @@ EVAL_SEED = 1_000_000
 PER_ENV = tyro.conf.arg(help_behavior_hint="(default: per env)")
 """help hint of the options whose default depends on --env (a command's DEFAULTS table)"""
 CURVE_FILE = "learning_curve.png"
-RESUME_FREE = ("out", "resume", "progress", "tensorboard")
+RESUME_FREE = ("out", "resume", "progress", "tensorboard", "keep_last")
 """options that may differ between a run and its `--resume`"""
 
 
@@ -79,6 +79,8 @@ class RunOptions:
     """seeded episodes of the final deterministic evaluation (eval.json)"""
     save_every: int = 10
     """updates between checkpoints (the last update is always saved)"""
+    keep_last: int = 3
+    """checkpoints kept on disk, newest first (0: all)"""
     resume: bool = False
     """continue the run in --out from checkpoints/last, bit-identically"""
     hidden: tuple[int, ...] = (64, 64)
@@ -132,6 +134,7 @@ def apply_defaults(options: Any, table: dict[str, dict[str, Any]], fallback: dic
                 )
     for name in ("eval_episodes", "save_every"):
         check_positive(name, getattr(options, name))
+    check_positive("keep_last", options.keep_last, allow_zero=True)
     chosen = {**fallback, **table.get(options.env, {})}
     for name, value in chosen.items():
         if getattr(options, name) is None:
@@ -189,7 +192,7 @@ def save_run(
              "scheduler": scheduler.state_dict(), "rng": rng, "loader": rollout_state},
         )  # fmt: skip
 
-    return write_checkpoint(out, update, write)
+    return write_checkpoint(out, update, write, keep_last=options.keep_last)
 
 
 def load_run(checkpoint: Path) -> tuple[ActorCritic, dict[str, Any]]:
