@@ -39,6 +39,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nanovla.il.regularized_command",
         "behavior-regularized fine-tuning on a new task (LwF, L2, replay); forgetting table",
     ),
+    "il": (
+        "nanovla.il.cli",
+        "imitation-learning studies: `shift` measures BC's compounding error against the expert",
+    ),
+    "rl": (
+        "nanovla.rl.cli",
+        "reinforcement learning: `reinforce` and `ppo` on gymnasium ids or the world (eval.json)",
+    ),
     "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
 }
 
