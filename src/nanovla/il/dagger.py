@@ -109,18 +109,18 @@ class DaggerCommand:
     """run directory: data/, rounds/, checkpoints/, rounds.json, eval.json, plots/"""
     tasks: tuple[str, ...] = ("push", "pick_place")
     """task families: reach, push, pick_place, sort"""
-    demos: int = 100
+    demos: int = 500
     """expert demonstrations of round 0 (all families together; unused with --checkpoint)"""
     rounds: int = 4
     """DAgger rounds after round 0 (each: rollouts, labels, aggregation, training, evaluation)"""
-    rollouts: int = 100
+    rollouts: int = 500
     """learner episodes recorded per round (successes and failures alike: all are labelled)"""
     beta0: float = 1.0
     """beta_i = beta0 * decay^i is the probability that the expert's action is executed at a
     step of round i (round 0 without --checkpoint is pure expert demonstrations)"""
-    decay: float = 0.5
+    decay: float = 0.7
     """per-round decay of beta"""
-    steps: int = 1500
+    steps: int = 2000
     """gradient steps per round"""
     from_scratch: bool = False
     """retrain every round from new weights instead of warm-starting from the last round's"""
