@@ -14,7 +14,7 @@ time), the first env step where the mean of the last 10 training episodes reache
 episodes (`nanovla.rl.run.evaluate`). Then the ratios ours / SB3 of wall time and SPS.
 
     pip install -c constraints.txt 'stable-baselines3==2.9.*'   # constraints.txt: torch==<yours>
-    OMP_NUM_THREADS=1 python benchmarks/rl_ppo_vs_sb3.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_sb3.py --seeds 0 1 2
 
 SB3 is imported only here (never by the package or the tests); without it the script says so
 and runs ours alone.
