@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate a checkpoint on fixed seeded episodes (95% Wilson intervals)",
     ),
     "dagger": (
-        "nanovla.il.dagger",
+        "nanovla.il.dagger_command",
         "DAgger: learner rollouts labelled by the expert, aggregated, retrained (rounds.json)",
     ),
     "irl": (

@@ -1,0 +1,160 @@
+"""The `nanovla dagger` command: its options (`DaggerCommand`), `--help`, and `--resume`.
+
+`nanovla.il.dagger` holds the algorithm and runs the command (`run`); this module is what the
+command line is generated from, and the rule of `--resume`: the saved `dagger_command.json` is
+the run's command, and only `--progress` may be given differently.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from nanovla.codec import field_differences, from_json
+from nanovla.errors import InputError, MissingError
+from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig
+from nanovla.io import read_json
+from nanovla.train_command import PolicyOptions, default_policy_config
+from nanovla.world.tasks import TASK_FAMILIES
+
+COMMAND_FILE = "dagger_command.json"
+"""the command a DAgger run was started with, in its run directory"""
+
+DESCRIPTION = """`nanovla dagger`: DAgger (Ross, Gordon & Bagnell 2011) on the embedded world.
+
+Round 0 trains BC on --demos expert demonstrations (or starts from --checkpoint). Each of the
+--rounds rounds after it rolls the last policy out --rollouts times, executing the expert's
+action instead with probability beta_i = beta0 * decay^i, labels every visited state with the
+expert's action, adds the episodes to OUT/data (one LeRobot v3.0 dataset: action = the label,
+action.executed, dagger.round), retrains (warm start) and evaluates. Then BC is trained on
+expert demonstrations with as many frames, for comparison. Writes OUT/rounds.json,
+OUT/eval.json, OUT/plots/dagger.png and checkpoints under OUT/checkpoints/ (round-KK, last).
+--resume continues a killed run at the round it was in."""
+
+
+def _default_eval() -> EvalConfig:
+    return EvalConfig(episodes=100, splits=("seen",), gifs=0)
+
+
+@dataclass
+class DaggerCommand:
+    """DAgger on the embedded world: BC on a few demonstrations, then rounds of learner
+    rollouts labelled by the expert, aggregated and retrained; evaluated every round, beside BC
+    trained on as many expert frames. Options you will most likely change come first."""
+
+    out: Annotated[Path | None, tyro.conf.arg(help_behavior_hint="(default: runs/dagger-<time>)")] = None  # fmt: skip
+    """run directory: data/, rounds/, checkpoints/, rounds.json, eval.json, plots/"""
+    tasks: tuple[str, ...] = ("push", "pick_place")
+    """task families: reach, push, pick_place, sort"""
+    demos: int = 500
+    """expert demonstrations of round 0 (all families together; unused with --checkpoint)"""
+    rounds: int = 4
+    """DAgger rounds after round 0 (each: rollouts, labels, aggregation, training, evaluation)"""
+    rollouts: int = 500
+    """learner episodes recorded per round (successes and failures alike: all are labelled)"""
+    beta0: float = 1.0
+    """beta_i = beta0 * decay^i is the probability that the expert's action is executed at a
+    step of round i (round 0 without --checkpoint is pure expert demonstrations)"""
+    decay: float = 0.7
+    """per-round decay of beta"""
+    steps: int = 2000
+    """gradient steps per round"""
+    from_scratch: bool = False
+    """retrain every round from new weights instead of warm-starting from the last round's"""
+    checkpoint: Path | None = None
+    """start from this trained policy (round 0 then rolls it out with beta_0 = beta0) instead
+    of BC on --demos expert demonstrations"""
+    expert: Path | None = None
+    """label states with this checkpoint's actions instead of the world's scripted expert
+    (distilling a policy)"""
+    seed: int = 0
+    """seed of the demonstrations (round i records from seed + i), weights and batch order"""
+    resume: bool = False
+    """continue the run in --out at the round it was in (no other option may change)"""
+    compare_bc: bool = True
+    """also train BC from scratch on expert demonstrations with as many frames as the final
+    round labelled (and as many gradient steps as all rounds together)"""
+    lr: float = 2e-3
+    """peak learning rate of each round's schedule (warmup + cosine)"""
+    batch_size: int = 64
+    """frames per training batch"""
+    augment_shift: int = 2
+    """random-shift augmentation in pixels; 0 = off"""
+    num_envs: int = 32
+    """parallel worlds while recording"""
+    image_size: int = 64
+    """camera images are image_size x image_size RGB"""
+    instructions: str = "train+ko"
+    """instruction templates of the rollouts: train | ko | train+ko"""
+    num_threads: int = 0
+    """torch intra-op CPU threads; 0 = torch's default"""
+    progress: bool = True
+    """progress bars"""
+    policy: PolicyOptions = field(default_factory=default_policy_config)
+    """the policy architecture (round 0 without --checkpoint)"""
+    eval: EvalConfig = field(default_factory=_default_eval)
+    """the evaluation after every round"""
+
+    def __post_init__(self) -> None:
+        for name, least in (("demos", 1), ("rounds", 1), ("rollouts", 1), ("steps", 1)):
+            if getattr(self, name) < least:
+                raise InputError(f"--{name} must be >= {least}, got {getattr(self, name)}")
+        unknown = [task for task in self.tasks if task not in TASK_FAMILIES]
+        if unknown or not self.tasks:
+            raise InputError(f"--tasks: unknown task {unknown}; choose from {list(TASK_FAMILIES)}")
+        if not 0.0 <= self.beta0 <= 1.0 or not 0.0 <= self.decay <= 1.0:
+            raise InputError(
+                f"--beta0 and --decay must be in [0, 1], got {self.beta0} and {self.decay}"
+            )
+        if not 0 <= self.seed and self.seed + self.rounds >= VALIDATION_SEED:
+            raise InputError(f"--seed + --rounds must stay below {VALIDATION_SEED} (validation)")
+
+    def beta(self, round_index: int) -> float:
+        """Probability of executing the expert's action in round `round_index`."""
+        if round_index == 0 and self.checkpoint is None:
+            return 1.0
+        return self.beta0 * self.decay**round_index
+
+
+def parse(argv: list[str]) -> DaggerCommand:
+    """The command line; with --resume, the saved command (only --progress may change)."""
+    command = tyro.cli(DaggerCommand, args=argv, prog="nanovla dagger", description=DESCRIPTION)
+    if not command.resume:
+        return command
+    if command.out is None:
+        raise InputError("--resume needs --out naming the DAgger run to continue")
+    path = Path(command.out) / COMMAND_FILE
+    if not path.is_file():
+        raise MissingError(f"--resume: {path} not found; is {command.out} a nanovla dagger run?")
+    saved = from_json(DaggerCommand, read_json(path), source=str(path))
+    given = tyro.cli(
+        DaggerCommand, args=argv, default=saved, prog="nanovla dagger", description=DESCRIPTION
+    )
+    refused = [
+        name
+        for name in field_differences(saved, given)
+        if name not in ("out", "resume", "progress")
+    ]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise InputError(
+            f"--resume continues the run as it was started; these may not change: {flags}"
+        )
+    given.out = Path(command.out)
+    return given
+
+
+def main(argv: list[str]) -> int:
+    """`nanovla dagger ...`"""
+    from nanovla.il.dagger import run
+
+    run(parse(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
