@@ -28,7 +28,7 @@ from nanovla.il.dagger import (
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.world import make_world
 
-TINY = ["--demos", "6", "--rollouts", "4", "--steps", "4", "--num-envs", "2"]
+TINY = ["--demos", "6", "--rollouts", "4", "--steps", "4", "--final-steps", "6", "--num-envs", "2"]
 TINY += [
     "--batch-size",
     "16",
@@ -67,6 +67,8 @@ class ConstantActor:
 def test_beta_follows_beta0_times_decay_to_the_round_and_round_0_is_the_expert(tmp_path) -> None:
     command = small_command(tmp_path, beta0=0.8, decay=0.5)
     assert [command.beta(i) for i in range(4)] == [1.0, 0.4, 0.2, 0.1]
+    steps = small_command(tmp_path, rounds=3, steps=10, final_steps=25)
+    assert [steps.round_steps(i) for i in range(4)] == [10, 10, 10, 25] and steps.total_steps == 55
     started = small_command(tmp_path, beta0=0.8, decay=0.5, checkpoint=tmp_path)
     assert started.beta(0) == pytest.approx(0.8)  # a given learner is mixed from round 0 on
 

@@ -30,7 +30,9 @@ Departures from the paper: mixing is per env and per step (with probability beta
 expert's action is executed; the learner still acts on every step so an action-chunk queue
 stays in step); round i > 0 warm-starts from round i - 1's weights with a fresh optimizer and
 learning-rate schedule (`--from-scratch` retrains from new weights, as the paper's analysis
-assumes); rounds run a fixed number of gradient steps instead of training to convergence. The
+assumes); rounds run a fixed number of gradient steps instead of training to convergence, the
+last round longest (`--final-steps`: the earlier policies only choose which states get labelled,
+the last one is the result). The
 paper returns the best policy on validation; we report every round and keep the last.
 
 Resume: the state of a run is its files. A round whose rollouts are in `data/` but not in
@@ -280,7 +282,7 @@ def run_round(
         policy,
         dataset,
         command.seed + round_index,
-        command.steps,
+        command.round_steps(round_index),
     )
     _publish(out, round_index)
     seen = seen_summary(result)
@@ -397,7 +399,7 @@ def run(command: DaggerCommand) -> dict[str, Any]:
                 bc_baseline(
                     command,
                     state["rounds"][-1]["labelled_frames"],
-                    command.steps * (command.rounds + 1),
+                    command.total_steps,
                     first["labelled_frames"] / first["episodes"],
                 )
             )

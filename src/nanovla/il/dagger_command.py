@@ -61,8 +61,12 @@ class DaggerCommand:
     step of round i (round 0 without --checkpoint is pure expert demonstrations)"""
     decay: float = 0.7
     """per-round decay of beta"""
-    steps: int = 2000
-    """gradient steps per round"""
+    steps: int = 1500
+    """gradient steps of each round but the last (their policies only need to visit the states
+    worth labelling)"""
+    final_steps: int = 6000
+    """gradient steps of the last round, whose policy is the result: the longest schedule, on
+    the whole aggregate"""
     from_scratch: bool = False
     """retrain every round from new weights instead of warm-starting from the last round's"""
     checkpoint: Path | None = None
@@ -100,7 +104,8 @@ class DaggerCommand:
     """the evaluation after every round"""
 
     def __post_init__(self) -> None:
-        for name, least in (("demos", 1), ("rounds", 1), ("rollouts", 1), ("steps", 1)):
+        for name, least in (("demos", 1), ("rounds", 1), ("rollouts", 1), ("steps", 1),
+                            ("final_steps", 1)):  # fmt: skip
             if getattr(self, name) < least:
                 raise InputError(f"--{name} must be >= {least}, got {getattr(self, name)}")
         unknown = [task for task in self.tasks if task not in TASK_FAMILIES]
@@ -112,6 +117,15 @@ class DaggerCommand:
             )
         if not 0 <= self.seed and self.seed + self.rounds >= VALIDATION_SEED:
             raise InputError(f"--seed + --rounds must stay below {VALIDATION_SEED} (validation)")
+
+    def round_steps(self, round_index: int) -> int:
+        """Gradient steps of round `round_index`."""
+        return self.final_steps if round_index == self.rounds else self.steps
+
+    @property
+    def total_steps(self) -> int:
+        """Gradient steps of all rounds together (the BC baseline trains as many)."""
+        return self.steps * self.rounds + self.final_steps
 
     def beta(self, round_index: int) -> float:
         """Probability of executing the expert's action in round `round_index`."""
