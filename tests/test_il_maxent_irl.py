@@ -1,5 +1,6 @@
-"""Maximum-entropy IRL (nanovla.il.maxent_irl): soft value iteration against brute force, recovery
-of a known reward on a grid task, the recovered reward executed in the world, the command."""
+"""Maximum-entropy IRL (nanovla.il.maxent_irl, on the grid of nanovla.il.irl_grid, run by
+nanovla.il.irl_command): soft value iteration against brute force, recovery of a known reward on
+a grid task, the recovered reward executed in the world, the command."""
 
 import itertools
 import json
@@ -10,24 +11,25 @@ import pytest
 from nanovla.cli import main as nanovla
 from nanovla.errors import InputError
 from nanovla.eval.evaluate import EVAL_SEED, scene_seed
-from nanovla.il.maxent_irl import (
-    KNOWN_WEIGHTS,
+from nanovla.il.irl_command import IRLCommand, run
+from nanovla.il.irl_grid import (
     MOVES,
-    IRLCommand,
     _features,
     abstract_states,
     build_mdp,
     expert_demonstrations,
-    fit_reward,
-    greedy_policy,
     grid_edges,
-    known_reward_check,
-    run,
-    soft_value_iteration,
-    state_visitation,
     world_success,
 )
-from nanovla.il.maxent_irl import _world as irl_world
+from nanovla.il.irl_grid import _world as irl_world
+from nanovla.il.maxent_irl import (
+    KNOWN_WEIGHTS,
+    fit_reward,
+    greedy_policy,
+    known_reward_check,
+    soft_value_iteration,
+    state_visitation,
+)
 
 
 def test_soft_value_iteration_and_visitation_match_brute_force():

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "DAgger: learner rollouts labelled by the expert, aggregated, retrained (rounds.json)",
     ),
     "irl": (
-        "nanovla.il.maxent_irl",
+        "nanovla.il.irl_command",
         "maximum-entropy inverse RL on a grid abstraction of reach/push (irl.json, reward plot)",
     ),
     "finetune": (
