@@ -147,7 +147,7 @@ def test_regularized_loss_is_bc_plus_beta_times_the_term(data, regularizer):
             "replay": lambda: policy(old_batch)[0],
         }[regularizer]()
     assert float(metrics["reg"]) == pytest.approx(float(term), rel=1e-5)
-    assert float(loss) == pytest.approx(bc + 0.5 * float(term), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(bc + 0.5 * float(term), rel=1e-5)
 
 
 @pytest.mark.parametrize("regularizer", ["lwf", "new"])
