@@ -3,11 +3,13 @@
 ```
 nanovla rl reinforce --env CartPole-v1 --out DIR   REINFORCE (reward-to-go, optional baseline)
 nanovla rl ppo --env Pendulum-v1 --out DIR         PPO-clip with GAE(lambda)
+nanovla rl finetune --checkpoint CKPT --out DIR    BC -> RL fine-tuning of a VLA checkpoint
 ```
 
-Each writes DIR/checkpoints/last/, DIR/logs/metrics.jsonl, DIR/learning_curve.png and
-DIR/eval.json (`{"env", "mean_return", "episodes", ...}`); `--help` after a subcommand lists its
-options.
+reinforce and ppo write DIR/checkpoints/last/, DIR/logs/metrics.jsonl, DIR/learning_curve.png
+and DIR/eval.json (`{"env", "mean_return", "episodes", ...}`); finetune writes DIR/before.json
+and DIR/eval.json in `nanovla train`'s schema, DIR/checkpoints/last/ and
+DIR/success_vs_steps.png. `--help` after a subcommand lists its options.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reinforce": ("nanovla.rl.reinforce", "REINFORCE with reward-to-go and a learned baseline"),
     "ppo": ("nanovla.rl.ppo", "PPO-clip with GAE(lambda), minibatch epochs, normalization"),
+    "finetune": ("nanovla.rl.finetune", "BC -> RL: PPO fine-tuning of a VLA checkpoint (KL to BC)"),
 }
 
 
 def _usage() -> str:
-    lines = ["usage: nanovla rl {reinforce,ppo} [OPTIONS]", "", "subcommands:"]
+    lines = ["usage: nanovla rl {reinforce,ppo,finetune} [OPTIONS]", "", "subcommands:"]
     lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
     lines += ["", "`nanovla rl SUBCOMMAND --help` explains every option."]
     return "\n".join(lines)
