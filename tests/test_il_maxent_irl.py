@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_run import nanovla as nanovla_process
 
 from nanovla.cli import main as nanovla
 from nanovla.errors import InputError
@@ -191,6 +192,18 @@ def test_command_writes_figures_and_plot(tmp_path, capsys):
     assert "world success" in capsys.readouterr().out
     assert nanovla([*argv, "--no-progress"]) == 2  # irl.json exists: refused without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_command_in_a_subprocess_writes_irl_json(tmp_path):
+    """The installed command line, as a user runs it (tiny settings)."""
+    argv = ["irl", "--task", "reach", "--out", str(tmp_path / "irl"), "--demos", "20"]
+    argv += ["--episodes", "20", "--known-demos", "0", "--iterations", "10", "--grid", "uniform"]
+    done = nanovla_process(*argv, "--cells", "5", "--no-progress", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "irl" / "irl.json").read_text())
+    assert 0.0 <= result["world_success"] <= 1.0 and result["feature_gap"] >= 0.0
+    bad = nanovla_process("irl", "--task", "sort", "--out", "x", cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "--task" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
