@@ -87,16 +87,16 @@ def row(name: str, result: dict) -> str:
     info = result["finetune"]
     old, new = info["old_families"], info["new_families"]
     before, after = result["before"], result
-    cells = [f"{name:<8}{info['beta']:>7g}"]
+    cells = [f"{name:<12}{info['beta']:>6g}"]
     for family in old:
         b, a = (r["splits"]["seen"]["per_task"][family] for r in (before, after))
         cells.append(f"{family} {b:.2f}->{a:.2f}")
     (sb, nb), (sa, na) = pooled(before, old), pooled(after, old)
     lo, hi = wilson_interval(sa, na)
     cells.append(f"old {sb / nb:.2f}->{sa / na:.2f} [{lo:.2f}, {hi:.2f}] ({sa}/{na})")
-    sn, nn = pooled(after, new)
+    (bn, nb_), (sn, nn) = pooled(before, new), pooled(after, new)
     lo, hi = wilson_interval(sn, nn)
-    cells.append(f"new {sn / nn:.2f} [{lo:.2f}, {hi:.2f}] ({sn}/{nn})")
+    cells.append(f"new {bn / nb_:.2f}->{sn / nn:.2f} [{lo:.2f}, {hi:.2f}] ({sn}/{nn})")
     change = 100 * (sa / na - sb / nb)
     goal = change >= -5 and sn / nn >= 0.85
     cells.append(f"{change:+.0f} pts  goal {'yes' if goal else 'no'}")
