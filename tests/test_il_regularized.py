@@ -168,6 +168,20 @@ def test_divergence_does_not_count_dropout_noise(data, regularizer):
     assert float(noisy) > 10 * values[0]
 
 
+def test_divergence_pass_leaves_batchnorm_running_statistics_to_bc(data):
+    policy = _policy(data["old"])
+    plain = copy.deepcopy(policy).train()
+    old = BatchLoader(EpisodeDataset(data["old"], progress=False), 8, chunk=4, split="all")
+    model = RegularizedBC(policy, copy.deepcopy(policy), "lwf", 1.0, old).train()
+    batch = _batch(data["new"])
+    model(batch)
+    plain(batch)  # the BC pass alone
+    stats = [k for k in plain.state_dict() if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(policy.state_dict()[k], plain.state_dict()[k]) for k in stats)
+    momenta = {m.momentum for m in policy.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}  # restored
+
+
 def test_reference_stays_frozen_while_the_policy_learns(data):
     policy = _policy(data["old"])
     reference = copy.deepcopy(policy)

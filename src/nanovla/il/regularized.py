@@ -28,10 +28,11 @@ Read top to bottom:
    - `replay`: the policy's BC loss on old demonstrations (beta weighs it);
    - `none`: plain fine-tuning. With beta = 0 every variant is plain BC, exactly.
    D's pass through pi runs with dropout off (`deterministic`), as pi_ref's always does: in
-   train mode D would also count dropout noise, which no weights can remove. BatchNorm stays as
-   in the BC pass (batch statistics): switched to its running statistics for D alone, pi could
-   meet BC and D with two different functions (a `new` run so made had a gradient norm of 209
-   and a loss of 1.35 at step 2800, and was stopped). `save_pretrained` saves the fine-tuned
+   train mode D would also count dropout noise, which no weights can remove. BatchNorm uses the
+   batch statistics as in the BC pass (switched to its running statistics for D alone, pi could
+   meet BC and D with two different functions: a `new` run so made had a gradient norm of 209
+   and a loss of 1.35 at step 2800, and was stopped), but the D pass does not update the
+   running statistics: they stay those of the frames pi is trained to act on. `save_pretrained` saves the fine-tuned
    policy alone, so checkpoints load as any policy.
 4. `extend_reference`: the starting policy, able to read the new task. The instruction
    vocabulary grows by the new words (appended, so old ids are unchanged; each new embedding row
@@ -66,8 +67,6 @@ from nanovla.models.text.tokenizer import UNK_ID, Tokenizer, split_text
 
 REGULARIZERS: tuple[str, ...] = ("lwf", "new", "l2", "replay", "none")
 """where / what the regularizer is (see the module docstring)"""
-DETERMINISTIC = (nn.Dropout,)
-"""modules that `deterministic` switches to eval mode for the D pass"""
 
 
 # ------------------------------------------------------------------------------ 1. divergences
@@ -119,17 +118,24 @@ def weight_l2(model: nn.Module, start: Mapping[str, torch.Tensor]) -> torch.Tens
 @contextlib.contextmanager
 def deterministic(model: nn.Module) -> Iterator[None]:
     """Dropout off inside (gradients still flowing), so D compares pi's function with pi_ref's
-    without dropout noise. Only `DETERMINISTIC` modules switch: `eval()` would also move
-    BatchNorm off the batch statistics the BC pass uses, and the instruction encoder to its
-    no-grad feature cache."""
-    switched = [m for m in model.modules() if isinstance(m, DETERMINISTIC) and m.training]
-    for module in switched:
+    without dropout noise; BatchNorm normalizes with the batch's statistics as in the BC pass
+    but leaves its running statistics (what pi acts with) to the BC passes. Only these modules
+    switch: `eval()` would also move BatchNorm off the batch statistics and the instruction
+    encoder to its no-grad feature cache."""
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.training]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for module in dropouts:
         module.train(False)
+    for module in norms:
+        module.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
     try:
         yield
     finally:
-        for module in switched:
+        for module in dropouts:
             module.train(True)
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
 
 
 class RegularizedBC(nn.Module):
