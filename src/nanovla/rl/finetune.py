@@ -89,7 +89,7 @@ class FinetuneCommand:
     """task families to fine-tune and evaluate on (empty: the checkpoint's run.json families)"""
     instructions: str = ""
     """training instruction templates (empty: the checkpoint's, e.g. train+ko)"""
-    total_steps: int = 200_000
+    total_steps: int = 250_000
     """env steps to train for, over all envs"""
     num_envs: int = 32
     """envs stepped together"""
@@ -99,7 +99,7 @@ class FinetuneCommand:
     """passes over each rollout"""
     minibatch_size: int = 256
     """samples per gradient step"""
-    actor_lr: float = 3e-5
+    actor_lr: float = 3e-4
     """Adam learning rate of the policy's weights and the log-std"""
     critic_lr: float = 1e-3
     """Adam learning rate of the critic"""
@@ -111,7 +111,7 @@ class FinetuneCommand:
     """GAE lambda"""
     clip_coef: float = 0.2
     """PPO clip range of the ratio"""
-    kl_coef: float = 0.05
+    kl_coef: float = 0.02
     """weight of KL(pi || pi_ref), the penalty toward the frozen BC policy"""
     ent_coef: float = 0.0
     """entropy bonus coefficient"""
@@ -129,7 +129,7 @@ class FinetuneCommand:
     """also keep the vision encoder frozen"""
     reward: str = "shaped"
     """shaped (distance-to-go decrease + success) or sparse (success)"""
-    eval_episodes: int = 100
+    eval_episodes: int = 200
     """episodes per family per split of before.json and eval.json"""
     val_every: int = 5
     """updates between validation rollouts (seen + heldout, validation seeds) for the curve"""
