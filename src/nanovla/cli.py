@@ -12,6 +12,8 @@ import importlib
 import os
 import sys
 
+SUMMARY = "Train Vision-Language-Action robot policies from scratch on a CPU, offline."
+
 # name -> (module with main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "world": (
@@ -45,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "rl": (
         "nanovla.rl.cli",
-        "reinforcement learning: `reinforce` and `ppo` on gymnasium ids or the world (eval.json)",
+        "reinforcement learning: `reinforce`, `ppo` (gymnasium ids, the world), `finetune` (BC -> RL)",
     ),
     "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
 }
@@ -79,28 +81,40 @@ def _reflow_help() -> None:
         _strings.remove_single_line_breaks = _join_docstring_lines
 
 
-def _usage() -> str:
-    width = max(len(name) for name in COMMANDS)
-    lines = [
-        "usage: nanovla COMMAND [ARGS...]",
-        "",
-        "Train Vision-Language-Action robot policies from scratch on a CPU, offline.",
-        "",
-        "commands:",
-    ]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "`nanovla COMMAND --help` explains every option of a command."]
+def usage(prog: str, summary: str, commands: dict[str, tuple[str, str]], word: str) -> str:
+    """The list `prog --help` prints: one line per (sub)command with its summary."""
+    width = max(len(name) for name in commands)
+    lines = [f"usage: {prog} {word.upper()} [ARGS...]", "", summary, "", f"{word}s:"]
+    lines += [f"  {name:<{width}}  {line}" for name, (_, line) in commands.items()]
+    lines += ["", f"`{prog} {word.upper()} --help` explains every option of a {word}."]
     return "\n".join(lines)
+
+
+def dispatch(prog: str, summary: str, subcommands: dict[str, tuple[str, str]], argv: list[str]) -> int:  # fmt: skip
+    """`prog SUBCOMMAND ARGS...` for a command with subcommands (`nanovla il`, `nanovla rl`):
+    the list without a subcommand (stderr, exit 2) or with --help (stdout, exit 0), one line for
+    an unknown name (exit 2), else the subcommand module's `main(ARGS)`, imported only then."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            usage(prog, summary, subcommands, "subcommand"), file=sys.stdout if argv else sys.stderr
+        )
+        return 0 if argv else 2
+    if argv[0] not in subcommands:
+        known = ", ".join(subcommands)
+        print(f"{prog}: unknown subcommand {argv[0]!r}; choose one of: {known}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(subcommands[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nanovla` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:  # a command is required: show what there is, and fail like argparse does
-        print(_usage(), file=sys.stderr)
+        print(usage("nanovla", SUMMARY, COMMANDS, "command"), file=sys.stderr)
         return 2
     if args[0] in ("-h", "--help"):
-        print(_usage())
+        print(usage("nanovla", SUMMARY, COMMANDS, "command"))
         return 0
     if args[0] in ("-V", "--version"):
         from nanovla import __version__

@@ -14,9 +14,6 @@ DIR/success_vs_steps.png. `--help` after a subcommand lists its options.
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reinforce": ("nanovla.rl.reinforce", "REINFORCE with reward-to-go and a learned baseline"),
     "ppo": ("nanovla.rl.ppo", "PPO-clip with GAE(lambda), minibatch epochs, normalization"),
@@ -24,21 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: nanovla rl {reinforce,ppo,finetune} [OPTIONS]", "", "subcommands:"]
-    lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    lines += ["", "`nanovla rl SUBCOMMAND --help` explains every option."]
-    return "\n".join(lines)
-
-
 def main(argv: list[str]) -> int:
-    """Entry point of `nanovla rl`."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage(), file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
-    if argv[0] not in SUBCOMMANDS:
-        from nanovla.errors import InputError
+    """Entry point of `nanovla rl`: dispatches to the named subcommand's `main`."""
+    from nanovla.cli import dispatch
 
-        raise InputError(f"unknown subcommand {argv[0]!r}; choose one of: {', '.join(SUBCOMMANDS)}")
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return dispatch("nanovla rl", "nanovla rl: reinforcement learning commands.", SUBCOMMANDS, argv)
