@@ -1,8 +1,9 @@
 """Batched rollouts of a policy on fixed, seeded initial states.
 
 One world of `episodes` envs is reset with a seed, so episode i always starts from the same
-scene; every env runs until its *first* episode ends (the world auto-resets, later episodes are
-ignored). This is the evaluation protocol: the same seed gives the same initial states for every
+scene for the same number of episodes (the world samples the scenes of all its envs together:
+30 episodes are not the first 30 of 100, so compare checkpoints at equal episode counts); every
+env runs until its *first* episode ends (the world auto-resets, later episodes are ignored). This is the evaluation protocol: the same seed gives the same initial states for every
 checkpoint, so two policies are compared on identical episodes.
 """
 
