@@ -165,6 +165,8 @@ def test_bad_options_are_refused_by_name(tmp_path) -> None:
         ({"beta0": -0.1}, "--beta0"),
         ({"decay": 1.5}, "--decay"),
         ({"tasks": ("fly",)}, "--tasks"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": 49_999}, "--seed"),
     ):
         with pytest.raises(InputError, match=name):
             small_command(tmp_path, **changes)

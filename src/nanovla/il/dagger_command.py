@@ -115,8 +115,11 @@ class DaggerCommand:
             raise InputError(
                 f"--beta0 and --decay must be in [0, 1], got {self.beta0} and {self.decay}"
             )
-        if not 0 <= self.seed and self.seed + self.rounds >= VALIDATION_SEED:
-            raise InputError(f"--seed + --rounds must stay below {VALIDATION_SEED} (validation)")
+        if self.seed < 0 or self.seed + self.rounds >= VALIDATION_SEED:
+            raise InputError(
+                f"--seed must be >= 0 and --seed + --rounds below {VALIDATION_SEED} (the "
+                f"validation scenes), got --seed {self.seed}, --rounds {self.rounds}"
+            )
 
     def round_steps(self, round_index: int) -> int:
         """Gradient steps of round `round_index`."""
