@@ -70,6 +70,7 @@ from nanovla.il.dagger_report import format_rounds, plot_rounds
 from nanovla.il.training import TrainSpec, load_policy, new_policy, seen_summary, train_and_evaluate
 from nanovla.io import read_json, write_json
 from nanovla.progress import note
+from nanovla.train.checkpoint import replace_symlink
 
 EXECUTED_KEY = "action.executed"
 """extra feature: the action the world executed at the frame (expert's or learner's)"""
@@ -243,22 +244,13 @@ def _rollout_actor(command: DaggerCommand, round_index: int) -> Any:
     return load_policy(last, f"round {round_index - 1} checkpoint", command.image_size)
 
 
-def _link(link: Path, target: str) -> None:
-    """Point the symlink `link` at the relative `target`, atomically."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    temporary = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-    if temporary.is_symlink() or temporary.exists():
-        temporary.unlink()
-    os.symlink(target, temporary)
-    os.replace(temporary, link)
-
-
 def _publish(out: Path, round_index: int) -> None:
     """`checkpoints/round-KK` -> that round's final checkpoint; `checkpoints/last` -> it."""
     step = (_round_dir(out, round_index) / CHECKPOINTS_DIR / LAST_LINK).resolve()
     name = f"round-{round_index:02d}"
-    _link(out / CHECKPOINTS_DIR / name, os.path.relpath(step, out / CHECKPOINTS_DIR))
-    _link(out / CHECKPOINTS_DIR / LAST_LINK, name)
+    (out / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+    replace_symlink(out / CHECKPOINTS_DIR / name, os.path.relpath(step, out / CHECKPOINTS_DIR))
+    replace_symlink(out / CHECKPOINTS_DIR / LAST_LINK, name)
 
 
 # ------------------------------------------------------------------------- the rounds

@@ -171,12 +171,18 @@ def _delete(entry: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _point_last_at(root: Path, name: str) -> None:
-    link_tmp = root / f"{_TMP_PREFIX}{LAST_LINK}-{os.getpid()}"
+def replace_symlink(link: Path, target: str) -> None:
+    """Point the symlink `link` at `target` (relative, so the run directory can be moved),
+    atomically: a temporary link beside it is renamed over it."""
+    link_tmp = link.parent / f"{_TMP_PREFIX}{link.name}-{os.getpid()}"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
-    os.symlink(name, link_tmp)  # relative: the run directory can be moved
-    os.replace(link_tmp, root / LAST_LINK)
+    os.symlink(target, link_tmp)
+    os.replace(link_tmp, link)
+
+
+def _point_last_at(root: Path, name: str) -> None:
+    replace_symlink(root / LAST_LINK, name)
 
 
 def _prune(root: Path, keep_last: int) -> None:
