@@ -47,7 +47,6 @@ from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
-import tyro
 
 from nanovla.errors import InputError
 from nanovla.progress import progress
@@ -63,6 +62,7 @@ from nanovla.rl.run import (
     check_fraction,
     check_positive,
     describe_defaults,
+    run_command,
 )
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -276,13 +276,7 @@ def _linear(anneal: bool, num_updates: int) -> Any:
 
 def main(argv: list[str]) -> int:
     """Entry point of `nanovla rl ppo`."""
-    command = tyro.cli(PPOCommand, args=argv, prog="nanovla rl ppo", description=DESCRIPTION)
-    torch.set_num_threads(1)
-    result = train(command)
-    print(f"{command.env}: deterministic mean return {result['mean_return']:.1f} over "
-          f"{result['episodes']} episodes after {result['env_steps']} env steps "
-          f"({result['wall_s']:.0f} s); wrote {command.out / 'eval.json'}")  # fmt: skip
-    return 0
+    return run_command(PPOCommand, train, argv, "nanovla rl ppo", DESCRIPTION)
 
 
 DESCRIPTION = "PPO-clip with GAE(lambda) on a gymnasium id or the world. " + describe_defaults(

@@ -40,7 +40,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-import tyro
 
 from nanovla.progress import progress
 from nanovla.rl import rollout as ro
@@ -54,6 +53,7 @@ from nanovla.rl.run import (
     check_fraction,
     check_positive,
     describe_defaults,
+    run_command,
 )
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -208,14 +208,7 @@ class _StepBar:
 
 def main(argv: list[str]) -> int:
     """Entry point of `nanovla rl reinforce`."""
-    command = tyro.cli(ReinforceCommand, args=argv, prog="nanovla rl reinforce",
-                       description=DESCRIPTION)  # fmt: skip
-    torch.set_num_threads(1)
-    result = train(command)
-    print(f"{command.env}: deterministic mean return {result['mean_return']:.1f} over "
-          f"{result['episodes']} episodes after {result['env_steps']} env steps "
-          f"({result['wall_s']:.0f} s); wrote {command.out / 'eval.json'}")  # fmt: skip
-    return 0
+    return run_command(ReinforceCommand, train, argv, "nanovla rl reinforce", DESCRIPTION)
 
 
 DESCRIPTION = "REINFORCE with reward-to-go and an optional learned baseline. " + describe_defaults(

@@ -272,3 +272,15 @@ def plot_curve(records: list[dict[str, float]], png: Path, title: str) -> Path |
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return png
+
+
+def run_command(command_cls: type, train: Any, argv: list[str], prog: str, description: str) -> int:
+    """`prog ARGS`: parse `command_cls` from `argv`, `train` it on one torch thread (the
+    networks are too small for more), print the deterministic evaluation's one-line summary."""
+    command = tyro.cli(command_cls, args=argv, prog=prog, description=description)
+    torch.set_num_threads(1)
+    result = train(command)
+    print(f"{command.env}: deterministic mean return {result['mean_return']:.1f} over "
+          f"{result['episodes']} episodes after {result['env_steps']} env steps "
+          f"({result['wall_s']:.0f} s); wrote {command.out / 'eval.json'}")  # fmt: skip
+    return 0
