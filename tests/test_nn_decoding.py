@@ -161,3 +161,31 @@ def test_bad_arguments_are_refused() -> None:
         beam_search(model.step, torch.tensor([[V]]), EOS, 0, 3)
     with pytest.raises(ValueError, match="prefix"):
         beam_search(model.step, torch.tensor([V]), EOS, 2, 3)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_kv_cache_equals_full_recomputation(norm_first: bool) -> None:
+    from nanovla.nn.seq2seq import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(11, 13, d_model=16, num_heads=4, num_encoder_layers=2,
+                        num_decoder_layers=2, d_ff=32, dropout=0.0, norm_first=norm_first).eval()  # fmt: skip
+    src = torch.randint(1, 11, (3, 7))
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    pad[1, 5:] = True  # row 1 is padded: the cached cross-attention keeps the mask
+    tgt = torch.randint(0, 13, (3, 6))
+    with torch.no_grad():
+        memory = model.encode(src, pad)
+        full = model.decode(tgt, memory, pad)  # (B, T, V)
+        cache = model.new_cache()
+        chunks = [model.decode(tgt[:, :2], memory, pad, cache=cache)]  # a 2-token first chunk
+        chunks += [model.decode(tgt[:, t : t + 1], memory, pad, cache=cache) for t in range(2, 6)]
+    assert cache.length == 6
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
+    cached, plain = (model.step_function(src, pad, use_cache=flag) for flag in (True, False))
+    bos = torch.zeros(3, 1, dtype=torch.long)
+    for search in (
+        lambda step: greedy_decode(step, bos, 1, 8),
+        lambda step: beam_search(step, bos, 1, 3, 8, length_penalty=0.6),
+    ):
+        assert search(cached) == search(plain)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanovla.nn.kv_cache import AttentionCache, end_aligned_causal_mask
 from nanovla.nn.masks import causal_mask, check_mask, merge_masks, padding_to_attention_mask
 
 
@@ -169,6 +170,7 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         need_weights: bool = True,
         average_attn_weights: bool = False,
+        cache: AttentionCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from queries `q` to keys `k` / values `v`.
 
@@ -181,6 +183,9 @@ class MultiHeadAttention(nn.Module):
             is_causal: block keys after each query position.
             need_weights: return the attention weights (explicit path); False takes the fused path.
             average_attn_weights: average the weights over heads -> (B, L, S), as torch's default.
+            cache: a `nanovla.nn.kv_cache.AttentionCache` for decoding: keys/values come from
+                it (after adding this call's `k`, `v`), and `is_causal` aligns the mask to the
+                end (the new queries are the last positions).
 
         Returns:
             (out (B, L, E), weights (B, H, L, S) or (B, L, S) when averaged, or None).
@@ -189,8 +194,17 @@ class MultiHeadAttention(nn.Module):
         if not self.batch_first:
             q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
         batch, length, _ = q.shape
-        attn_mask = self._attention_mask(mask, key_padding_mask, batch, k.shape[1])
-        q_heads, k_heads, v_heads = self._project(q, k, v, self_attention)
+        if cache is not None:
+            q_heads = self._split_heads(self.W_q(q))
+            k_heads, v_heads = cache.update(self, k, v)  # (B, H, S, d_k), S includes the past
+            attn_mask = self._attention_mask(mask, key_padding_mask, batch, k_heads.shape[2])
+            if is_causal and length > 1:
+                causal = end_aligned_causal_mask(length, k_heads.shape[2], q.device)
+                attn_mask = merge_masks(attn_mask, causal)
+            is_causal = False  # one new query may see every cached key
+        else:
+            attn_mask = self._attention_mask(mask, key_padding_mask, batch, k.shape[1])
+            q_heads, k_heads, v_heads = self._project(q, k, v, self_attention)
         out, weights = scaled_dot_product_attention(
             q_heads,
             k_heads,

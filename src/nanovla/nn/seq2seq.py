@@ -6,6 +6,8 @@
 Departures from the seed: the causal target mask is built inside (the decoder is autoregressive
 by definition, so a caller cannot forget it), padding is given as torch-style key padding masks
 (True = padding), pre-norm is an option, and `greedy_decode` generates translations.
+`decode(..., cache=KVCache)` runs only the new target tokens (`nanovla.nn.kv_cache`), and
+`step_function` wraps the model for `nanovla.nn.decoding`'s greedy and beam search.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nanovla.nn.decoding import StepFn
+from nanovla.nn.kv_cache import KVCache
 from nanovla.nn.positional import SinusoidalPositionalEncoding
 from nanovla.nn.transformer import TransformerDecoder, TransformerEncoder
 
@@ -62,13 +66,18 @@ class Transformer(nn.Module):
         self.fc_out = nn.Linear(d_model, tgt_vocab_size)
         self.dropout = nn.Dropout(dropout)
 
-    def _embed(self, embedding: nn.Embedding, tokens: Tensor) -> Tensor:
+    def _embed(self, embedding: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype != torch.long:
             raise ValueError(
                 f"tokens must be (B, T) int64, got {tuple(tokens.shape)} {tokens.dtype}"
             )
         # sqrt(d_model) keeps the embedding on the scale of the (unit-amplitude) positional code.
-        return self.dropout(self.pos_encoding(embedding(tokens) * math.sqrt(self.d_model)))
+        x = embedding(tokens) * math.sqrt(self.d_model)
+        if offset == 0:
+            return self.dropout(self.pos_encoding(x))
+        if offset + tokens.shape[1] > self.pos_encoding.max_len:  # tokens continue a cached prefix
+            raise ValueError(f"position {offset + tokens.shape[1]} exceeds max_len")
+        return self.dropout(x + self.pos_encoding.pe[:, offset : offset + tokens.shape[1]])
 
     def encode(self, src: Tensor, src_key_padding_mask: Tensor | None = None) -> Tensor:
         """src: (B, S) token ids -> memory (B, S, d_model)."""
@@ -82,16 +91,51 @@ class Transformer(nn.Module):
         memory: Tensor,
         src_key_padding_mask: Tensor | None = None,
         tgt_key_padding_mask: Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> Tensor:
-        """tgt: (B, T) ids, memory: (B, S, d_model) -> next-token logits (B, T, tgt_vocab)."""
+        """tgt: (B, T) ids, memory: (B, S, d_model) -> next-token logits (B, T, tgt_vocab).
+
+        With `cache` (from `new_cache`), `tgt` holds only the tokens after the cached ones."""
         hidden = self.decoder(
-            self._embed(self.tgt_embedding, tgt),
+            self._embed(self.tgt_embedding, tgt, 0 if cache is None else cache.length),
             memory,
             tgt_key_padding_mask=tgt_key_padding_mask,
             memory_key_padding_mask=src_key_padding_mask,
             tgt_is_causal=True,  # position t sees targets <= t only
+            cache=cache,
         )  # (B, T, d_model)
         return self.fc_out(hidden)
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for this decoder."""
+        return KVCache(len(self.decoder.layers))
+
+    def step_function(
+        self, src: Tensor, src_key_padding_mask: Tensor | None = None, use_cache: bool = True
+    ) -> StepFn:
+        """`step(tokens, state) -> (log_probs (B, V), state)` for `nanovla.nn.decoding`.
+
+        Encodes `src` once; the state carries the memory and its padding mask (reordered with
+        the beams) and either a `KVCache` (use_cache) or every target token so far (the whole
+        prefix is decoded again each step: the reference the cache is tested against).
+        """
+        memory = self.encode(src, src_key_padding_mask)
+        pad = src_key_padding_mask
+        if pad is None:
+            pad = torch.zeros(src.shape, dtype=torch.bool, device=src.device)
+
+        def step(tokens: Tensor, state: dict | None) -> tuple[Tensor, dict]:
+            if state is None:
+                state = {"memory": memory, "pad": pad}
+                state["past"] = self.new_cache() if use_cache else tokens[:, :0]
+            if use_cache:
+                logits = self.decode(tokens, state["memory"], state["pad"], cache=state["past"])
+            else:
+                state = {**state, "past": torch.cat([state["past"], tokens], dim=1)}
+                logits = self.decode(state["past"], state["memory"], state["pad"])
+            return logits[:, -1].float().log_softmax(dim=-1), state
+
+        return step
 
     def forward(
         self,

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from nanovla.nn.attention import MultiHeadAttention, convert_torch_mha_state_dict
+from nanovla.nn.kv_cache import AttentionCache, KVCache
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -130,19 +131,26 @@ class TransformerDecoderLayer(nn.Module):
         tgt_key_padding_mask: Tensor | None = None,
         memory_key_padding_mask: Tensor | None = None,
         tgt_is_causal: bool = False,
+        cache: tuple[AttentionCache, AttentionCache] | None = None,
     ) -> Tensor:
-        """x: (B, T, d_model) targets; memory: (B, S, d_model); masks as in the encoder layer."""
+        """x: (B, T, d_model) targets; memory: (B, S, d_model); masks as in the encoder layer.
+
+        `cache` (self-attention, cross-attention caches, `nanovla.nn.kv_cache`): x holds only the
+        new target tokens; earlier ones come from the cache, the memory is projected once."""
+        self_cache, cross_cache = (None, None) if cache is None else cache
 
         def self_block(y: Tensor) -> Tensor:
             out, _ = self.self_attn(
-                y, y, y, tgt_mask, tgt_key_padding_mask, tgt_is_causal, need_weights=False
-            )
+                y, y, y, tgt_mask, tgt_key_padding_mask, tgt_is_causal, need_weights=False,
+                cache=self_cache,
+            )  # fmt: skip
             return self.dropout(out)
 
         def cross_block(y: Tensor) -> Tensor:
             out, _ = self.cross_attn(
-                y, memory, memory, memory_mask, memory_key_padding_mask, need_weights=False
-            )
+                y, memory, memory, memory_mask, memory_key_padding_mask, need_weights=False,
+                cache=cross_cache,
+            )  # fmt: skip
             return self.dropout(out)
 
         if self.norm_first:
@@ -251,8 +259,20 @@ class TransformerDecoder(_Stack):
         tgt_key_padding_mask: Tensor | None = None,
         memory_key_padding_mask: Tensor | None = None,
         tgt_is_causal: bool = False,
+        cache: KVCache | None = None,
     ) -> Tensor:
-        """x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)."""
+        """x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model).
+
+        With `cache` (a `KVCache` of this many layers) x holds only the new target tokens."""
+        if cache is not None:
+            if len(cache.layers) != len(self.layers):
+                raise ValueError(
+                    f"cache has {len(cache.layers)} layers, decoder {len(self.layers)}"
+                )
+            masks = (tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask)
+            for layer, layer_cache in zip(self.layers, cache.layers):
+                x = layer(x, memory, *masks, tgt_is_causal, cache=layer_cache)
+            return self.norm(x)
         return self._run(
             x,
             memory,
