@@ -15,11 +15,13 @@ from cli_run import nanovla as nanovla_subprocess
 
 from nanovla.cli import main as nanovla
 from nanovla.models.policy import Policy, PolicyConfig
+from nanovla.models.policy.pretrained import read_safetensors
 from nanovla.models.text.tokenizer import Tokenizer
 from nanovla.rl.finetune import FinetuneCommand, FinetuneEnv, update
 from nanovla.rl.ppo import collect
 from nanovla.rl.rollout import RolloutState
 from nanovla.rl.vla_actor_critic import VLAActorCritic, Vocabulary
+from nanovla.train.logger import read_metrics
 from nanovla.train.run_record import RunRecord
 from nanovla.world import make_world
 
@@ -171,3 +173,35 @@ def test_bad_input_is_one_line_naming_the_argument(
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    args = ["rl", "finetune", "--checkpoint", str(tiny_checkpoint), "--total-steps", "96",
+            "--num-envs", "4", "--num-steps", "8", "--update-epochs", "1", "--minibatch-size",
+            "16", "--critic-warmup", "1", "--eval-episodes", "2", "--val-episodes", "2",
+            "--val-every", "1", "--save-every", "1", "--no-progress", "--no-tensorboard"]  # fmt: skip
+    straight = nanovla_subprocess(*args, "--out", "a", cwd=tmp_path, timeout=240)
+    assert straight.returncode == 0, straight.stderr
+    killed = nanovla_subprocess(*args, "--out", "b", cwd=tmp_path, timeout=240,
+                                env={"NANOVLA_TEST_KILL_AT": "checkpoint:saved@2"})  # fmt: skip
+    assert killed.returncode == -9 and not (tmp_path / "b/eval.json").exists()
+    changed = nanovla_subprocess(*args, "--out", "b", "--resume", "--kl-coef", "0.5",
+                                 cwd=tmp_path, timeout=60)  # fmt: skip
+    assert changed.returncode == 2 and "kl_coef" in changed.stderr
+    resumed = nanovla_subprocess(*args, "--out", "b", "--resume", cwd=tmp_path, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = tmp_path / "a", tmp_path / "b"
+    last = "checkpoints/last/pretrained_model"
+    for name in ("model.safetensors", "rl_head.safetensors"):
+        wa, wb = (read_safetensors(run / last / name) for run in (a, b))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    def curve(run: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "charts/SPS"}
+                for r in read_metrics(run / "logs/metrics.jsonl")]  # fmt: skip
+
+    assert curve(a) == curve(b)
+    ea, eb = (json.loads((run / "eval.json").read_text()) for run in (a, b))
+    assert ea["splits"] == eb["splits"] and ea["env_steps"] == eb["env_steps"] == 96
+    missing = nanovla_subprocess(*args, "--out", "c", "--resume", cwd=tmp_path, timeout=60)
+    assert missing.returncode == 2 and "--resume" in missing.stderr

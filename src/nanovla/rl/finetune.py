@@ -34,8 +34,14 @@ Departures: the policy stays in eval mode (dropout off, BatchNorm frozen); an ep
 the time limit is treated as terminal, which is exact here because the critic sees the fraction
 of the step limit used (the world's auto-reset also discards the terminal state a bootstrap
 would need); the KL is the closed form between Gaussians on the rollout's states, in the loss
-rather than in the reward (RLHF's per-token form); no `--resume` (a run is minutes long;
-checkpoints hold the policy, critic, log-std and optimizer for inspection and re-use).
+rather than in the reward (RLHF's per-token form).
+
+`--resume` continues a killed or interrupted run exactly: each checkpoint holds the policy,
+critic and log-std, the optimizer, the RNG streams, the rollout state (current observations,
+the world's state, the instruction vocabulary, the success counters) and the validation curve;
+the reference stays the `--checkpoint` BC policy, and the logs past the checkpoint are dropped
+(so the run reads as one). A resumed run ends bit-identical to the same run done straight
+(`tests/test_rl_finetune.py`); its `wall_s` and `train_s` count the last process only.
 """
 
 from __future__ import annotations
@@ -49,32 +55,32 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
-from safetensors.torch import save_file
 
-from nanovla.codec import to_json
-from nanovla.constants import CONFIG_FILE, EVAL_FILE, PRETRAINED_DIR, TRAINING_STATE_DIR
-from nanovla.errors import ExistsError, InputError, MissingError
+from nanovla.constants import CONFIG_FILE, EVAL_FILE
+from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import EVAL_SEED, VALIDATION_SEED, EvalConfig, evaluate, format_table
 from nanovla.io import read_json_object, write_json
 from nanovla.models.policy import Policy
 from nanovla.progress import progress
 from nanovla.rl import rollout as ro
+from nanovla.rl.finetune_checkpoint import BEFORE_FILE, restore, resume_point, save
 from nanovla.rl.finetune_report import before_after_table, plot_success
 from nanovla.rl.ppo import clipped_surrogate, collect, value_loss
 from nanovla.rl.run import check_fraction, check_positive
 from nanovla.rl.vla_actor_critic import VLAActorCritic, Vocabulary
-from nanovla.train.checkpoint import latest_checkpoint, pretrained_dir, write_checkpoint
+from nanovla.train.checkpoint import pretrained_dir
 from nanovla.train.lock import RunLock
 from nanovla.train.logger import MetricsLogger, read_metrics
 from nanovla.train.rng import seed_everything
 from nanovla.train.run_record import RunRecord
-from nanovla.train.state import save_training_state
 from nanovla.world import make_world
 from nanovla.world.tasks import TASK_FAMILIES, step_limits
 
 TRAIN_SEED = 200_000
 """the training world's seed is TRAIN_SEED + --seed: away from demonstrations, validation, eval"""
-BEFORE_FILE, CURVE_FILE, RL_HEAD_FILE = "before.json", "success_vs_steps.png", "rl_head.safetensors"
+CURVE_FILE = "success_vs_steps.png"
+SPLITS = ("seen", "heldout", "ko")
+"""the splits of before.json and eval.json"""
 
 
 @dataclass
@@ -141,6 +147,8 @@ class FinetuneCommand:
     """checkpoints kept on disk (0: all)"""
     seed: int = 0
     """seeds torch and the training world"""
+    resume: bool = False
+    """continue the run in --out from its last checkpoint, exactly (same options required)"""
     progress: bool = True
     """show a progress bar"""
     tensorboard: bool = True
@@ -190,11 +198,6 @@ def resolve(cmd: FinetuneCommand, record: RunRecord | None) -> tuple[tuple[str, 
             f"--total-steps: {cmd.total_steps} is less than one rollout "
             f"(--num-envs {cmd.num_envs} x --num-steps {cmd.num_steps} = {rollout})"
         )
-    out = Path(cmd.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} is a file; give a directory")
-    if latest_checkpoint(out) is not None or (out / EVAL_FILE).exists():
-        raise ExistsError(f"--out: {out} already holds a run; give another --out")
     instructions = cmd.instructions or (record.instructions if record else "train")
     return families, instructions, record.image_size if record else 64
 
@@ -302,23 +305,6 @@ def _evaluate(policy: Policy, families, episodes: int, splits, seed: int, size: 
     return evaluate(policy, tuple(families), config, size, progress=False)
 
 
-def _save(out: Path, update_no: int, agent: VLAActorCritic, optimizer, record, cmd) -> None:
-    def write(directory: Path) -> None:
-        pretrained = directory / PRETRAINED_DIR
-        agent.policy.save_pretrained(pretrained)
-        if record is not None:
-            record.save(pretrained)
-        heads = {"log_std": agent.log_std.detach().clone()}
-        heads.update({f"critic.{k}": v.detach().contiguous()
-                      for k, v in agent.critic.state_dict().items()})  # fmt: skip
-        save_file(heads, str(pretrained / RL_HEAD_FILE))
-        write_json(pretrained / "finetune_config.json", to_json(cmd))
-        save_training_state(directory / TRAINING_STATE_DIR,
-                            {"step": update_no, "optimizer": optimizer.state_dict()})  # fmt: skip
-
-    write_checkpoint(out, update_no, write, keep_last=cmd.keep_last)
-
-
 def _validate(agent, families, cmd, size, state, logger, curve) -> None:
     result = _evaluate(agent.policy, families, cmd.val_episodes, ("seen", "heldout"),
                        VALIDATION_SEED, size)  # fmt: skip
@@ -327,57 +313,87 @@ def _validate(agent, families, cmd, size, state, logger, curve) -> None:
     logger.log(state.global_step, {"eval/seen_success": seen, "eval/heldout_success": heldout})
 
 
+def _build(cmd: FinetuneCommand, policy: Policy, families, instructions: str, size: int) -> tuple:
+    """(agent, optimizer, env, rollout view) of a fresh run; `_restore` fills them on resume."""
+    vocabulary = Vocabulary()
+    agent = VLAActorCritic(policy, vocabulary, cmd.log_std_init, freeze_language=cmd.freeze_language,
+                           freeze_vision=cmd.freeze_vision)  # fmt: skip
+    optimizer = torch.optim.Adam(
+        [{"params": agent.actor_parameters(), "lr": cmd.actor_lr},
+         {"params": agent.critic.parameters(), "lr": cmd.critic_lr}], eps=1e-5,
+    )  # fmt: skip
+    env = FinetuneEnv(families, cmd.num_envs, size, instructions, cmd.reward, vocabulary)
+    view = SimpleNamespace(num_steps=cmd.num_steps, gamma=cmd.gamma, gae_lambda=cmd.gae_lambda,
+                           env=f"world {'+'.join(families)}", out=Path(cmd.out))  # fmt: skip
+    return agent, optimizer, env, view
+
+
+def _before(cmd: FinetuneCommand, policy: Policy, families, size: int, resuming: bool) -> dict:
+    """The BC policy's evaluation (before.json): run once, read back on `--resume`."""
+    path = Path(cmd.out) / BEFORE_FILE
+    if resuming:
+        return read_json_object(path)
+    before = _evaluate(policy, families, cmd.eval_episodes, SPLITS, EVAL_SEED, size)
+    before["checkpoint"] = str(cmd.checkpoint)
+    write_json(path, before)
+    return before
+
+
 def train(cmd: FinetuneCommand) -> dict[str, Any]:
     """Fine-tune as `cmd` says; returns the eval.json content (before.json written first)."""
     policy, record = load_bc(cmd.checkpoint)
     families, instructions, size = resolve(cmd, record)
+    checkpoint = resume_point(cmd)
     seed_everything(cmd.seed)
     started, out = time.perf_counter(), Path(cmd.out)
     out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out), MetricsLogger(out, cmd.tensorboard, 0) as logger:
-        splits = ("seen", "heldout", "ko")
-        before = _evaluate(policy, families, cmd.eval_episodes, splits, EVAL_SEED, size)
-        before["checkpoint"] = str(cmd.checkpoint)
-        write_json(out / BEFORE_FILE, before)
-        vocabulary = Vocabulary()
-        agent = VLAActorCritic(policy, vocabulary, cmd.log_std_init, freeze_language=cmd.freeze_language,
-                               freeze_vision=cmd.freeze_vision)  # fmt: skip
-        optimizer = torch.optim.Adam(
-            [{"params": agent.actor_parameters(), "lr": cmd.actor_lr},
-             {"params": agent.critic.parameters(), "lr": cmd.critic_lr}], eps=1e-5,
-        )  # fmt: skip
-        env = FinetuneEnv(families, cmd.num_envs, size, instructions, cmd.reward, vocabulary)
-        view = SimpleNamespace(num_steps=cmd.num_steps, gamma=cmd.gamma, gae_lambda=cmd.gae_lambda,
-                               env=f"world {'+'.join(families)}", out=out)  # fmt: skip
+    with RunLock(out):
+        before = _before(cmd, policy, families, size, resuming=checkpoint is not None)
+        agent, optimizer, env, view = _build(cmd, policy, families, instructions, size)
         state = ro.RolloutState.fresh(agent, env, TRAIN_SEED + cmd.seed, None)
-        curve: list[tuple[int, float, float]] = []
-        _validate(agent, families, cmd, size, state, logger, curve)
-        num_updates = cmd.total_steps // (cmd.num_envs * cmd.num_steps)
-        bar = progress(total=num_updates, desc="rl finetune", unit="update", enabled=cmd.progress)
-        for done in range(num_updates):
-            began = time.perf_counter()
-            batch = collect(agent, env, state, view)
-            metrics = update(agent, optimizer, batch, cmd, train_actor=done >= cmd.critic_warmup)
-            rate = env.take_success_rate()
-            if rate is not None:
-                metrics["charts/success_rate"] = rate
-            metrics["charts/SPS"] = cmd.num_envs * cmd.num_steps / (time.perf_counter() - began)
-            logger.log(state.global_step, metrics)
-            bar.update(1)
-            bar.set_postfix(success=round(rate or 0.0, 2), steps=state.global_step)
-            if (done + 1) % cmd.val_every == 0 or done + 1 == num_updates:
+        start, curve = 0, []
+        if checkpoint is not None:
+            start, curve = restore(checkpoint, agent, optimizer, env, state)
+        with MetricsLogger(out, cmd.tensorboard, state.global_step) as logger:
+            if checkpoint is None:
                 _validate(agent, families, cmd, size, state, logger, curve)
-            if (done + 1) % cmd.save_every == 0 or done + 1 == num_updates:
-                _save(out, done + 1, agent, optimizer, record, cmd)
-        bar.close()
-        train_s = time.perf_counter() - started
-        result = _evaluate(agent.policy, families, cmd.eval_episodes, splits, EVAL_SEED, size)
-        result.update(checkpoint=str(out / "checkpoints" / "last"), env_steps=state.global_step,
-                      train_s=round(train_s, 1), wall_s=round(time.perf_counter() - started, 1),
-                      before={s: before["splits"][s]["success"] for s in splits})  # fmt: skip
-        plot_success(read_metrics(logger.path), curve, before, result, out / CURVE_FILE)
-        result["curve"] = CURVE_FILE
-        write_json(out / EVAL_FILE, result)
+            num_updates = cmd.total_steps // (cmd.num_envs * cmd.num_steps)
+            bar = progress(total=num_updates, initial=start, desc="rl finetune", unit="update",
+                           enabled=cmd.progress)  # fmt: skip
+            for done in range(start, num_updates):
+                began = time.perf_counter()
+                batch = collect(agent, env, state, view)
+                metrics = update(
+                    agent, optimizer, batch, cmd, train_actor=done >= cmd.critic_warmup
+                )
+                rate = env.take_success_rate()
+                if rate is not None:
+                    metrics["charts/success_rate"] = rate
+                metrics["charts/SPS"] = cmd.num_envs * cmd.num_steps / (time.perf_counter() - began)
+                logger.log(state.global_step, metrics)
+                bar.update(1)
+                bar.set_postfix(success=round(rate or 0.0, 2), steps=state.global_step)
+                if (done + 1) % cmd.val_every == 0 or done + 1 == num_updates:
+                    _validate(agent, families, cmd, size, state, logger, curve)
+                if (done + 1) % cmd.save_every == 0 or done + 1 == num_updates:
+                    loader = {"rollout": state.to_dict(env), "curve": [list(p) for p in curve],
+                              "vocabulary": list(env.vocabulary.texts)}  # fmt: skip
+                    save(out, done + 1, agent, optimizer, record, cmd, loader)
+            bar.close()
+            return _finish(cmd, agent, families, size, state, before, curve, logger, started)
+
+
+def _finish(cmd, agent, families, size, state, before, curve, logger, started) -> dict[str, Any]:
+    """The final evaluation -> eval.json (with each split's success before), and the plot."""
+    out = Path(cmd.out)
+    train_s = time.perf_counter() - started
+    result = _evaluate(agent.policy, families, cmd.eval_episodes, SPLITS, EVAL_SEED, size)
+    result.update(checkpoint=str(out / "checkpoints" / "last"), env_steps=state.global_step,
+                  train_s=round(train_s, 1), wall_s=round(time.perf_counter() - started, 1),
+                  before={s: before["splits"][s]["success"] for s in SPLITS})  # fmt: skip
+    plot_success(read_metrics(logger.path), curve, before, result, out / CURVE_FILE)
+    result["curve"] = CURVE_FILE
+    write_json(out / EVAL_FILE, result)
     return result
 
 
