@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nanovla.eval.cli",
         "evaluate a checkpoint on fixed seeded episodes (95% Wilson intervals)",
     ),
+    "report": (
+        "nanovla.report.cli",
+        "write RUN/report.html: command, dataset, curves, success table, rollout GIFs",
+    ),
     "dagger": (
         "nanovla.il.dagger_command",
         "DAgger: learner rollouts labelled by the expert, aggregated, retrained (rounds.json)",

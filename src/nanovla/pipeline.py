@@ -337,6 +337,9 @@ def run(command: TrainCommand) -> dict[str, Any]:
             f"wall time {timing['total']:.0f} s (collect {timing['collect']:.0f} s, train "
             f"{timing['train']:.0f} s, eval {timing['eval']:.0f} s); wrote {out / EVAL_FILE}"
         )
+        from nanovla.report import write_report
+
+        print(f"train: wrote {write_report(out)}")
         return result
 
 

@@ -1,0 +1,52 @@
+"""The run report: one self-contained `RUN/report.html` a browser opens with no network.
+
+`write_report(run)` reads what a `nanovla train` run directory holds (`report.gather`), draws
+the training curves from its JSONL log (`report.curves`), finds the rollout GIFs and their
+instructions (`report.rollouts`) and writes the page (`report.page`) atomically: the command
+and resolved config, the dataset summary (episodes, frames, tasks, English and Korean
+instruction examples), loss / lr / samples-per-second / validation-success curves, the success
+table per split and family with 95% Wilson intervals, the evaluation seed, and the GIFs with
+successes beside failures. Images are embedded as base64 data URIs, so the one file is the
+whole report (a few hundred kB). What the directory lacks (no eval.json yet, a log cut short)
+is listed at the top and the rest is still shown.
+
+Like TensorBoard's or Weights & Biases' run page, but a static file: nothing to serve, nothing
+to install to look at it, and it travels with the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nanovla.io import write_text
+from nanovla.report.curves import plot_curves
+from nanovla.report.gather import RunSummary, gather
+from nanovla.report.page import render
+from nanovla.report.rollouts import attach_instructions, find_rollouts
+
+REPORT_FILE = "report.html"
+"""the page `nanovla report RUN` writes into RUN"""
+
+__all__ = ["REPORT_FILE", "RunSummary", "build_report", "gather", "write_report"]
+
+
+def _image_size(summary: RunSummary) -> int:
+    for source in (summary.record, summary.command):
+        if source and isinstance(source.get("image_size"), int):
+            return source["image_size"]
+    return 64
+
+
+def build_report(run: Path | str) -> tuple[str, RunSummary]:
+    """The page's HTML for the run directory `run`, and what was read to make it."""
+    summary = gather(run)
+    rollouts = find_rollouts(summary.run, summary.eval)
+    if rollouts and summary.eval is not None:
+        attach_instructions(rollouts, summary.eval, _image_size(summary))
+    return render(summary, plot_curves(summary.metrics), rollouts), summary
+
+
+def write_report(run: Path | str, out: Path | str | None = None) -> Path:
+    """Write the report of `run` to `out` (default RUN/report.html) atomically; returns the path."""
+    page, summary = build_report(run)
+    return write_text(Path(out) if out is not None else summary.run / REPORT_FILE, page)
