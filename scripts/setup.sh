@@ -18,3 +18,6 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q -c constraints.txt -e ".[${extras}]"
     touch "$stamp"
 fi
+if [[ ",$extras," == *",test,"* ]]; then
+    bash scripts/browser.sh  # headless Chromium for the report's browser test, where installable
+fi
