@@ -108,6 +108,7 @@ class BatchLoader:
         self._order_rng = torch.Generator().manual_seed(seed)
         self._augment_rng = torch.Generator().manual_seed(seed + 1)
         self.epoch = -1
+        self.shard = (0, 1)  # (rank, world size): which slice of each batch this process gets
         self._start_epoch()
 
     def _too_small_message(self, num_episodes: int) -> str:
@@ -179,9 +180,26 @@ class BatchLoader:
         self._permutation = torch.randperm(len(self.rows), generator=self._order_rng)  # (M,)
         self._cursor = 0
 
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Hand out only slice `rank` of `world_size` of every batch (multi-process training:
+        every rank draws the same global batch, its order and its augmentation offsets, and
+        keeps its own contiguous part, so N ranks together see one process's batches)."""
+        if not 0 <= rank < world_size or self.batch_size % world_size:
+            raise InputError(
+                f"batch size {self.batch_size} cannot be split evenly over {world_size} "
+                f"processes (rank {rank}): use a multiple of {world_size}"
+            )
+        self.shard = (rank, world_size)
+
     def batch(self, rows: torch.Tensor) -> Batch:
-        """The batch of the given global frame indices (B,) (augmented if `augment_shift` > 0)."""
+        """The batch of the given global frame indices (B,) (augmented if `augment_shift` > 0;
+        only this process's slice of it after `set_shard`)."""
         rows = rows.long()
+        offsets = self._offsets(len(rows))  # drawn for the whole batch on every rank
+        rank, world_size = self.shard
+        if world_size > 1:
+            keep = slice(rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size)
+            rows, offsets = rows[keep], None if offsets is None else offsets[keep]
         steps = rows[:, None] + torch.arange(self.chunk)  # (B, k)
         last = self.last_row.index_select(0, rows)[:, None]  # (B, 1)
         is_pad = steps > last  # (B, k)
@@ -191,7 +209,7 @@ class BatchLoader:
         if self.env_states is not None:
             extra[ENV_STATE_KEY] = self.env_states.index_select(0, rows)  # (B, K)
         return {
-            "observation.image": self._images(rows),  # (B, 3, H, W) uint8
+            "observation.image": self._images(rows, offsets),  # (B, 3, H, W) uint8
             "observation.state": self.states.index_select(0, rows),  # (B, D)
             "action": self.actions.index_select(0, chunk_rows).view(len(rows), self.chunk, -1),
             "action_is_pad": is_pad,
@@ -202,8 +220,15 @@ class BatchLoader:
             **extra,
         }
 
-    def _images(self, rows: torch.Tensor) -> torch.Tensor:
-        """Frames (B, 3, H, W), each cropped at its own random offset (dy, dx) in [0, 2s]^2."""
+    def _offsets(self, count: int) -> torch.Tensor | None:
+        """(count, 2) random crop offsets (dy, dx) in [0, 2s]^2, or None without augmentation."""
+        if self.augment_shift == 0:
+            return None
+        span = 2 * self.augment_shift + 1
+        return torch.randint(0, span, (count, 2), generator=self._augment_rng)
+
+    def _images(self, rows: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
+        """Frames (B, 3, H, W), each cropped at its own offset (dy, dx) in [0, 2s]^2."""
         local = self._local.index_select(0, rows)  # (B,) positions in this split's frames
         if bool((local < 0).any()):
             raise InputError(f"batch rows include frames outside the {self.split!r} split")
@@ -218,8 +243,7 @@ class BatchLoader:
                 return frames.index_select(0, local)
         _, channels, padded_h, padded_w = frames.shape
         height, width = padded_h - 2 * self.augment_shift, padded_w - 2 * self.augment_shift
-        span = 2 * self.augment_shift + 1
-        offsets = torch.randint(0, span, (len(rows), 2), generator=self._augment_rng)  # (B, 2)
+        assert offsets is not None  # (B, 2), drawn by `batch`
         corner = (
             local * (channels * padded_h * padded_w) + offsets[:, 0] * padded_w + offsets[:, 1]
         )  # (B,)

@@ -66,6 +66,7 @@ from nanovla.constants import (
 from nanovla.errors import InputError, MissingError, NanovlaError
 from nanovla.io import write_json
 from nanovla.progress import note, progress
+from nanovla.train import distributed
 from nanovla.train.checkpoint import (
     check_weights,
     config_differences,
@@ -183,7 +184,8 @@ class Trainer:
     set aside, so turning evaluation on or off does not change the trained weights.
     Each checkpoint's `pretrained_model/` holds the model's files and train_config.json (the
     resolved `TrainConfig`); `on_save(pretrained_dir)` may add files of its own there (the
-    pipeline writes its typed run record), inside the atomic write. `resume` (default:
+    pipeline writes its typed run record), inside the atomic write; `on_step(step)` runs after
+    every applied optimizer step (the pipeline's weight EMA, `train/ema.py`). `resume` (default:
     `config.resume`) restores model, optimizer, scheduler, loss scaler, RNG, loader and step
     from `out_dir/checkpoints/last` before anything is written. `resume_hint` (e.g.
     `nanovla train --out R --resume`) is printed after a Ctrl-C save as the command that resumes.
@@ -199,11 +201,12 @@ class Trainer:
         on_save: Callable[[Path], None] | None = None,
         resume: bool | None = None,
         resume_hint: str | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         if not callable(getattr(model, "save_pretrained", None)):
             raise InputError("model must have save_pretrained(dir) (config.json + safetensors)")
         self.config, self.loader, self.eval_fn, self.on_save = config, loader, eval_fn, on_save
-        self.resume_hint = resume_hint
+        self.resume_hint, self.on_step = resume_hint, on_step
         self.skipped_steps: list[int] = []  # steps whose update on_nonfinite="skip" dropped
         self.out_dir = Path(out_dir)
         self.train_config = {"train": to_json(config)}
@@ -211,10 +214,15 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda":
+            self.device = distributed.cuda_device()  # this rank's GPU under torchrun
         if config.amp == "fp16" and self.device.type != "cuda":
             raise InputError("amp='fp16' needs CUDA (GradScaler); on CPU use amp='bf16' or 'none'")
         self.model = model.to(self.device)
-        self._forward = torch.compile(self.model) if config.compile else self.model
+        self._ddp = distributed.wrap_model(self.model, self.device)  # None in one process
+        distributed.shard_loader(loader)  # each rank gets its slice of the global batch
+        forward = self._ddp if self._ddp is not None else self.model
+        self._forward = torch.compile(forward) if config.compile else forward
         self.optimizer = build_optimizer(self.model, config.lr, config.weight_decay, config.betas)
         self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(
@@ -245,10 +253,19 @@ class Trainer:
         cfg = self.config
         self.model.train()
         # records past the starting step belong to a run that never reached a checkpoint
-        with naming(self.out_dir / LOGS_DIR):
-            logger = MetricsLogger(self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step)
+        main = distributed.is_main()  # rank 0 alone logs, evaluates and saves
+        logger: Any = distributed.SilentLogger(self.out_dir / LOGS_DIR)
+        if main:
+            with naming(self.out_dir / LOGS_DIR):
+                logger = MetricsLogger(
+                    self.out_dir, tensorboard=cfg.tensorboard, resume_step=self.step
+                )
         bar = progress(
-            total=cfg.steps, initial=self.step, desc="train", unit="step", enabled=cfg.progress
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            enabled=cfg.progress and main,
         )
         window = TrainWindow(cfg.batch_size * cfg.grad_accum)
         final: dict[str, float] = {}
@@ -282,6 +299,11 @@ class Trainer:
             if not self._interrupt.aborted and saved_step != self.step:
                 self._save_after_interrupt()
             raise
+        except RuntimeError as error:
+            failed = True
+            if distributed.is_distributed() and distributed.is_comm_error(error):
+                raise distributed.failure(error) from error
+            raise
         except BaseException:
             failed = True
             raise
@@ -294,8 +316,9 @@ class Trainer:
                 if not failed:  # else the error on its way out says more (e.g. a full disk)
                     raise
         plot = self.out_dir / PLOTS_DIR / LOSS_PLOT
-        with naming(plot):
-            plot_loss(logger.path, plot)
+        if main:
+            with naming(plot):
+                plot_loss(logger.path, plot)
         if self.skipped_steps:
             final["skipped_steps"] = float(len(self.skipped_steps))
         return {"step": float(self.step), **final}
@@ -312,10 +335,10 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter()
         losses: list[torch.Tensor] = []  # (grad_accum,) scalars, summed only when logging
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             batch = self._to_device(self.loader.next_batch())
             self._mid_step = True  # from here on, an exception leaves a half-done step
-            with self._autocast():
+            with self._autocast(), self._no_sync(micro + 1 < cfg.grad_accum):
                 loss, metrics = _check_output(self._forward(batch))
             if not math.isfinite(loss.item()):  # ~1 us on CPU; the step is not yet applied
                 what = f"the loss is {loss.item()}{_nonfinite_batch(batch)}"
@@ -342,7 +365,11 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.on_step is not None:
+            self.on_step(self.step)
         self._mid_step = False
+        if log_now:  # the loss of the global batch (all ranks), not of this rank's slice
+            losses = distributed.mean_over_ranks(losses)
         window.add(losses, time.perf_counter() - start)
         if log_now:
             window.note(lr=lr, grad_norm=grad_norm, metrics=metrics)
@@ -375,6 +402,10 @@ class Trainer:
             return nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         return None
 
+    def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        """DDP's `no_sync()` for micro-batches before the last (one all-reduce per step)."""
+        return self._ddp.no_sync() if skip and self._ddp is not None else contextlib.nullcontext()
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.config.amp == "none":
             return contextlib.nullcontext()  # building a disabled autocast costs ~10 us a step
@@ -398,6 +429,9 @@ class Trainer:
 
     def _evaluate(self, logger: MetricsLogger) -> dict[str, float]:
         """Run eval_fn in eval mode; the RNG streams training uses are restored afterwards."""
+        if not distributed.is_main():
+            distributed.wait_for_main()  # rank 0 evaluates; the others wait for it
+            return {}
         rng = capture_rng_state()
         self.model.eval()
         try:
@@ -405,6 +439,7 @@ class Trainer:
         finally:
             self.model.train()
             restore_rng_state(rng)
+        distributed.wait_for_main()
         metrics = {f"eval/{k}": float(v) for k, v in raw.items()}
         if metrics:
             self._log(logger, metrics)
@@ -436,10 +471,13 @@ class Trainer:
                 save_training_state(directory / TRAINING_STATE_DIR, state)
             kill_point("checkpoint:state")
 
-        kill_point("checkpoint:begin")
-        with naming(self.out_dir / CHECKPOINTS_DIR / step_dir_name(self.step)):
-            path = write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
-        kill_point("checkpoint:saved")
+        path = self.out_dir / CHECKPOINTS_DIR / step_dir_name(self.step)
+        if distributed.is_main():  # rank 0 writes; every rank waits until it has
+            kill_point("checkpoint:begin")
+            with naming(path):
+                path = write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
+            kill_point("checkpoint:saved")
+        distributed.wait_for_main()
         return path
 
     def _save_after_interrupt(self) -> None:
