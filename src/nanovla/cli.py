@@ -54,6 +54,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reinforcement learning: `reinforce`, `ppo` (gymnasium ids, the world), `finetune` (BC -> RL)",
     ),
     "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
+    "metaworld": (
+        "nanovla.metaworld_command",
+        "Meta-World MT10: `collect` expert demos, `train` a state-based multi-task policy, `eval`",
+    ),
+    "translate": (
+        "nanovla.labs.translate_command",
+        'English -> Korean: `nanovla translate "put the red box in the blue bowl"`',
+    ),
 }
 
 
