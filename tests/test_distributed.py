@@ -181,3 +181,32 @@ def test_single_process_helpers_and_nproc_limits() -> None:
         distributed.check_nproc(cores + 1)
     argv = ["--out", "r", "--nproc", "2", "--nproc=3", "--seed", "1"]
     assert distributed.strip_option(argv, "--nproc") == ["--out", "r", "--seed", "1"]
+
+
+def test_nproc_beyond_the_cores_is_refused_by_name() -> None:
+    from nanovla.pipeline import main
+
+    too_many = distributed.available_cores() + 1
+    with pytest.raises(InputError, match=f"--nproc {too_many} is more than the"):
+        main(["--nproc", str(too_many), "--train.device", "cpu"])
+
+
+@pytest.mark.slow
+def test_nanovla_train_nproc_2_runs_end_to_end(tmp_path: Path) -> None:
+    """`nanovla train --nproc 2` (torchrun underneath): rank 0 alone logs, saves, evaluates."""
+    from cli_run import nanovla
+
+    result = nanovla(
+        "train", "--out", "run", "--nproc", "2", "--episodes", "12", "--collect-envs", "6",
+        "--batch-size", "16", "--train.steps", "4", "--train.warmup-steps", "1",
+        "--train.log-every", "1", "--train.num-threads", "1", "--no-progress",
+        "--eval.episodes", "1", "--eval.gifs", "0", "--tasks", "reach", "--eval.splits", "seen",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert json.loads((run / "train_command.json").read_text())["nproc"] == 2
+    assert result.stdout.count("6 steps") == 0 and result.stdout.count("4 steps -> run") == 2
+    lines = (run / "logs" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4]
+    assert (run / "eval.json").is_file()

@@ -7,6 +7,7 @@ collection (data/), the policy (models/), the engine (train/) and evaluation (ev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,6 +32,7 @@ from nanovla.eval.evaluate import (
 )
 from nanovla.io import write_json
 from nanovla.models.policy import Policy, PolicyConfig
+from nanovla.train import distributed
 from nanovla.train.config import TrainConfig
 from nanovla.train.run_record import RunRecord
 from nanovla.train_command import (
@@ -255,7 +257,8 @@ def run(command: TrainCommand) -> dict[str, Any]:
     started = time.perf_counter()
     out = command.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     last = out / CHECKPOINTS_DIR / LAST_LINK
-    with RunLock(out):
+    main_rank = distributed.is_main()  # under torchrun rank 0 alone writes into OUT
+    with RunLock(out) if main_rank else contextlib.nullcontext():
         resume = command.resume
         if resume and not last.exists():
             if not (out / COMMAND_FILE).is_file():
@@ -267,10 +270,11 @@ def run(command: TrainCommand) -> dict[str, Any]:
             resume = False
         if not command.resume and (out / CHECKPOINTS_DIR).exists():
             raise ExistsError(f"{out} already holds a run; pass --resume to continue it")
-        if not command.resume:  # first: a run killed from here on continues with --resume
+        if not command.resume and main_rank:  # first: a run killed from here on resumes
             with naming(out / COMMAND_FILE):
                 write_json(out / COMMAND_FILE, command_json(command, out))
-        data_path = ensure_dataset(command)
+        with distributed.main_first():  # rank 0 records the demonstrations, the others wait
+            data_path = ensure_dataset(command)
         collected = time.perf_counter()
         dataset = EpisodeDataset(data_path, cache=command.frame_cache, progress=command.progress)
         command = reconcile_dataset(command, dataset)
@@ -302,14 +306,17 @@ def run(command: TrainCommand) -> dict[str, Any]:
             on_save=record.save,
             resume_hint=f"nanovla train --out {shlex.quote(str(out))} --resume",
         )
-        with naming(out / COMMAND_FILE):
-            write_json(out / COMMAND_FILE, command_json(command, out))
+        if main_rank:
+            with naming(out / COMMAND_FILE):
+                write_json(out / COMMAND_FILE, command_json(command, out))
         n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-        print(
+        print(  # (every rank says it: the line shows how many started)
             f"train: {dataset.num_episodes} episodes / {dataset.num_frames} frames, policy "
             f"{n_params / 1e6:.2f}M trainable params, {train_config.steps} steps -> {out}"
         )
         trainer.fit()
+        if not main_rank:
+            return {}  # rank 0 evaluates and reports
         kill_point("train:evaluate")
         trained = time.perf_counter()
         policy.eval()
@@ -344,8 +351,18 @@ def run(command: TrainCommand) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of `nanovla train`."""
-    run(parse(argv))
+    """Entry point of `nanovla train` (`--nproc N`: N processes under torchrun)."""
+    command = parse(argv)
+    device = distributed.device_type(command.train.device)
+    launched = distributed.launched_world_size()
+    if command.nproc > 1 and launched == 1:
+        distributed.check_nproc(command.nproc, device)
+        ranks_argv = distributed.strip_option(argv, "--nproc")
+        return distributed.launch(command.nproc, ["nanovla", "train", *ranks_argv])
+    if launched > 1:  # recorded in train_command.json: --resume starts as many again
+        command = dataclasses.replace(command, nproc=launched)
+    with distributed.session(device):
+        run(command)
     return 0
 
 

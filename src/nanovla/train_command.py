@@ -49,6 +49,7 @@ RESUMABLE: tuple[str, ...] = (
     "frame_cache",
     "eval",
     "eval_every_episodes",
+    "nproc",
 )
 """Options `--resume` applies when given again (dotted names; `eval` = every `--eval.*`).
 Raising `--train.steps` extends the run; the learning-rate schedule is recomputed for the new
@@ -151,6 +152,10 @@ class TrainCommand:
     scenes are disjoint from the final evaluation's (--eval.seed) and from the demonstrations'"""
     batch_size: int = 64
     """frames per training batch"""
+    nproc: int = 1
+    """training processes (DDP under torchrun; gloo on CPU, NCCL with --train.device cuda): the
+    batch is split over them, so the global batch and the loss curve stay those of one process;
+    at most the CPU cores (or GPUs) available; may change on --resume"""
     augment_shift: int = 2
     """random-shift augmentation in pixels (replicate-pad and crop back); 0 = off"""
     val_fraction: float = 0.05

@@ -193,6 +193,13 @@ def check_nproc(nproc: int, device_type: str = "cpu") -> None:
         raise InputError(f"--nproc {nproc} is more than the {cores} CPU core(s) available here")
 
 
+def device_type(device: str) -> str:
+    """`cpu` | `cuda` | `auto` (a `TrainConfig.device`) -> the device type the run will use."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def launch(nproc: int, module_argv: list[str]) -> int:
     """Run `python -m torch.distributed.run --standalone --nproc-per-node N -m ARGV` (what
     `--nproc N` does); returns its exit status. torchrun stops the other ranks when one fails."""
@@ -205,7 +212,8 @@ def launch(nproc: int, module_argv: list[str]) -> int:
 
 
 def strip_option(argv: list[str], name: str) -> list[str]:
-    """`argv` without `--name VALUE` / `--name=VALUE` (what a relaunched rank must not see)."""
+    """`argv` without `--name VALUE` / `--name=VALUE` (torchrun would read `--nproc` as an
+    abbreviation of its own `--nproc-per-node`, so the ranks get the command without it)."""
     out: list[str] = []
     skip = False
     for arg in argv:
