@@ -2,10 +2,11 @@
 
 Everything the loader needs lives in contiguous arrays indexed by the global frame index:
 images (N, H, W, 3) uint8, states (N, D) and actions (N, A) float32, and the bookkeeping
-columns. PNG frames are decoded exactly once, either into memory (`cache="memory"`) or into a
-memmap file beside the dataset (`cache="memmap"`, `<root>/cache/<image_key>.uint8.npy`) that
-later runs reuse while the data files it came from keep their size and modification time. `cache="auto"` picks
-the memmap once the decoded frames would exceed `AUTO_MEMMAP_BYTES` (2 GiB).
+columns. PNG frames (or a video feature's MP4s, `data.video`) are decoded exactly once,
+either into memory (`cache="memory"`) or into a memmap file beside the dataset
+(`cache="memmap"`, `<root>/cache/<image_key>.uint8.npy`) that later runs reuse while the files
+it came from keep their size and modification time. `cache="auto"` picks the memmap once the
+decoded frames would exceed `AUTO_MEMMAP_BYTES` (2 GiB).
 
 Departure from the seed's `CustomRobotDataset` (a `torch.utils.data.Dataset` that preprocesses
 per sample in `__getitem__`): per-sample Python is the bottleneck of small-model training on a
@@ -23,8 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from nanovla.data import video
+from nanovla.data.columns import _timestamp_column, _vector_column
 from nanovla.data.format import (
     ACTION_KEY,
     ENV_STATE_KEY,
@@ -58,7 +60,7 @@ TIMESTAMP_TOLERANCE_S = 1e-4
 
 
 class EpisodeDataset:
-    """A LeRobotDataset v3.0 (image features, not video) as validated numpy arrays.
+    """A LeRobotDataset v3.0 (an image or video camera feature) as validated numpy arrays.
 
     Attributes: `images` (N, H, W, 3) uint8, `states` (N, D) float32, `actions` (N, A) float32,
     `episode_index` / `frame_index` / `task_index` (N,) int64, `tasks` (task strings by
@@ -83,7 +85,7 @@ class EpisodeDataset:
         self._info_path = self.root / INFO_PATH
         self.fps = float(self.info["fps"])
         self.features: dict[str, dict[str, Any]] = self.info["features"]
-        require_feature(self.info, self.root, image_key, ("image",))
+        require_feature(self.info, self.root, image_key, ("image", "video"))
         require_feature(self.info, self.root, state_key, ("float32", "float64"))
         require_feature(self.info, self.root, action_key, ("float32", "float64"))
         self._image_shape = self._declared_image_shape()
@@ -345,7 +347,7 @@ class EpisodeDataset:
         record_path = cache_dir / f"{self.image_key}.uint8.json"
         record = {
             "shape": list(full_shape),
-            "sources": [_source_record(p, self.root) for p in self._files],
+            "sources": [_source_record(p, self.root) for p in self._frame_sources()],
         }
         if array_path.is_file() and record_path.is_file():
             try:
@@ -374,9 +376,25 @@ class EpisodeDataset:
         record_path.write_text(json.dumps({**record, "crc32": _file_crc32(array_path)}))
         return np.load(array_path, mmap_mode="c")
 
+    def _is_video(self) -> bool:
+        return self.features[self.image_key]["dtype"] == "video"
+
+    def _frame_sources(self) -> list[Path]:
+        """The files the frames are decoded from (the data files, and the MP4s of a video)."""
+        if not self._is_video():
+            return self._files
+        index = video.read_video_index(self.root, self.image_key, self.num_episodes)
+        return self._files + video.video_files(self.root, self.info, self.image_key, index)
+
     def _decode_into(self, allocate: Callable[[], np.ndarray], progress: bool) -> np.ndarray:
-        """Decode every image cell into the (N, H, W, 3) array `allocate()` returns, in row
-        order; the array is allocated only after the first frame proved the declared shape."""
+        """Decode every image cell (or a video feature's MP4 frames) into the (N, H, W, 3)
+        array `allocate()` returns, in row order; a PNG array is allocated only after the first
+        frame proved the declared shape."""
+        if self._is_video():
+            return video.decode_videos(
+                self.root, self.info, self.image_key, self.episode_index, self.frame_index,
+                allocate, progress,
+            )  # fmt: skip
         bar = progress_bar(
             total=self.num_frames, desc=f"decode {self.image_key}", unit="frame", enabled=progress
         )
@@ -407,41 +425,6 @@ class EpisodeDataset:
                 f"{self.frame_index[row]}: {error} ({self._info_path} declares "
                 f"{list(self._image_shape)})"
             ) from error
-
-
-def _vector_column(column: pa.ChunkedArray, path: Path, key: str) -> np.ndarray:
-    """A list<float> / fixed_size_list<float> column as a (N, D) float32 array."""
-    column = column.combine_chunks()
-    kind = column.type
-    if not (
-        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    ) or not pa.types.is_floating(kind.value_type):
-        raise InputError(f"{path}: column {key!r} has type {kind}; expected a list of floats")
-    if column.null_count:
-        raise InputError(f"{path}: column {key!r} has {column.null_count} missing rows")
-    if len(column) == 0:
-        raise InputError(f"{path}: column {key!r} has no rows")
-    widths = pc.list_value_length(column)
-    if pc.min(widths).as_py() != pc.max(widths).as_py() or pc.min(widths).as_py() == 0:
-        raise InputError(f"{path}: rows of column {key!r} do not all have the same length")
-    values = column.flatten()
-    if values.null_count:
-        raise InputError(f"{path}: column {key!r} has {values.null_count} missing (null) values")
-    flat = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return flat.reshape(len(column), -1)
-
-
-def _timestamp_column(table: pa.Table, path: Path) -> np.ndarray:
-    """The `timestamp` column (seconds) as (N,) float64; another type or a null -> InputError."""
-    column = table.column("timestamp")
-    if not pa.types.is_floating(column.type):
-        raise InputError(f"{path}: column 'timestamp' has type {column.type}; expected floats")
-    if column.null_count:
-        raise InputError(f"{path}: column 'timestamp' has {column.null_count} missing rows")
-    values = np.asarray(column.to_numpy(), dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise InputError(f"{path}: column 'timestamp' holds NaN or inf")
-    return values
 
 
 def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:

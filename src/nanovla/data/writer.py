@@ -1,4 +1,5 @@
-"""Write episodes as a LeRobotDataset v3.0 (images as embedded PNG, one data file).
+"""Write episodes as a LeRobotDataset v3.0 (images as embedded PNG, one data file; or, with
+`video=VideoOptions()`, as MP4 under `videos/` in LeRobot's video layout, see `data.video`).
 
 `DatasetWriter` takes whole episodes as they finish (collection records many envs at once), keeps
 their PNG bytes and vectors in memory, and writes everything on `finalize()` into a temporary
@@ -9,7 +10,7 @@ What a killed writer leaves beside `<root>` is removed by `remove_unfinished(roo
 every `finalize()` and at the start of a collection): its temporary directory is deleted, and an
 old dataset it had moved aside is renamed back when nothing took its place. A failed write (a
 full disk, a read-only directory) raises an OSError naming the path, and removes the temporary
-directory.
+directory. The staging and clean-up helpers live in `data.staging`.
 
 Departure from LeRobot: LeRobot writes each episode as it ends (and rolls files over at 100 MB);
 our datasets are small (tens of MB), so one data file written at the end is simpler and atomic.
@@ -40,9 +41,17 @@ from nanovla.data.format import (
     TASKS_PATH,
     make_info,
 )
-from nanovla.data.images import IMAGE_STRUCT, encode_png
+from nanovla.data.images import IMAGE_STRUCT, decode_image, encode_png
+from nanovla.data.staging import (
+    _ACTIVE,
+    _refuse_existing,
+    _replace_dir,
+    _staging_prefix,
+    remove_unfinished,
+)
 from nanovla.data.stats import Stats, aggregate_stats, image_stats, stats_to_json, vector_stats
-from nanovla.errors import ExistsError, InputError
+from nanovla.data.video import VIDEO_PATH, VideoOptions, video_feature, write_videos
+from nanovla.errors import InputError
 
 
 @dataclass
@@ -77,8 +86,11 @@ class DatasetWriter:
         overwrite: bool = False,
         names: dict[str, list[str]] | None = None,
         source: dict[str, Any] | None = None,
+        video: VideoOptions | None = None,
     ) -> None:
         self.root = Path(root)
+        self.video = video
+        """store the frames as MP4 (LeRobot v3.0 video feature, `data.video`) instead of PNG"""
         self.source = dict(source or {})
         """how the dataset was made (task families, collection options), kept in
         meta/info.json under "nanovla"; LeRobot's readers ignore the key"""
@@ -116,7 +128,7 @@ class DatasetWriter:
         re-encoding every earlier frame. `source` replaces the "nanovla" record."""
         other = DatasetWriter(
             self.root, self.fps, self.robot_type, self.image_key, overwrite=True,
-            names=self.names, source=self.source if source is None else source,
+            names=self.names, source=self.source if source is None else source, video=self.video,
         )  # fmt: skip
         other._pngs = list(self._pngs)
         other._vectors = {key: list(chunks) for key, chunks in self._vectors.items()}
@@ -212,13 +224,14 @@ class DatasetWriter:
         task_index = {task: i for i, task in enumerate(tasks)}
         lengths = np.array([len(pngs) for pngs in self._pngs], dtype=np.int64)  # (E,)
         features = self._features()
+        videos = self._write_videos(staging, lengths) if self.video else {}
         _write_parquet(
             staging / DATA_PATH.format(chunk_index=0, file_index=0),
             self._data_table(lengths, [task_index[t] for t in self._tasks]),
         )
         _write_parquet(
             staging / EPISODES_PATH.format(chunk_index=0, file_index=0),
-            self._episodes_table(lengths),
+            self._episodes_table(lengths, videos),
         )
         _write_parquet(staging / TASKS_PATH, tasks_table(tasks))
         keys = list(self._episode_stats[0])
@@ -227,19 +240,34 @@ class DatasetWriter:
         info = make_info(
             features, self.fps, self.num_episodes, int(lengths.sum()), len(tasks), self.robot_type
         )
+        if self.video:
+            info["video_path"] = VIDEO_PATH
         if self.source:
             info["nanovla"] = self.source
         _write_json(staging / INFO_PATH, info)
 
+    def _write_videos(self, staging: Path, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """MP4s of the kept PNG frames, one episode decoded at a time (memory stays that of
+        the PNGs); returns the episodes' video location columns."""
+        loads = [lambda pngs=pngs: np.stack([decode_image(p) for p in pngs]) for pngs in self._pngs]
+        return write_videos(staging, self.image_key, loads, lengths.tolist(), self.fps, self.video)
+
     def _features(self) -> dict[str, dict[str, Any]]:
         height, width, channels = self._image_shape
-        features: dict[str, dict[str, Any]] = {
+        if self.video:
+            spec = video_feature(self._image_shape, self.fps, self.video)
+            return {self.image_key: spec, **self._vector_features()}
+        return {
             self.image_key: {
                 "dtype": "image",
                 "shape": [height, width, channels],
                 "names": ["height", "width", "channels"],
-            }
+            },
+            **self._vector_features(),
         }
+
+    def _vector_features(self) -> dict[str, dict[str, Any]]:
+        features: dict[str, dict[str, Any]] = {}
         for key, chunks in self._vectors.items():
             width_k = chunks[0].shape[1]
             names = self.names.get(key) or [f"{key.split('.')[-1]}_{i}" for i in range(width_k)]
@@ -254,11 +282,11 @@ class DatasetWriter:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (E,)
         frame_index = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)  # (N,)
         pngs = [png for episode in self._pngs for png in episode]
-        columns: dict[str, pa.Array] = {
-            self.image_key: pa.array(
+        columns: dict[str, pa.Array] = {}
+        if not self.video:  # a video feature has no data column (its frames are in videos/)
+            columns[self.image_key] = pa.array(
                 [{"bytes": png, "path": None} for png in pngs], type=IMAGE_STRUCT
-            ),
-        }
+            )
         for key, chunks in self._vectors.items():
             values = np.concatenate(chunks)  # (N, K)
             columns[key] = pa.ListArray.from_arrays(
@@ -277,7 +305,7 @@ class DatasetWriter:
             {"huggingface": json.dumps(_hf_features(table, self.image_key))}
         )
 
-    def _episodes_table(self, lengths: np.ndarray) -> pa.Table:
+    def _episodes_table(self, lengths: np.ndarray, videos: dict[str, np.ndarray]) -> pa.Table:
         stops = np.cumsum(lengths)
         columns: dict[str, Any] = {
             "episode_index": np.arange(len(lengths), dtype=np.int64),
@@ -289,6 +317,7 @@ class DatasetWriter:
             "dataset_to_index": stops,
             "meta/episodes/chunk_index": np.zeros(len(lengths), np.int64),
             "meta/episodes/file_index": np.zeros(len(lengths), np.int64),
+            **videos,  # videos/<key>/chunk_index, file_index, from_timestamp, to_timestamp
         }
         for key in self._episode_stats[0]:
             for name in ("min", "max", "mean", "std", "count"):
@@ -362,87 +391,6 @@ def _hf_dtype(arrow_type: pa.DataType) -> str:
     )
 
 
-def _refuse_existing(root: Path, overwrite: bool) -> None:
-    """FileExistsError unless `root` is free, or `overwrite` and `root` is a dataset (or empty):
-    overwrite never deletes a directory that is not a dataset (a mistyped --out)."""
-    if not root.exists():
-        return
-    if not overwrite:
-        raise ExistsError(
-            f"{root}: already exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    is_dataset = (root / INFO_PATH).is_file()
-    if not root.is_dir() or not (is_dataset or not any(root.iterdir())):
-        raise ExistsError(
-            f"{root}: exists and is not a dataset (no {INFO_PATH}); refusing to overwrite it"
-        )
-
-
-_ACTIVE: set[Path] = set()
-"""staging directories this process is writing right now (never removed as unfinished)"""
-
-
-def _staging_prefix(root: Path, kind: str) -> str:
-    """`<name>.tmp-<pid>-` / `<name>.old-<pid>-`: the writer's pid tells a live one from a
-    killed one."""
-    return f"{root.name}.{kind}-{os.getpid()}-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
-
-
-def remove_unfinished(root: Path | str) -> list[Path]:
-    """Clean up after writers of `root` that were killed part-way; returns what was found.
-
-    `<root>.tmp-<pid>-*` (a dataset being written) is deleted; `<root>.old-<pid>-*` (the old
-    dataset an overwrite had moved aside) is renamed back to `root` when `root` is missing,
-    deleted otherwise. Directories of writers still running (their pid is alive, or they belong
-    to a writer of this process that is not done) are left alone.
-    """
-    root = Path(root)
-    if not root.parent.is_dir():
-        return []
-    found = []
-    for entry in sorted(root.parent.iterdir()):
-        for kind in ("tmp", "old"):
-            prefix = f"{root.name}.{kind}-"
-            pid = entry.name[len(prefix) :].split("-", 1)[0]
-            if not (entry.name.startswith(prefix) and pid.isdigit()) or entry in _ACTIVE:
-                continue
-            if int(pid) != os.getpid() and _pid_alive(int(pid)):
-                continue
-            found.append(entry)
-            if kind == "old" and not root.exists():
-                entry.rename(root)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
-    return found
-
-
-def _replace_dir(staging: Path, root: Path) -> None:
-    """Rename `staging` to `root`; an existing `root` is moved aside first and deleted after
-    (and moved back if the rename fails, so the old dataset is never lost)."""
-    if not root.exists():
-        staging.rename(root)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=_staging_prefix(root, "old"), dir=root.parent))
-    retired.rmdir()
-    root.rename(retired)
-    try:
-        staging.rename(root)
-    except BaseException:
-        retired.rename(root)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
-
-
 def _write_parquet(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, write_page_checksum=True)  # a flipped bit fails to load
@@ -461,10 +409,12 @@ def write_dataset(
     robot_type: str | None = "nanovla-tabletop",
     image_key: str = IMAGE_KEY,
     overwrite: bool = False,
+    video: VideoOptions | None = None,
 ) -> Path:
-    """Write `episodes` as a LeRobotDataset v3.0 at `root` in one go; returns `root`."""
+    """Write `episodes` as a LeRobotDataset v3.0 at `root` in one go (frames as MP4 with
+    `video`); returns `root`."""
     writer = DatasetWriter(
-        root, fps, robot_type=robot_type, image_key=image_key, overwrite=overwrite
+        root, fps, robot_type=robot_type, image_key=image_key, overwrite=overwrite, video=video
     )
     for episode in episodes:
         writer.add_episode(episode)
