@@ -35,6 +35,7 @@ import numpy as np
 
 from nanovla.constants import OBS_FAMILY, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE
 from nanovla.data.format import ENV_STATE_KEY
+from nanovla.data.video import VideoOptions
 from nanovla.data.writer import DatasetWriter, Episode, remove_unfinished
 from nanovla.errors import ExistsError, InputError
 from nanovla.progress import progress as progress_bar
@@ -92,6 +93,9 @@ class CollectConfig:
     max_attempts_per_episode: float = 5.0
     """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
     progress: bool = True
+    video: bool = False
+    """store the camera frames as MP4 files under videos/ (LeRobot v3.0's video feature, H.264
+    4:4:4; see nanovla.data.video) instead of PNG inside the parquet"""
     """show a progress bar over kept episodes"""
 
 
@@ -376,6 +380,7 @@ def collect_with_report(
     report = record_episodes(
         world,
         writer,
+        video=VideoOptions() if config.video else None,
         config.episodes,
         actor=actor,
         keep_failures=config.keep_failures,
