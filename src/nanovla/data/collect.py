@@ -90,12 +90,12 @@ class CollectConfig:
     """keep unsuccessful episodes too (by default only successful ones are written)"""
     overwrite: bool = False
     """replace an existing dataset at --out"""
-    max_attempts_per_episode: float = 5.0
-    """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
-    progress: bool = True
     video: bool = False
     """store the camera frames as MP4 files under videos/ (LeRobot v3.0's video feature, H.264
     4:4:4; see nanovla.data.video) instead of PNG inside the parquet"""
+    max_attempts_per_episode: float = 5.0
+    """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
+    progress: bool = True
     """show a progress bar over kept episodes"""
 
 
@@ -375,12 +375,12 @@ def collect_with_report(
         fps=int(getattr(world, "fps", DEFAULT_FPS)),
         overwrite=config.overwrite,
         source=source,
+        video=VideoOptions() if config.video else None,
     )
     max_attempts = int(np.ceil(config.max_attempts_per_episode * config.episodes)) + config.num_envs
     report = record_episodes(
         world,
         writer,
-        video=VideoOptions() if config.video else None,
         config.episodes,
         actor=actor,
         keep_failures=config.keep_failures,
