@@ -31,6 +31,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "train": TINY_TRAIN,
     "train --resume": ("--train.steps", "6"),
     "eval": ("--eval.episodes", "2"),
+    "report": (),
     "lab classify": ("--epochs", "1", "--train-limit", "200"),
     "irl": ("--demos", "40", "--episodes", "20", "--known-demos", "40"),
 }
