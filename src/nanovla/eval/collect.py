@@ -4,7 +4,8 @@ Without `--policy` the scripted expert drives (DART-perturbed with `--expert-noi
 `--policy CHECKPOINT` the checkpoint's policy drives and the expert labels every state it visits:
 the `action` column is the expert's action, the data DAgger aggregates. The recording itself
 (`nanovla.data.collect`) knows the world and the format only; loading a checkpoint lives here,
-above the models. torch is imported only when `--policy` is given.
+above the models. torch is imported only when `--policy` is given. `--video` stores the frames
+as MP4 in LeRobot v3.0's video layout (`nanovla.data.video`) instead of PNG in the parquet.
 """
 
 from __future__ import annotations
