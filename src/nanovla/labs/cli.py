@@ -5,6 +5,7 @@
     nanovla lab transfer
     nanovla lab segment
     nanovla lab attention
+    nanovla lab clip
     nanovla lab detect
     nanovla lab translate
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import tyro
 
-from nanovla.labs import attention, basics, classify, detect, segment, transfer, translate
+from nanovla.labs import attention, basics, classify, clip, detect, segment, transfer, translate
 
 # name -> (config class, run function); the config's docstring is the lab's --help summary.
 LABS = {
@@ -24,6 +25,7 @@ LABS = {
     "transfer": (transfer.TransferConfig, transfer.run),
     "segment": (segment.SegmentConfig, segment.run),
     "attention": (attention.AttentionConfig, attention.run),
+    "clip": (clip.ClipConfig, clip.run),
     "detect": (detect.DetectConfig, detect.run),
     "translate": (translate.TranslateConfig, translate.run),
 }

@@ -34,11 +34,16 @@ class PolicyConfig:
     """
 
     vision: str = "vla_cnn"
-    """vision encoder: "vla_cnn" (small fast CNN) or any `nanovla.models.create_model` name whose
-    model has `forward_features` returning a (B, C, h, w) grid (or square (B, N, C) tokens)"""
-    text: Literal["lstm", "minilm", "transformer"] = "lstm"
+    """vision encoder: "vla_cnn" (small fast CNN), any `nanovla.models.create_model` name whose
+    model has `forward_features` returning a (B, C, h, w) grid (or square (B, N, C) tokens), or
+    "clip:PATH" (the image tower of a CLIP saved by `nanovla lab clip`; vision_* options unused)"""
+    text: str = "lstm"
     """language encoder: "lstm" (the study guide's LSTM, trained from scratch), "minilm" (frozen
-    pretrained all-MiniLM-L6-v2, needs nanovla[minilm]) or "transformer" (small, from scratch)"""
+    pretrained all-MiniLM-L6-v2, needs nanovla[minilm]), "transformer" (small, from scratch) or
+    "clip:PATH" (the text tower of a CLIP saved by `nanovla lab clip`, with its tokenizer)"""
+    clip_frozen: bool = False
+    """with clip:PATH encoders: keep them frozen (no gradients, BatchNorm statistics as
+    pre-trained) instead of fine-tuning them with the policy"""
     fusion: Literal["film", "concat"] = "film"
     """"film" (feature-wise linear modulation): the instruction scales and shifts every channel
     of the image features, so the network can pick out the object it names; "concat": the study
@@ -126,6 +131,8 @@ class PolicyConfig:
             ("action_head", ACTION_HEADS),
         )
         for name, allowed in (*choices, ("tokenizer_level", LEVELS)):
+            if name == "text" and self.text.startswith("clip:") and len(self.text) > 5:
+                continue
             if getattr(self, name) not in allowed:
                 raise InputError(
                     f"PolicyConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"

@@ -57,6 +57,11 @@ class InstructionEncoder(nn.Module):
             from nanovla.models.text.minilm import MiniLMTextEncoder
 
             self.encoder: nn.Module = MiniLMTextEncoder()
+        elif self.kind.startswith("clip:"):  # the CLIP's text tower reads its own vocabulary
+            from nanovla.models.clip import pretrained_text_encoder
+
+            path = self.kind.removeprefix("clip:")
+            self.encoder, self.tokenizer = pretrained_text_encoder(path, config.clip_frozen)
         else:
             if tokenizer is None:
                 raise InputError(

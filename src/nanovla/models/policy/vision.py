@@ -74,6 +74,8 @@ def backbone_kwargs(config: PolicyConfig) -> dict[str, object]:
 
 def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, int, int]]:
     """(encoder with forward_features -> (B, C, h, w), its grid shape (C, h, w))."""
+    if config.vision.startswith("clip:"):
+        return _clip_vision_encoder(config)
     kwargs = backbone_kwargs(config)
     model = create_model(config.vision, **kwargs)
     if not hasattr(model, "forward_features"):
@@ -83,4 +85,28 @@ def build_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, in
         shadow = create_model(config.vision, **kwargs).eval()
         probe = torch.empty(1, 3, config.image_size, config.image_size)
         grid = tokens_to_grid(shadow.forward_features(probe))  # (1, C, h, w), shapes only
+    return encoder, tuple(grid.shape[1:])
+
+
+def _clip_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, int, int]]:
+    """The image tower of the CLIP at `clip:PATH` (frozen or fine-tuned), as a grid encoder.
+
+    The policy standardises images with its dataset's statistics; the CLIP was trained on the
+    same world's renders with statistics of its own, which differ little."""
+    from nanovla.models.clip import load_config, pretrained_vision_encoder
+
+    path = config.vision.removeprefix("clip:")
+    clip_config, _ = load_config(path)
+    if clip_config.image_size != config.image_size:
+        raise InputError(
+            f"vision={config.vision!r}: the CLIP takes {clip_config.image_size}px images, the "
+            f"policy {config.image_size}px"
+        )
+    encoder = TokensToGrid(pretrained_vision_encoder(path, config.clip_frozen))
+    mode = encoder.training
+    device = next(encoder.parameters()).device
+    with torch.no_grad():  # eval mode: a shape probe must not move BatchNorm statistics
+        probe = torch.zeros(1, 3, config.image_size, config.image_size, device=device)
+        grid = encoder.eval().forward_features(probe)
+    encoder.train(mode)
     return encoder, tuple(grid.shape[1:])

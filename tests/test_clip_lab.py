@@ -1,0 +1,99 @@
+"""nanovla lab clip: PCA against numpy, recall@k on a toy case, zero-shot plumbing, smoke run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_run import nanovla
+
+from nanovla.errors import InputError
+from nanovla.labs.clip import ClipConfig, run
+from nanovla.labs.clip_eval import recall_at_k
+from nanovla.labs.pca import gram_schmidt, jacobi_eigh, pca
+
+
+def test_pca_matches_numpy_svd():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 20)) @ np.diag(np.linspace(4.0, 0.2, 20)) + 3.0
+    result = pca(x, k=4)
+    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(result.singular_values, s[:4], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(result.components), np.abs(vt[:4]), atol=1e-7)
+    np.testing.assert_allclose(result.explained_variance, s[:4] ** 2 / 299, rtol=1e-8)
+    np.testing.assert_allclose(result.scores, result.transform(x), atol=1e-9)
+    np.testing.assert_allclose(result.components @ result.components.T, np.eye(4), atol=1e-10)
+
+
+def test_jacobi_and_gram_schmidt_against_numpy():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((6, 6))
+    sym = a + a.T
+    values, vectors = jacobi_eigh(sym)
+    np.testing.assert_allclose(np.sort(values), np.linalg.eigvalsh(sym), atol=1e-10)
+    np.testing.assert_allclose(sym @ vectors, vectors * values, atol=1e-9)
+    q = gram_schmidt(a[:, :3])
+    np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-12)
+
+
+def test_pca_refuses_bad_input():
+    with pytest.raises(InputError, match="k must be"):
+        pca(np.zeros((5, 3)), k=4)
+    with pytest.raises(InputError, match="NaN"):
+        pca(np.full((5, 3), np.nan), k=1)
+
+
+def test_recall_at_k_on_a_toy_case():
+    sim = torch.tensor(
+        [
+            [0.9, 0.1, 0.0, 0.2],  # own match first            -> rank 0
+            [0.8, 0.5, 0.9, 0.1],  # two score higher            -> rank 2
+            [0.3, 0.3, 0.3, 0.3],  # all tied: ties count against -> rank 3
+            [0.0, 0.9, 0.1, 0.4],  # one higher                   -> rank 1
+        ]
+    )
+    assert recall_at_k(sim, ks=(1, 2, 3, 4)) == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
+
+
+def test_lab_runs_with_tiny_settings(tmp_path):
+    out = tmp_path / "clip"
+    result = nanovla(
+        "lab", "clip", "--out", str(out), "--steps", "3", "--warmup-steps", "1",
+        "--batch-size", "16", "--train-images", "64", "--eval-images", "20", "--gallery", "12",
+        "--threads", "1", "--no-progress", cwd=tmp_path, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["zero_shot"]) == {"color", "kind", "size"}
+    assert set(metrics["zero_shot_heldout_combos"]) == {"color", "kind", "size"}
+    assert set(metrics["recall_at_1"]) == {"image_to_text", "text_to_image"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["zero_shot"].values())
+    assert (out / "pca.png").stat().st_size > 0 and (out / "loss.png").is_file()
+    from nanovla.data.captions import make_captions
+    from nanovla.models.clip import CLIP
+
+    clip = CLIP.from_pretrained(out / "model")
+    images = make_captions("test", 3).images
+    with torch.no_grad():
+        image = clip.encode_image(images)
+        text = clip.encode_text(["a red box", "빨간 상자"])
+    assert image.shape == (3, 128) and text.shape == (2, 128)
+    assert torch.allclose(image.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_lab_refuses_bad_options_in_one_line(tmp_path):
+    result = nanovla("lab", "clip", "--out", str(tmp_path / "x"), "--steps", "5",
+                     "--warmup-steps", "9", cwd=tmp_path)  # fmt: skip
+    assert result.returncode != 0
+    assert "--warmup-steps" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x" / "metrics.json").exists()
+    for changes, name in (
+        (dict(styles=("poem",)), "--styles"),
+        (dict(languages=("fr",)), "--languages"),
+        (dict(single_object_fraction=1.5), "--single-object-fraction"),
+        (dict(batch_size=1), "--batch-size"),
+    ):
+        with pytest.raises(InputError, match=name):
+            run(ClipConfig(out=tmp_path / "y", **changes))
