@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reinforcement learning: `reinforce`, `ppo` (gymnasium ids, the world), `finetune` (BC -> RL)",
     ),
     "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
+    "vlm": (
+        "nanovla.models.vlm.cli",
+        "caption / answer questions about images with a VLM (nanovla, or a local HF BLIP / LLaVA)",
+    ),
     "metaworld": (
         "nanovla.metaworld_command",
         "Meta-World MT10: `collect` expert demos, `train` a state-based multi-task policy, `eval`",

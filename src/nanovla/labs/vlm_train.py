@@ -1,0 +1,137 @@
+"""What `nanovla lab caption` and `nanovla lab vqa` share: the training loop of a `VLM` on
+batches drawn on the fly, exact-match scoring, and the grid of images with generated text.
+
+Training: AdamW (decoupled weight decay on matrices only, `train.optim.build_optimizer`) with
+linear warmup and cosine decay (`train.schedules`), gradient-norm clipping at 1.0, one batch of
+fresh examples per step from `next_batch(step)`; a progress line reports the running loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanovla.labs.common import pyplot, save_figure
+from nanovla.models.vlm import VLM
+from nanovla.models.vlm.text import normalize
+from nanovla.progress import note, progress
+from nanovla.train.optim import build_optimizer
+from nanovla.train.schedules import build_scheduler
+
+Batch = tuple[np.ndarray, list[str], list[str]]
+"""(images (B, H, W, 3) uint8, prompts, targets)"""
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # running mean loss, one value per `log_every` steps
+    wall_time_s: float
+
+
+def train(
+    model: VLM,
+    next_batch: Callable[[int], Batch],
+    steps: int,
+    lr: float,
+    warmup: int,
+    weight_decay: float = 0.01,
+    log_every: int = 50,
+    desc: str = "train",
+    probe: Callable[[], str] | None = None,
+    probe_every: int = 0,
+) -> TrainResult:
+    """`steps` AdamW steps of `model.loss` on `next_batch(step)`; returns the loss curve.
+    Every `probe_every` steps (0: never) `probe()` runs in eval mode and its line is printed."""
+    optimizer = build_optimizer(model, lr, weight_decay, (0.9, 0.98))
+    scheduler = build_scheduler(optimizer, "cosine", steps, min(warmup, steps - 1), 0.05)
+    model.train()
+    losses, window = [], []
+    start = time.perf_counter()
+    bar = progress(range(steps), desc=desc, unit="step")
+    for step in bar:
+        images, prompts, targets = next_batch(step)
+        loss, _ = model.loss(images, prompts, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        window.append(loss.item())
+        if len(window) == log_every or step == steps - 1:
+            losses.append(float(np.mean(window)))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            window = []
+        if probe is not None and probe_every and (step + 1) % probe_every == 0 and step + 1 < steps:
+            model.eval()
+            note(f"step {step + 1}: {probe()}")
+            model.train()
+    bar.close()
+    model.eval()
+    return TrainResult(losses, time.perf_counter() - start)
+
+
+def exact_match(
+    model: VLM, predictions: Sequence[str], truths: Sequence[str], groups: Sequence[str]
+) -> dict[str, float]:
+    """Fraction of normalized predictions equal to the normalized truth, per group and "all"."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for predicted, truth, group in zip(predictions, truths, groups, strict=True):
+        hit = normalize(model.tokenizer, predicted) == normalize(model.tokenizer, truth)
+        hits[group].append(hit)
+        hits["all"].append(hit)
+    return {group: float(np.mean(values)) for group, values in sorted(hits.items())}
+
+
+def _hangul_fonts() -> list[str]:
+    """Installed font families with Hangul (Nanum, Noto CJK, ...), registered with matplotlib,
+    so Korean text is drawn as text (DejaVu Sans has no Hangul); none found -> []."""
+    from matplotlib import font_manager
+
+    names = []
+    for path in font_manager.findSystemFonts():
+        if any(key in Path(path).name for key in ("Nanum", "NotoSansCJK", "NotoSansKR")):
+            try:
+                font_manager.fontManager.addfont(path)
+                names.append(font_manager.FontProperties(fname=path).get_name())
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return list(dict.fromkeys(names))[:2]
+
+
+def plot_grid(
+    path: Path, images: np.ndarray, lines: Sequence[Sequence[tuple[str, bool]]], title: str
+) -> Path:
+    """Images in a grid, each with text lines below it (lines marked False are drawn red)."""
+    plt = pyplot()
+    plt.rcParams["font.family"] = ["DejaVu Sans", *_hangul_fonts()]
+    columns = min(4, len(images))
+    rows = (len(images) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 5.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, text in zip(axes.flat, images, lines):
+        axis.imshow(image, interpolation="nearest")
+        for k, (line, ok) in enumerate(text):
+            axis.text(0.0, -0.04 - 0.075 * k, line, transform=axis.transAxes, va="top",
+                      fontsize=7, color="black" if ok else "red", wrap=True)  # fmt: skip
+    figure.suptitle(title)
+    figure.subplots_adjust(hspace=0.9)
+    return save_figure(figure, path)
+
+
+def wrap(text: str, width: int = 58) -> list[str]:
+    """Greedy word wrap of `text` into lines of at most `width` characters."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*lines, line] if line else lines

@@ -1,0 +1,205 @@
+"""`nanovla lab vqa`: a LLaVA- (or BLIP-) style model learns to answer questions about world scenes.
+
+Data: `nanovla.data.vqa` draws fresh scenes every step (training seeds stay below
+`vqa.EVAL_SEED`) with one question per type (colour, kind, size, count, position, "is there",
+"what is in the bowl") in English or Korean, from the training templates and about objects whose
+(kind, colour) is not held out. With `--caption-fraction` > 0 that share of each batch is the
+caption instruction ("describe the image." -> the world's caption), so one model both answers
+and captions (instruction following, as LLaVA).
+
+Scoring: exact match of the generated answer (greedy decoding, KV cache) on three held-out
+sets, each of `--eval-scenes` unseen scenes: held-out scenes (training templates), held-out
+question templates (a paraphrase per type and language never trained on), and held-out
+attribute combinations (questions about green balls and purple boxes, never asked about in
+training). metrics.json holds "accuracy" (per type on held-out scenes, and "all"),
+"splits" (split -> per type), "languages" (split -> en / ko), the loss curve and the wall time;
+the model is saved under `--out`/model (`VLM.from_pretrained`), and grid.png shows held-out
+scenes with questions, generated answers and the truth (wrong answers in red).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from nanovla.data import vqa
+from nanovla.errors import InputError
+from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
+from nanovla.labs.vlm_train import Batch, exact_match, plot_grid, train, wrap
+from nanovla.models.vlm import VLM, VLMConfig, build_tokenizer
+from nanovla.models.vlm.text import CAPTION_PROMPTS
+from nanovla.world.annotate import caption_en, caption_ko
+
+SPLITS = {  # name -> (seed offset from EVAL_SEED, templates, combos)
+    "heldout_scenes": (0, "train", "train"),
+    "heldout_templates": (1, "heldout", "train"),
+    "heldout_combos": (2, "train", "heldout"),
+}
+
+
+@dataclass
+class VQAConfig(LabConfig):
+    """Train a vision-language model to answer questions about world scenes (English and
+    Korean) and score it on held-out scenes, question templates and attribute combinations."""
+
+    out: Path = Path("runs/lab-vqa")
+    """directory for metrics.json, grid.png, curves.png and the model (model/)"""
+    arch: Literal["llava", "blip"] = "llava"
+    """"llava": image tokens through a projector, prepended to a causal LM; "blip": image
+    tokens feed a text decoder through cross-attention"""
+    steps: int = 3000
+    """optimizer steps (each on a fresh batch)"""
+    batch_size: int = 64
+    """questions per step"""
+    lr: float = 1e-3
+    """peak AdamW learning rate (linear warmup, cosine decay to 5 %)"""
+    warmup: int = 200
+    """warmup steps"""
+    d_model: int = 128
+    """text model width"""
+    num_layers: int = 3
+    """text model layers"""
+    image_size: int = 64
+    """rendered image side in pixels"""
+    caption_fraction: float = 0.0
+    """share of each batch that is the caption instruction (0: questions only)"""
+    eval_scenes: int = 300
+    """scenes per held-out set (about 6 questions each)"""
+    probe_every: int = 500
+    """print the per-type accuracy on 40 held-out scenes every this many steps (0: never)"""
+
+
+def _caption(state: vqa.SceneState, env: int, language: str) -> str:
+    return caption_ko(state, env) if language == "ko" else caption_en(state, env)
+
+
+def make_batches(config: VQAConfig) -> Callable[[int], Batch]:
+    """`next_batch(step)`: fresh training questions (and captions) for every step."""
+    rng = np.random.default_rng(config.seed)
+    pool: list[Batch] = []
+    chunk = 0
+
+    def refill() -> None:
+        nonlocal chunk
+        seed = config.seed * 1000 + chunk  # < EVAL_SEED for seed < 999 and < 1000 chunks
+        data = vqa.generate(seed % vqa.EVAL_SEED, 96, config.image_size)
+        order = rng.permutation(len(data))
+        for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
+            index = order[start : start + config.batch_size]
+            pool.append((data.images[index], [data.questions[i] for i in index],
+                         [data.answers[i] for i in index]))  # fmt: skip
+        chunk += 1
+
+    def next_batch(step: int) -> Batch:
+        while not pool:
+            refill()
+        images, questions, answers = pool.pop()
+        if config.caption_fraction > 0:
+            images, questions, answers = _mix_captions(config, rng, images, questions, answers)
+        return images, questions, answers
+
+    return next_batch
+
+
+def _mix_captions(config: VQAConfig, rng: np.random.Generator, images, questions, answers):
+    """Replaces a `caption_fraction` share of the batch by caption instructions."""
+    count = int(round(config.caption_fraction * len(questions)))
+    seed = int(rng.integers(vqa.EVAL_SEED))
+    images_c, prompts, captions = caption_examples(seed, count, config.image_size)
+    return (np.concatenate([images[count:], images_c]), questions[count:] + prompts,
+            answers[count:] + captions)  # fmt: skip
+
+
+def caption_examples(seed: int, count: int, image_size: int) -> tuple[np.ndarray, list, list]:
+    """`count` fresh scenes with the caption prompt and the world's caption (en or ko)."""
+    rng = np.random.default_rng(seed)
+    mask = vqa.allowed_target_combos("all")
+    state = vqa.sample_scenes(rng, np.zeros(count, dtype=np.int64), mask)
+    vqa._fill_bowls(rng, state, 2)
+    languages = rng.choice(vqa.LANGUAGES, size=count)
+    captions = [_caption(state, env, str(lang)) for env, lang in enumerate(languages)]
+    prompts = [CAPTION_PROMPTS[str(lang)] for lang in languages]
+    return vqa.render(state, image_size), prompts, captions
+
+
+def evaluate(model: VLM, config: VQAConfig) -> tuple[dict, dict, dict]:
+    """Per split: accuracy per type, per language, and the data with predictions."""
+    per_type, per_language, samples = {}, {}, {}
+    for name, (offset, templates, combos) in SPLITS.items():
+        data = vqa.generate(vqa.EVAL_SEED + offset, config.eval_scenes, config.image_size,
+                            templates=templates, combos=combos)  # fmt: skip
+        predicted = model.answer(data.images, data.questions)
+        per_type[name] = exact_match(model, predicted, data.answers, data.types)
+        per_language[name] = exact_match(model, predicted, data.answers, data.languages)
+        samples[name] = (data, predicted)
+    return per_type, per_language, samples
+
+
+def _grid(out: Path, model: VLM, samples: dict, with_captions: bool) -> Path:
+    data, predicted = samples["heldout_scenes"]
+    scenes = list(dict.fromkeys(data.scene.tolist()))[:8]
+    images, lines = [], []
+    captions = model.caption(np.stack([data.images[np.flatnonzero(data.scene == s)[0]] for s in scenes])) if with_captions else None  # fmt: skip
+    for k, scene in enumerate(scenes):
+        rows = np.flatnonzero(data.scene == scene)[:4]
+        images.append(data.images[rows[0]])
+        text = [(f"caption: {line}", True) for line in wrap(captions[k])] if captions else []
+        for i in rows:
+            ok = predicted[i] == data.answers[i] or exact_match(model, [predicted[i]], [data.answers[i]], ["x"])["all"] == 1.0  # fmt: skip
+            text.append((f"Q: {data.questions[i]}", True))
+            text.append((f"A: {predicted[i]}" + ("" if ok else f"  (truth: {data.answers[i]})"), ok))  # fmt: skip
+        lines.append(text)
+    return plot_grid(out / "grid.png", np.stack(images), lines, "held-out scenes: generated answers (red = wrong)")  # fmt: skip
+
+
+def run(config: VQAConfig) -> dict[str, object]:
+    """Trains, evaluates, prints the accuracy table, writes metrics.json, grid.png, model/."""
+    check_positive(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                   eval_scenes=config.eval_scenes)  # fmt: skip
+    if not 0.0 <= config.caption_fraction < 1.0:
+        raise InputError(f"--caption-fraction: must be in [0, 1), got {config.caption_fraction}")  # fmt: skip
+    out = setup(config)
+    texts = vqa.vocabulary_texts()
+    if config.caption_fraction > 0:
+        texts += caption_examples(vqa.EVAL_SEED - 1, 300, config.image_size)[2]
+    tokenizer = build_tokenizer(texts, max_length=96)
+    model_config = VLMConfig(arch=config.arch, image_size=config.image_size,
+                             d_model=config.d_model, num_layers=config.num_layers,
+                             max_text_len=96 if config.caption_fraction > 0 else 48)  # fmt: skip
+    model = VLM(model_config, tokenizer)
+    probe_data = vqa.generate(vqa.EVAL_SEED + 3, 40, config.image_size)
+
+    def probe() -> str:
+        predicted = model.answer(probe_data.images, probe_data.questions)
+        accuracy = exact_match(model, predicted, probe_data.answers, probe_data.types)
+        return " ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
+
+    result = train(model, make_batches(config), config.steps, config.lr,
+                   min(config.warmup, config.steps - 1), desc="lab vqa", probe=probe,
+                   probe_every=config.probe_every)  # fmt: skip
+    per_type, per_language, samples = evaluate(model, config)
+    model.save_pretrained(out / "model")
+    _grid(out, model, samples, config.caption_fraction > 0)
+    metrics = {
+        "accuracy": per_type["heldout_scenes"], "splits": per_type, "languages": per_language,
+        "wall_time_s": result.wall_time_s, "loss": result.losses, "arch": config.arch,
+        "num_parameters": model.num_parameters(), "steps": config.steps,
+    }  # fmt: skip
+    write_metrics(out, metrics, config)
+    _print_table(per_type, result.wall_time_s, model.num_parameters(), config)
+    print(f"wrote {out}/metrics.json, grid.png, model/")
+    return metrics
+
+
+def _print_table(per_type: dict, wall: float, parameters: int, config: VQAConfig) -> None:
+    columns = [*vqa.QUESTION_TYPES, "all"]
+    print(f"{'split':<18}" + "".join(f"{c:>9}" for c in columns))
+    for name, accuracy in per_type.items():
+        cells = "".join(f"{accuracy[c]:>9.3f}" if c in accuracy else f"{'-':>9}" for c in columns)
+        print(f"{name:<18}{cells}")
+    print(f"{config.arch}-style VLM, {parameters:,} parameters, {config.steps} steps x "
+          f"{config.batch_size}: training {wall:.0f} s wall time")  # fmt: skip
