@@ -8,6 +8,8 @@
     nanovla lab clip
     nanovla lab detect
     nanovla lab translate
+    nanovla lab caption
+    nanovla lab vqa
 
 `nanovla lab NAME --help` explains every option of a lab.
 """
@@ -16,7 +18,18 @@ from __future__ import annotations
 
 import tyro
 
-from nanovla.labs import attention, basics, classify, clip, detect, segment, transfer, translate
+from nanovla.labs import (
+    attention,
+    basics,
+    caption,
+    classify,
+    clip,
+    detect,
+    segment,
+    transfer,
+    translate,
+    vqa,
+)
 
 # name -> (config class, run function); the config's docstring is the lab's --help summary.
 LABS = {
@@ -27,6 +40,8 @@ LABS = {
     "attention": (attention.AttentionConfig, attention.run),
     "clip": (clip.ClipConfig, clip.run),
     "detect": (detect.DetectConfig, detect.run),
+    "caption": (caption.CaptionConfig, caption.run),
+    "vqa": (vqa.VQAConfig, vqa.run),
     "translate": (translate.TranslateConfig, translate.run),
 }
 
