@@ -170,3 +170,20 @@ def test_cli_writes_the_page_and_names_a_bad_run(run_dir, tmp_path):
     result = nanovla("report", str(tmp_path / "missing"), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("run directory not found")
+
+
+def test_a_metaworld_eval_json_gets_a_row_per_task(tmp_path):
+    result = {
+        "episodes_per_task": 4, "per_task": {"reach-v3": 1.0, "push-v3": 0.5}, "success": 0.75,
+        "ci95": [0.41, 0.93], "successes": 6, "episodes": 8, "seed": 7,
+        "tasks": {
+            "reach-v3": {"instruction": "reach the goal", "successes": 4, "episodes": 4, "ci95": [0.51, 1.0]},
+            "push-v3": {"instruction": "push the puck to the goal", "successes": 2, "episodes": 4, "ci95": [0.15, 0.85]},
+        },
+    }  # fmt: skip
+    write_json(tmp_path / "eval.json", result)
+    page, summary = build_report(tmp_path)
+    table = re.search(r'<table id="success-table">.*?</table>', page, re.S).group(0)
+    assert "push the puck to the goal" in table and "0.50 [0.15, 0.85]" in table
+    assert "0.75 [0.41, 0.93]" in table and "6/8" in table
+    assert any("train_command.json not found" in line for line in summary.missing)

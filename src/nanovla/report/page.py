@@ -129,6 +129,31 @@ def success_table(result: dict[str, Any]) -> str:
     )
 
 
+def task_table(result: dict[str, Any]) -> str:
+    """Meta-World's eval.json (`nanovla metaworld`): a row per task, then the mean."""
+    details = result.get("tasks") if isinstance(result.get("tasks"), dict) else {}
+    rows = []
+    for task, rate in result["per_task"].items():
+        detail = details.get(task, {})
+        count = f"{detail.get('successes', '?')}/{detail.get('episodes', '?')}"
+        rows.append(
+            f'<tr><td class="name">{esc(task)}</td><td class="name">'
+            f"{esc(detail.get('instruction', ''))}</td><td>{rate_cell(rate, detail.get('ci95'))}"
+            f"</td><td>{count}</td></tr>"
+        )
+    mean = rate_cell(result.get("success", 0.0), result.get("ci95"))
+    rows.append(
+        f'<tr><td class="name"><b>mean</b></td><td></td><td><b>{mean}</b></td>'
+        f"<td>{result.get('successes', '?')}/{result.get('episodes', '?')}</td></tr>"
+    )
+    return (
+        '<table id="success-table"><tr><th class="name">task</th><th class="name">instruction'
+        "</th><th>success [95% Wilson CI]</th><th>successes / episodes</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
 def section_eval(result: dict[str, Any] | None) -> str:
     if result is None:
         return "<h2>Evaluation</h2><p>no eval.json: not evaluated yet</p>"
@@ -141,7 +166,8 @@ def section_eval(result: dict[str, Any] | None) -> str:
     if isinstance(timing, dict):
         facts += "; wall time " + ", ".join(f"{esc(k)} {esc(v)} s" for k, v in timing.items())
     try:
-        table = success_table(result)
+        splits = isinstance(result.get("splits"), dict)
+        table = task_table(result) if not splits and "per_task" in result else success_table(result)
     except (KeyError, TypeError, ValueError) as error:
         table = f"<p>eval.json has no readable success table ({esc(error)})</p>"
     return f"<h2>Evaluation</h2><p>{facts}</p>{table}"
