@@ -177,9 +177,8 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, reach_data):
     assert 50 <= _step(tmp_path / "cut") < 400
     resumed = nanovla("train", "--out", "cut", "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    weights = "checkpoints/last/pretrained_model/model.safetensors"
-    assert (tmp_path / "cut" / weights).read_bytes() == (
-        tmp_path / "straight" / weights
-    ).read_bytes()
+    for weights in ("model.safetensors", "ema/model.safetensors", "ema/ema.json"):
+        path = f"checkpoints/last/pretrained_model/{weights}"  # the raw weights and their EMA
+        assert (tmp_path / "cut" / path).read_bytes() == (tmp_path / "straight" / path).read_bytes()
     a, b = (json.loads((tmp_path / r / "eval.json").read_text()) for r in ("straight", "cut"))
     assert a["splits"] == b["splits"]

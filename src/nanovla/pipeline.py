@@ -22,6 +22,7 @@ from nanovla.constants import (
     EVAL_FILE,
     INFO_PATH,
     LAST_LINK,
+    PRETRAINED_DIR,
     VIDEOS_DIR,
 )
 from nanovla.errors import ExistsError, InputError, MissingError
@@ -30,6 +31,7 @@ from nanovla.eval.evaluate import (
     evaluate,
     format_table,
 )
+from nanovla.eval.select import BestCheckpoint
 from nanovla.io import write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train import distributed
@@ -84,6 +86,8 @@ def dataset_dir(command: TrainCommand) -> Path:
         "seed": command.seed,
         "expert_version": EXPERT_VERSION,
     }
+    if command.targets != "all":  # (so caches recorded before the option existed still match)
+        key["targets"] = command.targets
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return Path("data") / f"{'-'.join(command.tasks)}-{command.episodes}ep-{digest}"
 
@@ -122,6 +126,7 @@ def ensure_dataset(command: TrainCommand) -> Path:
             num_envs=command.collect_envs,
             image_size=command.image_size,
             instructions=command.instructions,
+            targets=command.targets,
             seed=command.seed,
             expert_noise=command.expert_noise,
             progress=command.progress,
@@ -209,9 +214,46 @@ def _build_loaders(command: TrainCommand, dataset: Any) -> tuple[Any, list[dict[
     return loader, [val_loader.next_batch() for _ in range(min(8, len(val_loader)))]
 
 
-def _validation(command: TrainCommand, val_batches: list[dict[str, Any]]) -> Any:
+class RunHooks:
+    """What the pipeline adds to the Trainer: the run record (and the weight EMA) in every
+    checkpoint, the EMA update after every step, and the success-based selection of the weights
+    the run keeps (`eval/select.py`)."""
+
+    def __init__(self, command: TrainCommand, record: RunRecord, out: Path) -> None:
+        self.record, self.decay = record, command.ema_decay
+        self.ema: Any = None  # a WeightEMA once `attach` has seen the trainer's model
+        validating = command.train.eval_every > 0 and command.eval_every_episodes > 0
+        self.best = (
+            BestCheckpoint(out, on_save=record.save) if command.select and validating else None
+        )
+
+    def attach(self, trainer: Any) -> None:
+        """Start the EMA from the trainer's model (a resumed run restores the saved average)."""
+        from nanovla.train.ema import WeightEMA
+
+        if self.decay <= 0:
+            return
+        self.ema = WeightEMA(trainer.model, self.decay)
+        if trainer.resumed_from is not None:
+            self.ema.load(trainer.resumed_from / PRETRAINED_DIR)
+        trainer.on_step = lambda step: self.ema.update_parameters(trainer.model)
+
+    def on_save(self, pretrained: Path) -> None:
+        self.record.save(pretrained)
+        if self.ema is not None:
+            self.ema.save(pretrained)
+
+    def judged(self, model: Policy) -> Policy:
+        """The weights validation and the final evaluation judge: the EMA's, else `model`."""
+        return model if self.ema is None else self.ema.module
+
+
+def _validation(
+    command: TrainCommand, val_batches: list[dict[str, Any]], hooks: RunHooks | None = None
+) -> Any:
     """eval_fn for the Trainer: validation loss + seen-instruction success on validation scenes
-    (`--val-seed`), never on the final evaluation's scenes."""
+    (`--val-seed`), never on the final evaluation's scenes, of the EMA weights when there are
+    some; the best of them are kept (`--select`)."""
     config = EvalConfig(
         episodes=max(command.eval_every_episodes, 1),
         splits=("seen",),
@@ -222,20 +264,33 @@ def _validation(command: TrainCommand, val_batches: list[dict[str, Any]]) -> Any
     def eval_fn(model: Policy, step: int) -> dict[str, float]:
         import torch
 
+        judged = model if hooks is None else hooks.judged(model)
         metrics: dict[str, float] = {}
         if val_batches:
             with torch.inference_mode():
-                losses = [float(model(batch)[0]) for batch in val_batches]
+                losses = [float(judged(batch)[0]) for batch in val_batches]
             metrics["val_loss"] = sum(losses) / len(losses)
         if command.eval_every_episodes > 0:
-            result = evaluate(model, command.tasks, config, command.image_size, progress=False)
-            model.reset()
+            result = evaluate(judged, command.tasks, config, command.image_size, progress=False)
+            judged.reset()
             metrics["success"] = result["splits"]["seen"]["success"]
             for family, rate in result["splits"]["seen"]["per_task"].items():
                 metrics[f"success_{family}"] = rate
+            if hooks is not None and hooks.best is not None:
+                hooks.best.consider(judged, step, metrics["success"], metrics)
         return metrics
 
     return eval_fn
+
+
+def _final_policy(policy: Policy, hooks: RunHooks, last: Path) -> tuple[Policy, dict[str, Any]]:
+    """The policy the final evaluation judges (selected > EMA > last) and where it lies."""
+    if hooks.best is not None and hooks.best.path is not None:
+        chosen = {"checkpoint": str(hooks.best.path), "selected_step": hooks.best.best["step"]}
+        return Policy.from_pretrained(hooks.best.path), chosen
+    if hooks.ema is not None:
+        return hooks.ema.module, {"checkpoint": str(last / PRETRAINED_DIR / "ema")}
+    return policy.eval(), {"checkpoint": str(last)}
 
 
 def run(command: TrainCommand) -> dict[str, Any]:
@@ -297,15 +352,17 @@ def run(command: TrainCommand) -> dict[str, Any]:
             seed=command.seed,
             expert_version=EXPERT_VERSION,
         )
+        hooks = RunHooks(command, record, out)
         trainer = Trainer(
             policy,
             loader,
             train_config,
             out,
-            eval_fn=_validation(command, val_batches),
-            on_save=record.save,
+            eval_fn=_validation(command, val_batches, hooks),
+            on_save=hooks.on_save,
             resume_hint=f"nanovla train --out {shlex.quote(str(out))} --resume",
         )
+        hooks.attach(trainer)
         if main_rank:
             with naming(out / COMMAND_FILE):
                 write_json(out / COMMAND_FILE, command_json(command, out))
@@ -319,17 +376,21 @@ def run(command: TrainCommand) -> dict[str, Any]:
             return {}  # rank 0 evaluates and reports
         kill_point("train:evaluate")
         trained = time.perf_counter()
-        policy.eval()
+        final_policy, chosen = _final_policy(policy, hooks, last)
+        if "selected_step" in chosen:
+            print(
+                f"train: evaluating the weights of step {chosen['selected_step']} ({chosen['checkpoint']})"
+            )
         with naming(out / VIDEOS_DIR):
             result = evaluate(
-                policy,
+                final_policy,
                 command.tasks,
                 command.eval,
                 command.image_size,
                 video_dir=out / VIDEOS_DIR,
                 progress=command.progress,
             )
-        result["checkpoint"] = str(last)
+        result.update(chosen)
         result["timing_s"] = {
             "collect": round(collected - started, 1),
             "train": round(trained - collected, 1),

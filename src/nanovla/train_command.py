@@ -26,11 +26,14 @@ from nanovla.train.config import TrainConfig
 
 DESCRIPTION = """`nanovla train`: the main job — demonstrations -> dataset -> VLA policy -> BC -> evaluation.
 
-With no arguments it records expert demonstrations of reach, push and pick_place in the embedded
-world (English and Korean training instructions, 64x64 images; cached under `data/` so the
-second run skips it), trains the default policy by behavior cloning, evaluates it on fixed seeded
-episodes for seen, held-out and Korean instructions, prints the success table and writes
-`OUT/eval.json`, rollout GIFs and the checkpoints under `OUT/checkpoints/`.
+With no arguments it records expert demonstrations of reach, push, pick_place and sort in the
+embedded world (English and Korean training instructions, 64x64 images, never the held-out
+(kind, color) target combos; cached under `data/` so the second run skips it), trains the
+default policy by behavior cloning with a weight EMA, keeps the EMA weights that succeeded most
+often on validation episodes (`OUT/selection/best`), evaluates them on fixed seeded episodes
+(seen, held-out, user-style English, Korean, held-out Korean instructions and held-out
+attribute combinations), prints the success table and writes `OUT/eval.json`, rollout GIFs and
+the checkpoints under `OUT/checkpoints/`.
 
 `--resume` continues the run in `--out` with the options it was started with; options that only
 say how long to train, how often to log, save or validate, and how to evaluate at the end may be
@@ -84,8 +87,9 @@ def plain_config(config: Any, cls: type, **changes: Any) -> Any:
 
 
 def _default_train() -> TrainLoopOptions:
-    # eval_every: the validation loss (8 held-out batches) and 10 validation rollouts per family
-    # every 1000 steps cost a few seconds per run and do not change the weights.
+    # eval_every: the validation loss (8 held-out batches) and 25 validation rollouts per family
+    # every 1000 steps cost a few seconds per run, do not change the weights, and choose the
+    # checkpoint the run keeps (eval/select.py).
     return TrainLoopOptions(steps=7000, lr=2e-3, warmup_steps=200, log_every=100, eval_every=1000)
 
 
@@ -108,9 +112,9 @@ class TrainCommand:
         None
     )
     """run directory; holds checkpoints/, logs/, eval.json, videos/"""
-    tasks: tuple[str, ...] = ("reach", "push", "pick_place")
+    tasks: tuple[str, ...] = ("reach", "push", "pick_place", "sort")
     """task families to learn: reach, push, pick_place, sort"""
-    episodes: int = 6000
+    episodes: int = 8000
     """expert demonstrations to record (all families together); distinct scenes are what a
     policy needs to generalize, and recording is cheap"""
     resume: bool = False
@@ -118,6 +122,9 @@ class TrainCommand:
     only --train.steps, the logging/saving/validation intervals and --eval.* may be given again"""
     instructions: str = "train+ko"
     """instruction templates of the demonstrations: train | ko | train+ko | heldout | ko_heldout"""
+    targets: str = "train"
+    """target (kind, color) combos of the demonstrations: train (never the held-out combos, so
+    the evaluation's `combos` split is a compositional test) | all"""
     image_size: int = 64
     """camera images are image_size x image_size RGB"""
     quick: bool = False
@@ -160,9 +167,16 @@ class TrainCommand:
     """random-shift augmentation in pixels (replicate-pad and crop back); 0 = off"""
     val_fraction: float = 0.05
     """fraction of episodes held out for the validation loss"""
-    eval_every_episodes: int = 10
+    eval_every_episodes: int = 25
     """episodes per family in the validation rollouts (--train.eval-every sets how often; the
     validation loss on the --val-fraction episodes is computed at the same time); 0 = loss only"""
+    ema_decay: float = 0.999
+    """weight EMA after every step (W_ema <- d W_ema + (1 - d) W, train/ema.py): validation and
+    the final evaluation use the average; 0 = off (the raw weights)"""
+    select: bool = True
+    """keep the (EMA) weights with the best seen success on the validation rollouts
+    (OUT/selection/best; needs --train.eval-every > 0 and --eval-every-episodes > 0) and evaluate
+    those; --no-select evaluates the last weights"""
     policy: PolicyOptions = field(default_factory=default_policy_config)
     """the policy architecture"""
     train: TrainLoopOptions = field(default_factory=_default_train)
@@ -175,6 +189,10 @@ class TrainCommand:
             raise InputError(f"--episodes must be >= 1, got {self.episodes}")
         if not self.tasks:
             raise InputError("--tasks must name at least one task family")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.targets not in ("train", "all"):
+            raise InputError(f"--targets must be train or all, got {self.targets!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         validation, final = seed_range(self.val_seed), seed_range(self.eval.seed)

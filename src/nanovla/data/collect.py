@@ -80,6 +80,9 @@ class CollectConfig:
     """camera frames are image_size x image_size RGB"""
     instructions: str = "train+ko"
     """instruction set: train | heldout | ko | ko_heldout | train+ko"""
+    targets: str = "all"
+    """target (kind, color) combos: all | train (never the held-out combos, so an evaluation
+    with targets=heldout is a compositional test) | heldout"""
     seed: int = 0
     """seed of the world's initial states and of the motion noise (same seed, same dataset)"""
     expert_noise: float = 0.0
@@ -358,6 +361,7 @@ def collect_with_report(
         image_size=config.image_size,
         seed=config.seed,
         instructions=config.instructions,
+        targets=config.targets,
         expert_noise=config.expert_noise,
     )
     from nanovla.world.experts import EXPERT_VERSION
@@ -365,6 +369,7 @@ def collect_with_report(
     source = {
         "families": list(world.families),
         "instructions": config.instructions,
+        "targets": config.targets,
         "seed": config.seed,
         "expert_noise": config.expert_noise,
         "expert_version": EXPERT_VERSION,

@@ -45,14 +45,20 @@ def image_stats(frames: np.ndarray) -> Stats:
         raise InputError(
             f"image_stats expects (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}"
         )
-    pixels = frames.reshape(-1, 3)  # (N*H*W, 3)
-    total = pixels.sum(axis=0, dtype=np.float64)  # (3,)
-    total_sq = np.einsum("pc,pc->c", pixels, pixels, dtype=np.float64)  # (3,)
-    mean = total / len(pixels)
-    var = np.maximum(total_sq / len(pixels) - mean**2, 0.0)
+    # One 256-bin histogram per channel gives every statistic exactly (the sums are integers,
+    # exact in float64), ~10x faster than strided min / max / sum reductions over (N*H*W, 3):
+    # recording demonstrations spent half its time here.
+    channels = np.ascontiguousarray(frames.reshape(-1, 3).T)  # (3, N*H*W)
+    counts = np.stack([np.bincount(c, minlength=256) for c in channels]).astype(np.float64)
+    values = np.arange(256, dtype=np.float64)  # (256,)
+    pixels = channels.shape[1]
+    total, total_sq = counts @ values, counts @ (values * values)  # (3,)
+    mean = total / pixels
+    var = np.maximum(total_sq / pixels - mean**2, 0.0)
+    present = counts > 0  # (3, 256)
     per_channel = {
-        "min": pixels.min(axis=0) / 255.0,
-        "max": pixels.max(axis=0) / 255.0,
+        "min": present.argmax(axis=1) / 255.0,
+        "max": (255 - present[:, ::-1].argmax(axis=1)) / 255.0,
         "mean": mean / 255.0,
         "std": np.sqrt(var) / 255.0,
     }

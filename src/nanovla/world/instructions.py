@@ -1,5 +1,5 @@
-"""Instruction templates (English and Korean, training and held-out paraphrases) and referring
-expressions.
+"""Instruction templates (English and Korean, training and held-out paraphrases, and a `user`
+split of plain-English requests no other template holds) and referring expressions.
 
 Templates have `{object}` and `{place}` slots (sort also `{object2}` and `{place2}`). A slot may be
 followed by a Korean particle written in either form (`{object}를`, `{place}로`): the right form
@@ -137,6 +137,31 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "{object}와 {object2}를 각각 {place}와 {place2}에 정리해",
             "{object}를 {place}에 담고 {object2}도 {place2}에 담아 줘",
             "{place}에는 {object}를, {place2}에는 {object2}를 넣어 줘",
+        ),
+    },
+    # Plain-English requests as a user would type them: no template of any other split holds
+    # them, and their verbs and fillers ("could you", "scoot", "tidy up") are words the training
+    # templates never use. An evaluation split of their own (never recorded as demonstrations).
+    "user": {
+        "reach": (
+            "could you move over to {object}",
+            "hover right above {object} please",
+            "go find {object} and stay by it",
+        ),
+        "push": (
+            "please scoot {object} over into {place}",
+            "can you get {object} to {place} but don't lift it",
+            "keep it on the table and bump {object} into {place}",
+        ),
+        "pick_place": (
+            "could you take {object} and drop it into {place}",
+            "i'd like {object} sitting inside {place}",
+            "grab {object} for me and leave it in {place}",
+        ),
+        "sort": (
+            "tidy up please: {object} into {place} and {object2} into {place2}",
+            "could you put away {object} in {place} and then {object2} in {place2}",
+            "i want {object} inside {place} and {object2} inside {place2}",
         ),
     },
 }
