@@ -24,6 +24,10 @@ TINY_TRAIN = (
     "--eval-every-episodes", "1", "--train.num-threads", "1", "--eval.episodes", "2",
     "--eval.gifs", "1", "--tasks", "reach", "push",
 )  # fmt: skip
+TINY_METAWORLD = (
+    "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "60", "--eval-episodes", "1",
+    "--train.steps", "10", "--batch-size", "16", "--noise", "0", "--no-expert-baseline",
+)  # fmt: skip
 TINY: dict[str, tuple[str, ...]] = {
     "world show": (),
     "world demo": ("--episodes", "1"),
@@ -34,6 +38,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "report": (),
     "lab classify": ("--epochs", "1", "--train-limit", "200"),
     "irl": ("--demos", "40", "--episodes", "20", "--known-demos", "40"),
+    "metaworld": TINY_METAWORLD,
 }
 """tiny settings appended to each kind of tour command"""
 

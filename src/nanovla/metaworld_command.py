@@ -56,8 +56,8 @@ class Recording:
     """first goal seed of the demonstrations (kept below the evaluation seed 1000); `train`
     also seeds the policy's initial weights and the batch order with it"""
     image_size: int = 0
-    """record camera frames too at this size (0 = states only; MuJoCo offscreen rendering,
-    MUJOCO_GL=egl, costs ~0.1 s a frame at 64x64 on a CPU: see benchmarks/metaworld_render.py)"""
+    """record camera frames too at this size (0 = states only). Slow: a MuJoCo offscreen render
+    (MUJOCO_GL=egl) costs ~100x the simulation step on a CPU; see benchmarks/metaworld_render.py"""
     max_steps: int = 500
     """time limit of an episode (Meta-World's is 500)"""
     num_envs: int = 10
