@@ -83,7 +83,7 @@ def test_onnx_parity_on_a_tiny_model(tmp_path):
     for head in model.heads:  # spread the scores: an untrained head ties them to ~1e-6
         torch.nn.init.normal_(head.cls_out.weight, std=2.0)
     exporter = export_onnx(model, tmp_path / "tiny.onnx")
-    assert exporter in ("dynamo", "torchscript")
+    assert exporter == "dynamo"  # torch's default exporter works for this model
     session = onnx_session(tmp_path / "tiny.onnx")
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     parity = onnx_parity(model, session, images, conf_threshold=0.3, iou_threshold=0.6)
@@ -96,15 +96,16 @@ def test_lab_detect_smoke_run(tmp_path):
         "lab", "detect", "--out", "run", "--train-frames", "16", "--test-frames", "8",
         "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--widths", "4", "8", "8",
         "8", "--fpn-width", "8", "--num-envs", "8", "--latency-repeats", "2", "--threads", "1",
-        cwd=tmp_path,
+        "--onnx-exporter", "torchscript", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"map50", "map50_95", "per_class", "per_area", "train_seconds"} <= set(metrics)
     assert set(metrics["per_class"]) >= {"small_box", "bowl"} and "small" in metrics["per_area"]
-    assert metrics["onnx"]["parity"]["max_box_diff"] < 1e-2  # untrained: scores tie, so no
-    assert metrics["onnx"]["exporter"] in ("dynamo", "torchscript")  # post-NMS check here
+    # Raw outputs only: an untrained head ties its scores, so the post-NMS order is arbitrary.
+    assert metrics["onnx"]["parity"]["max_box_diff"] < 1e-2
+    assert metrics["onnx"]["exporter"] == "torchscript"
     truth = json.loads((run / "annotations.json").read_text())
     predictions = json.loads((run / "predictions.json").read_text())
     assert len(truth["images"]) == 8 and {"images", "annotations", "categories"} <= set(truth)
@@ -129,3 +130,14 @@ def test_lab_detect_export_and_bad_data(tmp_path):
     bad = nanovla("lab", "detect", "--data", "yolo", "--out", "run", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{label.relative_to(tmp_path)}:" in bad.stderr and "class index 9" in bad.stderr
+
+
+def test_detect_any_size_letterboxes():
+    from nanovla.labs.detect_infer import detect_any_size
+
+    torch.manual_seed(0)
+    model = Detector(TINY).eval()
+    image = np.random.default_rng(1).integers(0, 256, (50, 80, 3), dtype=np.uint8)
+    found = detect_any_size(model, image, conf_threshold=0.0)
+    assert len(found.boxes) > 0 and found.boxes.shape[1] == 4
+    assert (found.boxes[:, [0, 2]] <= 80).all() and (found.boxes[:, [1, 3]] <= 50).all()

@@ -78,13 +78,13 @@ class DetectConfig(LabConfig):
     `--export coco DIR` (images/ and COCO json per split)"""
     data: Path | None = None
     """train and evaluate on this YOLO export (splits train and val) instead of fresh renders"""
-    train_frames: int = 3072
+    train_frames: int = 2048
     """training frames (from worlds seeded --seed)"""
     test_frames: int = 512
     """evaluation frames (worlds seeded --seed + 10000: held-out scenes)"""
     image_size: int = 128
     """detector input side in pixels (a multiple of 16, >= 32)"""
-    epochs: int = 12
+    epochs: int = 8
     """passes over the training frames"""
     batch_size: int = 32
     """frames per optimizer step"""
@@ -92,9 +92,9 @@ class DetectConfig(LabConfig):
     """peak AdamW learning rate (one-cycle: 10% warm-up, cosine decay)"""
     weight_decay: float = 1e-4
     """AdamW weight decay"""
-    widths: tuple[int, ...] = (16, 32, 64, 96)
+    widths: tuple[int, ...] = (16, 24, 48, 64)
     """backbone channels at strides 2, 4, 8, 16"""
-    fpn_width: int = 48
+    fpn_width: int = 32
     """channels of the pyramid levels and heads"""
     level_bounds: tuple[float, float] = (12.0, 20.0)
     """longest box side (pixels at 128x128, scaled with --image-size) up to which a box is
@@ -109,6 +109,9 @@ class DetectConfig(LabConfig):
     """worlds stepped together to render frames"""
     latency_repeats: int = 50
     """timed single-image forwards per runtime"""
+    onnx_exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    """`torch.onnx.export` path: the dynamo exporter (torch's default; falls back to the legacy
+    one if it fails) or the legacy TorchScript exporter (`dynamo=False`, faster to export)"""
 
 
 def _render_splits(config: DetectConfig) -> dict[str, DetectionSet]:
@@ -274,7 +277,7 @@ def _load_splits(config: DetectConfig, out: Path) -> tuple[DetectionSet, Detecti
 
 
 def _deploy(config: DetectConfig, out: Path, model: Detector, val: DetectionSet) -> dict:
-    exporter = export_onnx(model, out / "model.onnx")
+    exporter = export_onnx(model, out / "model.onnx", config.onnx_exporter)
     session = onnx_session(out / "model.onnx")
     thresholds = {"conf_threshold": config.conf_threshold, "iou_threshold": config.iou_threshold}
     parity = onnx_parity(model, session, val.images[:32], **thresholds)

@@ -42,9 +42,9 @@ class DetectorConfig:
     """object classes (the world's DETECTION_CLASSES)"""
     img_size: int = 128
     """input side in pixels; must be a multiple of the largest stride"""
-    widths: tuple[int, ...] = (16, 32, 64, 96)
+    widths: tuple[int, ...] = (16, 24, 48, 64)
     """backbone channels at strides 2, 4, 8, 16"""
-    fpn_width: int = 48
+    fpn_width: int = 32
     """channels of every pyramid level and of the head"""
     head_convs: int = 2
     """3x3 convolutions in each head branch"""
