@@ -9,6 +9,7 @@ import torch
 from cli_run import nanovla
 from sacrebleu.metrics import BLEU, CHRF
 
+from nanovla.cli import main as cli_main
 from nanovla.data.parallel import (
     KOREAN,
     Pair,
@@ -18,9 +19,10 @@ from nanovla.data.parallel import (
     write_corpus,
 )
 from nanovla.errors import InputError, MissingError
-from nanovla.labs.translate import Translator, inverse_sqrt_schedule
+from nanovla.labs.translate import Translator, inverse_sqrt_schedule, training_texts
 from nanovla.labs.translate_report import score_splits
 from nanovla.models.text.subword import BYTES, UNK_ID, SubwordTokenizer, normalize
+from nanovla.models.text.translator import TranslationTextEncoder
 from nanovla.world.instructions import TEMPLATES
 
 TINY = ("--train-size", "300", "--eval-size", "12", "--steps", "40", "--d-model", "32",
@@ -163,17 +165,33 @@ def test_cached_and_uncached_decoding_agree_on_the_trained_model(lab_run: Path) 
         lp_cached, state_cached = cached(torch.tensor([[token]]), state_cached)
 
 
-def test_translate_command(lab_run: Path) -> None:
+def test_translate_command(lab_run: Path, capsys: pytest.CaptureFixture) -> None:
     model = str(lab_run / "model")
     result = nanovla("translate", "put the red box in the blue bowl", "reach the ☃",
                      "--model", model, cwd=lab_run)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()) == 2
-    empty = nanovla("translate", "", "--model", model, cwd=lab_run)
-    assert empty.returncode == 2 and "Traceback" not in empty.stderr
-    assert empty.stderr.strip().splitlines() == [
+    capsys.readouterr()
+    assert cli_main(["translate", "", "--model", model]) == 2  # in-process: same dispatch
+    assert capsys.readouterr().err.strip().splitlines() == [
         "nanovla translate: error: SENTENCE 1: the sentence is empty"
     ]
-    missing = nanovla("translate", "reach the red box", "--model", str(lab_run / "x"), cwd=lab_run)
-    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
-    assert "lab translate" in missing.stderr
+    assert cli_main(["translate", "reach the red box", "--model", str(lab_run / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lab translate" in err[0]
+
+
+def test_both_directions_add_korean_sources() -> None:
+    pairs = [Pair("train", "reach", "reach {object}", "reach the red box", "빨간 상자에 닿아")]
+    assert training_texts(pairs, "en-ko") == [("reach the red box", "빨간 상자에 닿아")]
+    assert training_texts(pairs, "both")[1] == ("빨간 상자에 닿아", "reach the red box")
+
+
+def test_translation_encoder_is_a_frozen_sentence_encoder(lab_run: Path) -> None:
+    encoder = TranslationTextEncoder(lab_run / "model").train()
+    texts = ["reach the red box", "빨간 상자에 닿아", "reach the red box", "☃"]
+    features = encoder(texts)
+    assert features.shape == (4, encoder.out_dim) and not features.requires_grad
+    torch.testing.assert_close(features[0], features[2])
+    assert not torch.allclose(features[0], features[1])
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())

@@ -11,7 +11,7 @@ the paper's schedule lr = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1
 `LambdaLR`). Decoding is beam search with the GNMT length penalty (`nanovla.nn.decoding`) over the
 decoder's KV cache (`nanovla.nn.kv_cache`).
 
-Departures from the paper: a 3 + 3 layer, d_model 128 model, 400 warmup steps instead of 4,000
+Departures from the paper: a 2 + 2 layer, d_model 128 model, 300 warmup steps instead of 4,000
 (the corpus is tiny), no checkpoint averaging; the two embedding tables and the output layer are
 not tied (`nanovla.nn.Transformer` keeps them separate). English input is lower-cased (the
 world's instructions are), and a source longer than the model's `max_len` is refused by name.
@@ -27,15 +27,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from nanovla.codec import from_json
 from nanovla.data.parallel import (
     EVAL_SPLITS,
     Pair,
@@ -44,152 +42,31 @@ from nanovla.data.parallel import (
     read_corpus,
     write_corpus,
 )
-from nanovla.errors import InputError, MissingError
-from nanovla.io import read_json_object, write_json
-from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
+from nanovla.errors import InputError
+from nanovla.labs.common import LabConfig, check_choice, check_positive, setup, write_metrics
 from nanovla.models.text.subword import BOS_ID, EOS_ID, PAD_ID, SubwordTokenizer
-from nanovla.nn.decoding import beam_search, greedy_decode
+from nanovla.models.text.translator import Translator, TranslatorConfig, build_model, pad_rows
 from nanovla.nn.seq2seq import Transformer
 from nanovla.progress import note, progress
 
-CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME = "config.json", "model.safetensors", "tokenizer.json"
-
-
-@dataclass
-class TranslatorConfig:
-    """The model's shape (saved as config.json beside the weights)."""
-
-    vocab_size: int = 1000
-    """size of the shared English + Korean BPE vocabulary"""
-    d_model: int = 128
-    """token width"""
-    num_heads: int = 4
-    """attention heads"""
-    num_layers: int = 3
-    """encoder layers and decoder layers (each)"""
-    d_ff: int = 512
-    """feed-forward hidden width"""
-    dropout: float = 0.1
-    """dropout on embeddings, attention, feed-forward and residuals"""
-    max_len: int = 64
-    """longest source or target in tokens (EOS included)"""
-
-
-def build_model(config: TranslatorConfig) -> Transformer:
-    """The encoder-decoder for `config` (post-norm, as the paper)."""
-    return Transformer(
-        config.vocab_size, config.vocab_size, d_model=config.d_model, num_heads=config.num_heads,
-        num_encoder_layers=config.num_layers, num_decoder_layers=config.num_layers,
-        d_ff=config.d_ff, dropout=config.dropout, max_len=config.max_len + 1,
-    )  # fmt: skip
-
-
-def pad_rows(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """Right-padded ids (B, T) and the torch-style padding mask (True = padding)."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return ids, ids == PAD_ID
-
-
-class Translator:
-    """A trained English -> Korean model with its tokenizer."""
-
-    def __init__(
-        self, model: Transformer, tokenizer: SubwordTokenizer, config: TranslatorConfig
-    ) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.config = config
-
-    def source_ids(self, sentences: Sequence[str]) -> list[list[int]]:
-        """Lower-cased, BPE-encoded sources with EOS; InputError names a bad sentence."""
-        if isinstance(sentences, str):
-            raise InputError("sentences: pass a list of sentences, not one string")
-        rows = []
-        for index, sentence in enumerate(sentences):
-            ids = self.tokenizer.encode(sentence.lower())
-            if not ids:
-                raise InputError(f"sentences[{index}]: the sentence is empty")
-            if len(ids) + 1 > self.config.max_len:
-                raise InputError(
-                    f"sentences[{index}]: {len(ids) + 1} tokens, more than the model's "
-                    f"max_len {self.config.max_len}"
-                )
-            rows.append(ids + [EOS_ID])
-        return rows
-
-    @torch.no_grad()
-    def translate_ids(
-        self, sources: Sequence[Sequence[int]], beam_size: int = 4, length_penalty: float = 0.6
-    ) -> list[list[int]]:
-        """Source id rows (with EOS) -> Korean id rows (without BOS/EOS)."""
-        src, pad = pad_rows(sources)
-        step = self.model.step_function(src, pad, use_cache=True)
-        prefix = torch.full((len(sources), 1), BOS_ID, dtype=torch.long)
-        if beam_size == 1:
-            return greedy_decode(step, prefix, EOS_ID, self.config.max_len)
-        return beam_search(step, prefix, EOS_ID, beam_size, self.config.max_len, length_penalty)
-
-    def translate(
-        self,
-        sentences: Sequence[str],
-        beam_size: int = 4,
-        length_penalty: float = 0.6,
-        batch_size: int = 64,
-    ) -> list[str]:
-        """English sentences -> Korean sentences (beam search; beam_size 1 = greedy)."""
-        if beam_size < 1:
-            raise InputError(f"--beam-size: must be >= 1, got {beam_size}")
-        sources = self.source_ids(sentences)
-        out = []
-        for start in range(0, len(sources), batch_size):
-            chunk = sources[start : start + batch_size]
-            out += self.translate_ids(chunk, beam_size, length_penalty)
-        return [self.tokenizer.decode(ids) for ids in out]
-
-    def save_pretrained(self, directory: Path) -> Path:
-        """config.json + model.safetensors + tokenizer.json in `directory` (each atomic)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {key: value.contiguous() for key, value in self.model.state_dict().items()}
-        temporary = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(temporary))
-        temporary.replace(directory / WEIGHTS_NAME)
-        self.tokenizer.save(directory / TOKENIZER_NAME)
-        write_json(directory / CONFIG_NAME, asdict(self.config))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> Translator:
-        """Loads what `save_pretrained` wrote; MissingError / InputError name the file."""
-        directory = Path(directory)
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise MissingError(
-                f"{weights}: no translation model here; train one with "
-                "`nanovla lab translate --out DIR` (the model is DIR/model)"
-            )
-        config = from_json(TranslatorConfig, read_json_object(directory / CONFIG_NAME),
-                           source=str(directory / CONFIG_NAME))  # fmt: skip
-        tokenizer = SubwordTokenizer.load(directory / TOKENIZER_NAME)
-        model = build_model(config)
-        try:
-            model.load_state_dict(load_file(str(weights)))
-        except (RuntimeError, OSError) as error:
-            raise InputError(f"{weights}: weights do not fit {CONFIG_NAME} ({error})") from error
-        return cls(model, tokenizer, config)
+__all__ = ["TranslateConfig", "Translator", "TranslatorConfig", "run", "train_translator"]
+DIRECTIONS = ("en-ko", "both")
 
 
 @dataclass
 class TrainSettings:
     """Optimisation settings of `train_translator` (the lab's options)."""
 
-    steps: int = 3000
+    steps: int = 1500
+    """optimizer steps"""
     batch_size: int = 64
-    warmup: int = 400
+    """sentence pairs per step (drawn with replacement)"""
+    warmup: int = 300
+    """linear warmup steps before the 1/sqrt(step) decay"""
     lr_scale: float = 1.0
+    """factor on the paper's learning rate"""
     label_smoothing: float = 0.1
+    """cross-entropy label smoothing epsilon"""
 
 
 def inverse_sqrt_schedule(d_model: int, warmup: int) -> Callable[[int], float]:
@@ -202,16 +79,25 @@ def inverse_sqrt_schedule(d_model: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
+def training_texts(pairs: Sequence[Pair], directions: str) -> list[tuple[str, str]]:
+    """(source, target) strings: English -> Korean, and with "both" Korean -> English too (the
+    source's script tells the model which way to go, so no language tag is needed)."""
+    texts = [(pair.en.lower(), pair.ko) for pair in pairs]
+    if directions == "both":
+        texts += [(pair.ko, pair.en.lower()) for pair in pairs]
+    return texts
+
+
 def encode_pairs(
-    tokenizer: SubwordTokenizer, pairs: Sequence[Pair], max_len: int
+    tokenizer: SubwordTokenizer, texts: Sequence[tuple[str, str]], max_len: int
 ) -> list[tuple[list[int], list[int]]]:
     """(source ids + EOS, target ids) per pair; pairs longer than max_len are refused."""
     rows = []
-    for pair in pairs:
-        src = tokenizer.encode(pair.en.lower()) + [EOS_ID]
-        tgt = tokenizer.encode(pair.ko)
+    for source, target in texts:
+        src = tokenizer.encode(source) + [EOS_ID]
+        tgt = tokenizer.encode(target)
         if len(src) > max_len or len(tgt) + 1 > max_len:
-            raise InputError(f"corpus: {pair.en!r} is longer than --max-len {max_len} tokens")
+            raise InputError(f"corpus: {source!r} is longer than the model's {max_len} tokens")
         rows.append((src, tgt))
     return rows
 
@@ -229,11 +115,12 @@ def batch_loss(
 
 
 def train_translator(
-    translator: Translator, pairs: Sequence[Pair], settings: TrainSettings, seed: int
+    translator: Translator, texts: Sequence[tuple[str, str]], settings: TrainSettings, seed: int
 ) -> dict[str, list[float] | float]:
-    """Trains `translator.model` in place; returns the loss curve and the wall time."""
+    """Trains `translator.model` in place on (source, target) strings; returns the loss curve
+    and the wall time."""
     model, config = translator.model.train(), translator.config
-    rows = encode_pairs(translator.tokenizer, pairs, config.max_len)
+    rows = encode_pairs(translator.tokenizer, texts, config.max_len)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_scale, betas=(0.9, 0.98),
                                  eps=1e-9)  # fmt: skip
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -282,17 +169,17 @@ class TranslateConfig(LabConfig):
     """token width"""
     heads: int = 4
     """attention heads"""
-    layers: int = 3
+    layers: int = 2
     """encoder layers and decoder layers (each)"""
-    d_ff: int = 512
+    d_ff: int = 256
     """feed-forward hidden width"""
     dropout: float = 0.1
     """dropout everywhere"""
-    steps: int = 3000
+    steps: int = 1500
     """optimizer steps"""
     batch_size: int = 64
     """sentence pairs per step"""
-    warmup: int = 400
+    warmup: int = 300
     """warmup steps of the inverse-sqrt schedule"""
     lr_scale: float = 1.0
     """factor on the paper's learning rate d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)"""
@@ -304,6 +191,9 @@ class TranslateConfig(LabConfig):
     """GNMT length penalty alpha for beam search"""
     examples: int = 4
     """translations printed per evaluation split"""
+    directions: str = "en-ko"
+    """en-ko, or both (also Korean -> English, so the encoder reads Korean: what the VLA's
+    `--policy.text translate:DIR/model` needs for Korean instructions)"""
 
 
 def load_or_write_corpus(config: TranslateConfig, out: Path) -> tuple[Path, list[Pair]]:
@@ -321,6 +211,7 @@ def run(config: TranslateConfig) -> dict:
     check_positive(train_size=config.train_size, eval_size=config.eval_size, steps=config.steps,
                    batch_size=config.batch_size, warmup=config.warmup, lr_scale=config.lr_scale,
                    beam_size=config.beam_size)  # fmt: skip
+    check_choice("directions", config.directions, DIRECTIONS)
     from nanovla.labs import translate_report as report
 
     out = setup(config)
@@ -336,7 +227,8 @@ def run(config: TranslateConfig) -> dict:
     translator = Translator(build_model(shape), tokenizer, shape)
     settings = TrainSettings(config.steps, config.batch_size, config.warmup, config.lr_scale,
                              config.label_smoothing)  # fmt: skip
-    history = train_translator(translator, train, settings, config.seed)
+    history = train_translator(translator, training_texts(train, config.directions), settings,
+                               config.seed)  # fmt: skip
     translator.save_pretrained(out / "model")
     start = time.perf_counter()
     translations = {split: translator.translate([p.en for p in splits[split]], config.beam_size,

@@ -27,8 +27,8 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from nanovla.data.parallel import Pair
 from nanovla.labs.common import pyplot, save_figure
-from nanovla.labs.translate import Translator, pad_rows
 from nanovla.models.text.subword import BOS_ID
+from nanovla.models.text.translator import Translator, pad_rows
 
 BLEU_TOKENIZE = "13a"
 
