@@ -24,6 +24,10 @@ TINY_TRAIN = (
     "--eval-every-episodes", "1", "--train.num-threads", "1", "--eval.episodes", "2",
     "--eval.gifs", "1", "--tasks", "reach", "push",
 )  # fmt: skip
+TINY_TRANSLATE = (
+    "--train-size", "200", "--eval-size", "8", "--steps", "20", "--d-model", "32", "--heads", "2",
+    "--layers", "1", "--d-ff", "64", "--warmup", "5", "--beam-size", "2", "--threads", "1",
+)  # fmt: skip
 TINY_METAWORLD = (
     "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "60", "--eval-episodes", "1",
     "--train.steps", "10", "--batch-size", "16", "--noise", "0", "--no-expert-baseline",
@@ -39,6 +43,8 @@ TINY: dict[str, tuple[str, ...]] = {
     "lab classify": ("--epochs", "1", "--train-limit", "200"),
     "irl": ("--demos", "40", "--episodes", "20", "--known-demos", "40"),
     "metaworld": TINY_METAWORLD,
+    "lab translate": TINY_TRANSLATE,
+    "translate": (),
 }
 """tiny settings appended to each kind of tour command"""
 
