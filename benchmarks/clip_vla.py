@@ -41,7 +41,8 @@ def run_dir(root: Path, episodes: int, arm: str) -> Path:
 def command(args: argparse.Namespace, episodes: int, arm: str) -> list[str]:
     cmd = [
         sys.executable, "-m", "nanovla.cli", "train", "--out", str(run_dir(args.root, episodes, arm)),
-        "--episodes", str(episodes), "--train.steps", str(args.steps), "--train.num-threads", "1",
+        "--episodes", str(episodes), "--tasks", *args.tasks, "--train.steps", str(args.steps),
+        "--train.num-threads", "1",
         "--eval.splits", *SPLITS, "--eval.episodes", str(args.eval_episodes), "--eval.gifs", "0",
         "--no-progress", "--seed", str(args.seed),
     ]  # fmt: skip
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=3000, help="training steps per run (both arms)"
     )
+    parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"])
     parser.add_argument("--eval-episodes", type=int, default=50, help="per family per split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=Path("runs/clip-vla"))
@@ -130,7 +132,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     if not args.table_only:
-        jobs = [(e, a) for e in args.episodes for a in args.arms]
+        # Every arm of one demonstration count shares one dataset; the first arm records it,
+        # so arms run one after the other per count (different counts may run in parallel).
+        jobs = [(e, a) for a in args.arms for e in args.episodes]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: launch(args, *job), jobs))
     print(table(args))

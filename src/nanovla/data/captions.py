@@ -203,6 +203,31 @@ def _short_name(state: SceneState, env: int, slot: int, korean: bool) -> str:
     return f"{COLORS_KO[color]} {KINDS_KO[kind]}" if korean else f"{COLORS[color]} {KINDS[kind]}"
 
 
+PHRASES: tuple[tuple[str, ...], ...] = (
+    ("size", "color", "kind"),
+    ("color", "kind"),
+    ("size", "kind"),
+    ("kind",),
+)
+"""the attribute subsets an "object" caption names its object by (drawn with PHRASE_WEIGHTS):
+naming the kind alone or with the size only makes the models bind kind and size to the shape,
+not to the colour that happens to go with it"""
+PHRASE_WEIGHTS = np.array([0.45, 0.25, 0.2, 0.1])
+
+
+def object_phrase(state: SceneState, env: int, slot: int, korean: bool, phrase: int = 0) -> str:
+    """Object `slot` of env `env` named by the attributes of PHRASES[phrase] ("small box")."""
+    words = {"size": SIZES_KO if korean else SIZES, "color": COLORS_KO if korean else COLORS}
+    words["kind"] = KINDS_KO if korean else KINDS
+    values = {"size": state.obj_size, "color": state.obj_color, "kind": state.obj_kind}
+    return " ".join(words[name][int(values[name][env, slot])] for name in PHRASES[phrase])
+
+
+def fill_caption(template: str, values: dict[str, str]) -> str:
+    """Fills a caption template's `{slot}` and `{slot}{particle}` slots (see TEMPLATES)."""
+    return _fill(template, values)
+
+
 def _item_name(state: SceneState, env: int, item: int, korean: bool) -> str:
     if item < MAX_OBJECTS:
         return _short_name(state, env, item, korean)
@@ -254,7 +279,9 @@ def _captions_for(
         things = [f"a {thing}" for thing in things]
     things = [things[i] for i in rng.permutation(len(things))]
     listed = ", ".join(things) if korean else _join_en(things)
-    focus_np = names[0] if rng.random() < 0.5 else _short_name(state, env, 0, korean)
+    focus_np = object_phrase(
+        state, env, 0, korean, rng.choice(len(PHRASE_WEIGHTS), p=PHRASE_WEIGHTS)
+    )
     subj = _short_name(state, env, 0, korean)
     if reference >= 0:
         rel = (RELATIONS_KO if korean else RELATIONS_EN)[relation]

@@ -31,7 +31,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nanovla.data.captions import LANGUAGES, STYLES, CaptionSet, make_captions
+from nanovla.data.captions import (
+    LANGUAGES,
+    STYLES,
+    TEMPLATES,
+    CaptionSet,
+    fill_caption,
+    make_captions,
+)
 from nanovla.errors import InputError
 from nanovla.labs.clip_eval import evaluate, plot_embeddings
 from nanovla.labs.common import LabConfig, check_positive, plot_curves, setup, write_metrics
@@ -39,8 +46,8 @@ from nanovla.models.clip import CLIP, CLIPConfig, clip_tokenizer
 from nanovla.progress import progress
 from nanovla.train.optim import build_optimizer
 from nanovla.train.schedules import build_scheduler
-from nanovla.world.instructions import resolve_templates, sample_instructions
-from nanovla.world.scene import allowed_target_combos, sample_scenes
+from nanovla.world.instructions import KINDS_KO, SIZES_KO, resolve_templates, sample_instructions
+from nanovla.world.scene import KINDS, SIZES, allowed_target_combos, sample_scenes
 from nanovla.world.tasks import TASK_FAMILIES
 
 
@@ -86,6 +93,9 @@ class ClipConfig(LabConfig):
     """caption styles trained on: scene, object, relation"""
     languages: tuple[str, ...] = LANGUAGES
     """caption languages trained on: en, ko"""
+    grayscale: float = 0.2
+    """probability that a single-object training image is shown grey with a colour-free
+    caption (see PairSampler); 0 = off"""
     progress: bool = True
     """progress bar while training"""
 
@@ -99,6 +109,8 @@ def _check(config: ClipConfig) -> None:
         raise_input("batch-size", "must be >= 2 (InfoNCE needs negatives)", config.batch_size)
     if not 0 <= config.warmup_steps < config.steps:
         raise_input("warmup-steps", f"must be in [0, --steps={config.steps})", config.warmup_steps)
+    if not 0.0 <= config.grayscale <= 1.0:
+        raise_input("grayscale", "must be in [0, 1]", config.grayscale)
     if not 0.0 <= config.single_object_fraction <= 1.0:
         raise_input("single-object-fraction", "must be in [0, 1]", config.single_object_fraction)
     for name, values, allowed in (
@@ -135,10 +147,22 @@ def instruction_texts(count: int = 2000, seed: int = 0) -> list[str]:
 
 
 class PairSampler:
-    """Draws batches of (image, caption) pairs with distinct caption texts."""
+    """Draws batches of (image, caption) pairs with distinct caption texts.
+
+    Grayscale augmentation (`--grayscale`): a single-object image becomes grey (luminance in
+    all three channels) with a colour-free caption ("a photo of a small ball"), so the image
+    tower must see kind and size in the shape itself. In the training images every green
+    object is a box and every purple one a ball; without this nothing stops the tower from
+    reading "box" off "green"."""
 
     def __init__(self, sets: list[CaptionSet], config: ClipConfig) -> None:
         self.images = np.concatenate([s.images for s in sets])
+        single = [np.full(len(s), (s.labels["num_objects"] == 1).all()) for s in sets]
+        self.single = np.concatenate(single)
+        self.kind = np.concatenate([s.labels["kind"] for s in sets])
+        self.size = np.concatenate([s.labels["size"] for s in sets])
+        self.grayscale = config.grayscale
+        self.languages = config.languages
         self.texts = [
             [t for s in sets for t in s.captions[style][lang]]
             for style in config.styles
@@ -151,9 +175,25 @@ class PairSampler:
         index = self.rng.integers(0, len(self.images), self.batch_size)
         which = self.rng.integers(0, len(self.texts), self.batch_size)
         texts = [self.texts[w][i] for w, i in zip(which.tolist(), index.tolist(), strict=True)]
-        keep = list({text: i for i, text in reversed(list(enumerate(texts)))}.values())
-        keep.sort()
-        return self.images[index[keep]], [texts[i] for i in keep]
+        images = self.images[index]
+        grey = np.flatnonzero(self.single[index] & (self.rng.random(len(index)) < self.grayscale))
+        if len(grey):
+            luminance = images[grey].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
+            images[grey] = np.round(luminance).astype(np.uint8)[..., None]
+            for row in grey.tolist():
+                texts[row] = self._colourless(int(index[row]))
+        keep = sorted({text: i for i, text in reversed(list(enumerate(texts)))}.values())
+        return images[keep], [texts[i] for i in keep]
+
+    def _colourless(self, image: int) -> str:
+        """A caption of a single-object image that names its size and kind, or its kind."""
+        lang = self.languages[self.rng.integers(len(self.languages))]
+        templates = TEMPLATES["train"]["object"][lang]
+        words = (SIZES_KO, KINDS_KO) if lang == "ko" else (SIZES, KINDS)
+        phrase = words[1][self.kind[image]]
+        if self.rng.random() < 0.7:
+            phrase = f"{words[0][self.size[image]]} {phrase}"
+        return fill_caption(templates[self.rng.integers(len(templates))], {"np": phrase})
 
 
 def build_clip(config: ClipConfig, sets: list[CaptionSet]) -> CLIP:

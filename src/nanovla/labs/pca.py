@@ -71,7 +71,14 @@ def jacobi_eigh(
                 if abs(a[p, q]) <= 1e-300:
                     continue
                 theta = (a[q, q] - a[p, p]) / (2.0 * a[p, q])
-                t = np.sign(theta) / (abs(theta) + np.sqrt(theta * theta + 1.0)) if theta else 1.0
+                if abs(theta) > 1e100:  # theta**2 would overflow; t ~ 1 / (2 theta)
+                    t = 1.0 / (2.0 * theta)
+                else:
+                    t = (
+                        np.sign(theta) / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                        if theta
+                        else 1.0
+                    )
                 c = 1.0 / np.sqrt(t * t + 1.0)
                 s = t * c
                 rotation = np.eye(k)
