@@ -32,6 +32,10 @@ TINY_METAWORLD = (
     "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "60", "--eval-episodes", "1",
     "--train.steps", "10", "--batch-size", "16", "--noise", "0", "--no-expert-baseline",
 )  # fmt: skip
+TINY_CLIP = (
+    "--steps", "3", "--warmup-steps", "1", "--batch-size", "16", "--train-images", "64",
+    "--eval-images", "20", "--gallery", "12", "--threads", "1",
+)  # fmt: skip
 TINY: dict[str, tuple[str, ...]] = {
     "world show": (),
     "world demo": ("--episodes", "1"),
@@ -44,6 +48,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "irl": ("--demos", "40", "--episodes", "20", "--known-demos", "40"),
     "metaworld": TINY_METAWORLD,
     "lab translate": TINY_TRANSLATE,
+    "lab clip": TINY_CLIP,
     "translate": (),
 }
 """tiny settings appended to each kind of tour command"""

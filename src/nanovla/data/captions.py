@@ -8,7 +8,8 @@ Caption styles (each image gets one caption of every style, in English and Korea
 
 - ``scene``: every object and bowl, in random order ("a table with a small red box, a large
   blue ball and a green bowl" / "테이블 위에 작은 빨간 상자, ... 있다");
-- ``object``: one object, the *focus* (slot 0), with or without its size ("a photo of a red box");
+- ``object``: one object, the *focus* (slot 0), named by size + colour + kind, colour + kind,
+  size + kind or kind alone (`PHRASES`: "a photo of a red box", "a small ball");
 - ``relation``: the focus object against another object or a bowl, along the axis where they
   are furthest apart ("the red box left of the blue bowl" / "빨간 상자는 파란 그릇의 왼쪽에
   있다"); with nothing else on the table, against the table ("the red box on the left side of
