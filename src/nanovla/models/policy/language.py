@@ -58,7 +58,7 @@ class InstructionEncoder(nn.Module):
 
             self.encoder: nn.Module = MiniLMTextEncoder()
         elif self.kind.startswith("clip:"):  # the CLIP's text tower reads its own vocabulary
-            from nanovla.models.clip import pretrained_text_encoder
+            from nanovla.models.clip_policy import pretrained_text_encoder
 
             path = self.kind.removeprefix("clip:")
             self.encoder, self.tokenizer = pretrained_text_encoder(path, config.clip_frozen)

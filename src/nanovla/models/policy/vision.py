@@ -93,7 +93,8 @@ def _clip_vision_encoder(config: PolicyConfig) -> tuple[nn.Module, tuple[int, in
 
     The policy standardises images with its dataset's statistics; the CLIP was trained on the
     same world's renders with statistics of its own, which differ little."""
-    from nanovla.models.clip import load_config, pretrained_vision_encoder
+    from nanovla.models.clip import load_config
+    from nanovla.models.clip_policy import pretrained_vision_encoder
 
     path = config.vision.removeprefix("clip:")
     clip_config, _ = load_config(path)
