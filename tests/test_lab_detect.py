@@ -51,6 +51,9 @@ def test_yolo_export_round_trip(frames, tmp_path):
         np.testing.assert_array_equal(back.classes[i], frames.classes[i])
         np.testing.assert_allclose(back.boxes[i], frames.boxes[i], atol=1e-3)
     assert len(read_yolo(tmp_path, "val")) == 2
+    write_yolo(tmp_path, {"train": frames.subset([0, 1, 2])})  # a smaller export, same place
+    assert len(read_yolo(tmp_path, "train")) == 3
+    assert len(list((tmp_path / "labels" / "train").glob("*.txt"))) == 3
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,16 @@ def test_bad_yolo_label_names_file_and_line(frames, tmp_path, line, message):
     with pytest.raises(InputError) as error:
         read_yolo(tmp_path, "train")
     assert f"{label}:2" in str(error.value) and message in str(error.value)
+
+
+def test_yolo_image_of_another_size_is_named(frames, tmp_path):
+    from PIL import Image
+
+    write_yolo(tmp_path, {"train": frames.subset([0, 1])})
+    odd = tmp_path / "images" / "train" / "000001.png"
+    Image.fromarray(np.zeros((48, 64, 3), dtype=np.uint8)).save(odd)
+    with pytest.raises(InputError, match=r"000001.png: image is 64x48, the others 64x64"):
+        read_yolo(tmp_path, "train")
 
 
 def test_data_yaml_name_forms(tmp_path):

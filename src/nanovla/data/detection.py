@@ -107,7 +107,8 @@ def _yaml_text(names: tuple[str, ...]) -> str:
 
 def write_yolo(root: Path, splits: dict[str, DetectionSet]) -> Path:
     """Writes the YOLO layout under `root` for each split name -> set; returns data.yaml's path.
-    Each file is written whole (label files and data.yaml atomically, data.yaml last)."""
+    Each file is written whole (temporary file + rename; data.yaml last); numbered frames left
+    over from an earlier, larger export into the same folders are removed."""
     root = Path(root)
     names = next(iter(splits.values())).names
     for split, data in splits.items():
@@ -117,7 +118,16 @@ def write_yolo(root: Path, splits: dict[str, DetectionSet]) -> Path:
             size = data.images.shape[1:3]
             _save_png(root / "images" / split / f"{stem}.png", data.images[i])
             write_text(root / "labels" / split / f"{stem}.txt", _label_text(data, i, size))
+        _remove_stale(root, split, len(data))
     return write_text(root / "data.yaml", _yaml_text(names))
+
+
+def _remove_stale(root: Path, split: str, count: int) -> None:
+    """Deletes numbered frames (NNNNNN.png / .txt) beyond `count` left by a larger export."""
+    for folder in (root / "images" / split, root / "labels" / split):
+        for path in folder.glob("[0-9][0-9][0-9][0-9][0-9][0-9].*"):
+            if path.suffix in (".png", ".txt") and int(path.stem) >= count:
+                path.unlink()
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
