@@ -210,3 +210,46 @@ def test_nanovla_train_nproc_2_runs_end_to_end(tmp_path: Path) -> None:
     lines = (run / "logs" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4]
     assert (run / "eval.json").is_file()
+
+
+# ------------------------------------------------------------------ evaluation over processes
+
+
+def _tiny_policy():
+    from nanovla.models.policy import Policy, PolicyConfig
+    from nanovla.models.text.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    config = PolicyConfig(image_size=32, state_dim=4, action_dim=3)
+    texts = ["go to the red box", "push the ball", "빨간 상자로 가"]
+    stats = {
+        "observation.image": {"mean": [[[0.5]], [[0.4]], [[0.3]]], "std": [[[0.2]]] * 3},
+        "observation.state": {"mean": [0.5] * 4, "std": [0.3] * 4},
+        "action": {"min": [-1.0] * 3, "max": [1.0] * 3},
+    }
+    tokenizer = Tokenizer.from_texts(texts, level=config.tokenizer_level)
+    return Policy(config, dataset_stats=stats, tokenizer=tokenizer).eval()
+
+
+def test_parallel_evaluation_equals_serial(tmp_path: Path) -> None:
+    """Same seeds, one thread: 2 worker processes give the same eval.json and the same rollout
+    GIFs (every frame of every seen episode) as this process."""
+    from nanovla.eval import EvalConfig, evaluate
+
+    policy = _tiny_policy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    results, gifs = [], []
+    try:
+        for workers in (1, 2):
+            config = EvalConfig(episodes=2, splits=("seen", "ko"), gifs=2, workers=workers)
+            videos = tmp_path / f"videos{workers}"
+            result = evaluate(policy, ("reach", "push"), config, 32, videos, progress=False)
+            results.append({k: v for k, v in result.items() if k != "videos"})
+            gifs.append({path.name: path.read_bytes() for path in sorted(videos.iterdir())})
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1]
+    assert len(gifs[0]) == 4 and gifs[0] == gifs[1]
+    reach = [data for name, data in gifs[0].items() if name.startswith("reach")]
+    assert reach[0] != reach[1]  # the episodes differ, so equal GIFs say something

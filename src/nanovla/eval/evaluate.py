@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from nanovla.errors import InputError
-from nanovla.eval.rollout import ActsOnObservations, run_episodes
+from nanovla.eval.parallel import map_rollouts
+from nanovla.eval.rollout import ActsOnObservations
 from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import write_video
 from nanovla.progress import progress as progress_bar
@@ -96,6 +97,9 @@ class EvalConfig:
     targets: str = "all"
     """target attribute combinations of every split but `combos` (always heldout): all | train |
     heldout (compositional test)"""
+    workers: int = 1
+    """processes the (split, family) batches are spread over (spawned, one torch thread each;
+    results equal one process's at one thread); 1 = this process"""
 
 
 def _check(config: EvalConfig, families: tuple[str, ...]) -> None:
@@ -104,6 +108,8 @@ def _check(config: EvalConfig, families: tuple[str, ...]) -> None:
         raise InputError(f"unknown eval split(s) {unknown}; choose from {list(SPLIT_TEMPLATES)}")
     if config.episodes < 1:
         raise InputError(f"episodes must be >= 1, got {config.episodes}")
+    if config.workers < 1:
+        raise InputError(f"--eval.workers must be >= 1, got {config.workers}")
     if not families:
         raise InputError("families must name at least one task family")
 
@@ -138,21 +144,24 @@ def evaluate(
         "videos": [],
     }
     jobs = [(split, family) for split in config.splits for family in families]
-    bar = progress_bar(jobs, desc="eval", unit="batch", enabled=progress, leave=False)
-    per_split: dict[str, dict[str, np.ndarray]] = {split: {} for split in config.splits}
-    for split, family in bar:
-        bar.set_postfix_str(f"{split}/{family}")
-        record = config.gifs if (video_dir is not None and split == "seen") else 0
-        rollout = run_episodes(
-            policy,
-            family,
-            SPLIT_TEMPLATES[split],
-            config.episodes,
+    calls = [
+        dict(
+            family=family,
+            instructions=SPLIT_TEMPLATES[split],
+            episodes=config.episodes,
             seed=scene_seed(config.seed, family),
             image_size=image_size,
-            record=record,
+            record=config.gifs if (video_dir is not None and split == "seen") else 0,
             targets=SPLIT_TARGETS.get(split, config.targets),
         )
+        for split, family in jobs
+    ]  # run_episodes' arguments, over config.workers processes (eval/parallel.py)
+    rollouts = map_rollouts(policy, calls, config.workers)
+    bar = progress_bar(jobs, desc="eval", unit="batch", enabled=progress, leave=False)
+    per_split: dict[str, dict[str, np.ndarray]] = {split: {} for split in config.splits}
+    for (split, family), call, rollout in zip(bar, calls, rollouts):
+        bar.set_postfix_str(f"{split}/{family}")
+        record = call["record"]
         per_split[split][family] = rollout.success
         if record and rollout.frames is not None:
             for index in range(rollout.frames.shape[1]):
