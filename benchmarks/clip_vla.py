@@ -132,9 +132,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     if not args.table_only:
-        # Every arm of one demonstration count shares one dataset; the first arm records it,
-        # so arms run one after the other per count (different counts may run in parallel).
-        jobs = [(e, a) for a in args.arms for e in args.episodes]
+        # Every arm of one demonstration count shares one dataset, which the first run records:
+        # with --jobs > 1 record the datasets first (--arms scratch), or two runs race for it.
+        jobs = [(e, a) for e in args.episodes for a in args.arms]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: launch(args, *job), jobs))
     print(table(args))

@@ -97,3 +97,20 @@ def test_lab_refuses_bad_options_in_one_line(tmp_path):
     ):
         with pytest.raises(InputError, match=name):
             run(ClipConfig(out=tmp_path / "y", **changes))
+
+
+def test_pair_sampler_batches_distinct_captions_and_colourless_grey_images():
+    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.world.scene import COLORS
+
+    config = ClipConfig(train_images=60, batch_size=48, grayscale=1.0, languages=("en",))
+    sampler = PairSampler(training_sets(config), config)
+    images, texts = sampler.sample()
+    assert len(texts) == len(set(texts)) == len(images) <= 48
+    grey = (images[..., 0] == images[..., 1]).all(axis=(1, 2)) & (
+        images[..., 1] == images[..., 2]
+    ).all(axis=(1, 2))
+    assert grey.any()
+    for is_grey, text in zip(grey, texts, strict=True):
+        if is_grey:
+            assert not any(color in text.split() for color in COLORS)

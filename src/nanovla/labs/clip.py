@@ -71,9 +71,9 @@ class ClipConfig(LabConfig):
     """text Transformer layers"""
     tokenizer_level: Literal["word", "char"] = "word"
     """caption tokenizer: word or char"""
-    steps: int = 1200
+    steps: int = 1100
     """optimizer steps"""
-    batch_size: int = 256
+    batch_size: int = 192
     """pairs per batch (before dropping repeated captions); every other pair is a negative"""
     lr: float = 2e-3
     """peak learning rate (AdamW, warmup + cosine)"""
@@ -81,7 +81,7 @@ class ClipConfig(LabConfig):
     """AdamW weight decay on weight matrices (not on norms, biases or the logit scale)"""
     warmup_steps: int = 100
     """linear warmup steps"""
-    train_images: int = 20000
+    train_images: int = 12000
     """training images generated once (single-object and full scenes together)"""
     single_object_fraction: float = 0.5
     """fraction of the training images that show one object and no bowl"""
