@@ -195,3 +195,20 @@ def test_translation_encoder_is_a_frozen_sentence_encoder(lab_run: Path) -> None
     torch.testing.assert_close(features[0], features[2])
     assert not torch.allclose(features[0], features[1])
     assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--heads", "3"], "--heads: 3 does not divide --d-model 128"),
+        (["--steps", "0"], "--steps: must be > 0"),
+        (["--directions", "ko-en"], "--directions: unknown value 'ko-en'"),
+    ],
+)
+def test_lab_refuses_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, options: list[str], message: str
+) -> None:
+    assert cli_main(["lab", "translate", "--out", str(tmp_path / "o"), *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o" / "corpus.parquet").exists()

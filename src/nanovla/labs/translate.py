@@ -206,12 +206,23 @@ def load_or_write_corpus(config: TranslateConfig, out: Path) -> tuple[Path, list
     return write_corpus(path, pairs), pairs
 
 
-def run(config: TranslateConfig) -> dict:
-    """The lab: corpus -> tokenizer -> training -> scores, examples, heat map, saved model."""
+def check_config(config: TranslateConfig) -> None:
+    """InputError naming the first bad option."""
     check_positive(train_size=config.train_size, eval_size=config.eval_size, steps=config.steps,
                    batch_size=config.batch_size, warmup=config.warmup, lr_scale=config.lr_scale,
                    beam_size=config.beam_size)  # fmt: skip
     check_choice("directions", config.directions, DIRECTIONS)
+    check_positive(d_model=config.d_model, heads=config.heads, layers=config.layers,
+                   d_ff=config.d_ff)  # fmt: skip
+    if config.d_model % config.heads:
+        raise InputError(f"--heads: {config.heads} does not divide --d-model {config.d_model}")
+    if not 0.0 <= config.dropout < 1.0 or not 0.0 <= config.label_smoothing < 1.0:
+        raise InputError("--dropout and --label-smoothing: must lie in [0, 1)")
+
+
+def run(config: TranslateConfig) -> dict:
+    """The lab: corpus -> tokenizer -> training -> scores, examples, heat map, saved model."""
+    check_config(config)
     from nanovla.labs import translate_report as report
 
     out = setup(config)

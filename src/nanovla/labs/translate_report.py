@@ -131,16 +131,17 @@ def plot_cross_attention(path: Path, translator: Translator, sentence: str) -> P
     plt = pyplot()
     font = _korean_font()
     source, target, weights, translation = cross_attention(translator, sentence)
-    figure, axes = plt.subplots(1, len(weights), figsize=(4.2 * len(weights), 0.35 * len(target) + 2.5),
-                                squeeze=False)  # fmt: skip
+    size = (4.2 * len(weights), 0.35 * len(target) + 2.5)
+    figure, axes = plt.subplots(1, len(weights), figsize=size, squeeze=False)
     for layer, (axis, weight) in enumerate(zip(axes[0], weights)):
-        axis.imshow(weight.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        image = axis.imshow(weight.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         axis.set_xticks(range(len(source)), [t.replace("\u2581", "_") for t in source],
                         rotation=70, fontsize=8)  # fmt: skip
         axis.set_yticks(range(len(target)), [t.replace("\u2581", "_") for t in target],
                         fontsize=8, fontfamily=font or "sans-serif")  # fmt: skip
         axis.set_title(f"decoder layer {layer + 1} cross-attention")
-    figure.suptitle(f"{sentence}  ->  {translation}", fontfamily=font or "sans-serif")
+    figure.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="attention weight")
+    figure.suptitle(f"{sentence}  ->  {translation}", y=1.04, fontfamily=font or "sans-serif")
     return save_figure(figure, path)
 
 
