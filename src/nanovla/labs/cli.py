@@ -10,6 +10,7 @@
     nanovla lab translate
     nanovla lab caption
     nanovla lab vqa
+    nanovla lab memory
 
 `nanovla lab NAME --help` explains every option of a lab.
 """
@@ -25,6 +26,7 @@ from nanovla.labs import (
     classify,
     clip,
     detect,
+    memory,
     segment,
     transfer,
     translate,
@@ -43,6 +45,7 @@ LABS = {
     "caption": (caption.CaptionConfig, caption.run),
     "vqa": (vqa.VQAConfig, vqa.run),
     "translate": (translate.TranslateConfig, translate.run),
+    "memory": (memory.MemoryConfig, memory.run),
 }
 
 
