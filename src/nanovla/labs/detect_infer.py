@@ -149,7 +149,8 @@ def detect_any_size(model: Detector, image: np.ndarray, **thresholds: float) -> 
 
 
 def export_onnx(model: Detector, path: Path, exporter: str = "dynamo") -> str:
-    """Writes `model` (eval mode, batch 1) to `path` as ONNX; returns the exporter used:
+    """Writes `model` (eval mode, batch 1) to `path` as one self-contained ONNX file (weights
+    inside, not in a `.data` file beside it); returns the exporter used:
     "dynamo" (`torch.onnx.export(..., dynamo=True)`, falling back to the legacy exporter if it
     fails) or "torchscript" (`dynamo=False`, asked for directly: it is several times faster)."""
     model.eval()
@@ -160,7 +161,9 @@ def export_onnx(model: Detector, path: Path, exporter: str = "dynamo") -> str:
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             try:
-                torch.onnx.export(model, example, str(path), dynamo=True, verbose=False, **names)
+                torch.onnx.export(
+                    model, example, str(path), dynamo=True, external_data=False, **names
+                )
                 return "dynamo"
             except Exception as error:  # noqa: BLE001 - the legacy exporter is the fallback
                 print(f"dynamo ONNX export failed ({type(error).__name__}); using dynamo=False")

@@ -1,7 +1,8 @@
 """Pictures of a detection run: per-class precision-recall curves and predictions drawn on images.
 
 `plot_pr_curves` draws COCO's interpolated precision at the 101 recall points (the curves whose
-means are the APs) per class, at IoU 0.5 (solid) and 0.75 (dashed). `plot_predictions` shows a
+means are the APs) per class, at IoU 0.5 (solid) and 0.75 (dashed), and beside it each class's
+AP at every IoU threshold. `plot_predictions` shows a
 grid of evaluation images with ground truth (thin white) and the detections above a display
 threshold (class-coloured, labelled with class and score).
 """
@@ -14,29 +15,40 @@ from pathlib import Path
 import numpy as np
 
 from nanovla.labs.common import pyplot, save_figure
-from nanovla.labs.detect_eval import RECALL_POINTS
+from nanovla.labs.detect_eval import IOU_THRESHOLDS, RECALL_POINTS
 
 CLASS_COLORS = ("#ff7f0e", "#d62728", "#9467bd", "#1f77b4", "#2ca02c", "#111111")
 
 
 def plot_pr_curves(path: Path, precision: np.ndarray, names: Sequence[str]) -> Path:
-    """precision (T, R, C) from `detect_eval.evaluate` -> one PR curve per class."""
+    """precision (T, R, C) from `detect_eval.evaluate` -> left: one PR curve per class at IoU
+    0.5 (solid) and 0.75 (dashed); right: each class's AP at every IoU threshold 0.50..0.95
+    (their mean is the class's AP50-95), which shows where localization costs points."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6.0, 4.5))
+    figure, (axis, by_iou) = plt.subplots(1, 2, figsize=(11.0, 4.5))
+    thresholds = IOU_THRESHOLDS
     for k, name in enumerate(names):
         color = CLASS_COLORS[k % len(CLASS_COLORS)]
         if (precision[0, :, k] < 0).all():
             continue  # no ground truth of this class
-        ap50 = precision[0, :, k].mean()
-        axis.plot(RECALL_POINTS, precision[0, :, k], color=color, label=f"{name} AP50 {ap50:.3f}")
+        ap = precision[:, :, k].mean(axis=1)  # (T,)
+        label = f"{name} AP50 {ap[0]:.3f}, AP50-95 {ap.mean():.3f}"
+        axis.plot(RECALL_POINTS, precision[0, :, k], color=color, label=label)
         axis.plot(RECALL_POINTS, precision[5, :, k], color=color, linestyle="--", alpha=0.7)
+        by_iou.plot(thresholds, ap, color=color, marker="o", markersize=3, label=name)
     axis.set_xlabel("recall")
     axis.set_ylabel("precision (interpolated)")
     axis.set_xlim(0, 1.0)
     axis.set_ylim(0, 1.02)
-    axis.set_title("precision-recall per class: IoU 0.5 solid, IoU 0.75 dashed")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower left")
+    axis.set_title("precision-recall: IoU 0.5 solid, IoU 0.75 dashed")
+    axis.legend(fontsize=7, loc="lower left")
+    by_iou.set_xlabel("IoU threshold")
+    by_iou.set_ylabel("AP")
+    by_iou.set_ylim(0, 1.02)
+    by_iou.set_title("AP per class at each IoU threshold")
+    by_iou.legend(fontsize=7, loc="lower left")
+    for panel in (axis, by_iou):
+        panel.grid(alpha=0.3)
     return save_figure(figure, path)
 
 
