@@ -16,7 +16,7 @@ from nanovla.eval.video import write_video
 from nanovla.io import write_json
 from nanovla.report import REPORT_FILE, build_report, write_report
 from nanovla.report.curves import panel_keys, plot_curves
-from nanovla.report.gather import command_line, gather, read_metrics
+from nanovla.report.gather import command_line, gather, launch_dir, read_metrics
 from nanovla.report.rollouts import attach_instructions, find_rollouts
 from nanovla.train_command import TrainCommand, command_json, parse, quick_command
 from nanovla.world import make_world
@@ -187,3 +187,11 @@ def test_a_metaworld_eval_json_gets_a_row_per_task(tmp_path):
     assert "push the puck to the goal" in table and "0.50 [0.15, 0.85]" in table
     assert "0.75 [0.41, 0.93]" in table and "6/8" in table
     assert any("train_command.json not found" in line for line in summary.missing)
+
+
+def test_a_relative_dataset_is_found_from_where_the_run_was_started(tmp_path):
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    assert launch_dir(run, "runs/a") == tmp_path.resolve()
+    assert launch_dir(run, "./runs/a") == tmp_path.resolve()
+    assert launch_dir(run, "elsewhere/a") is None and launch_dir(run, str(run)) is None

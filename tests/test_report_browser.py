@@ -86,3 +86,34 @@ def test_the_screenshot_is_not_blank(browser, report, tmp_path):
     # text and images down the page, not only a header
     rows_with_ink = (pixels.min(axis=(1, 2)) < 128).reshape(26, 100).any(axis=1)
     assert rows_with_ink.sum() >= 15
+
+
+def test_a_missing_outcome_is_re_run_from_the_checkpoint(report, tmp_path):
+    """The tiny policy fails everything: with its GIFs gone, the report re-runs the evaluation
+    episodes and writes the first failure of each family again: the same scene (first frame)
+    and outcome (the weights loaded from the checkpoint may act a float's noise apart from the
+    trained ones in memory, so the frames after the first need not be equal)."""
+    import json
+
+    from nanovla.report import build_report
+    from nanovla.report.rollouts import first_frame
+
+    run = tmp_path / "run"
+    shutil.copytree(report.parent, run, symlinks=True)
+    originals = {p.name: first_frame(p) for p in (run / "videos").glob("*_failure.gif")}
+    assert {"reach_0_failure.gif", "push_0_failure.gif"} <= set(originals)
+    for path in (run / "videos").glob("*.gif"):
+        path.unlink()
+    page, summary = build_report(run)
+    for name in ("reach_0_failure.gif", "push_0_failure.gif"):
+        np.testing.assert_array_equal(first_frame(run / "videos" / name), originals[name])
+    assert page.count("data:image/gif;base64,") == 2
+    assert not [line for line in summary.missing if "re-running" in line]
+    # an eval.json the checkpoint does not reproduce gets no look-alike GIF, and says so
+    result = json.loads((run / "eval.json").read_text())
+    result["splits"]["seen"]["per_task"]["reach"] = 0.5
+    (run / "eval.json").write_text(json.dumps(result))
+    (run / "videos" / "reach_0_failure.gif").unlink()
+    _, summary = build_report(run)
+    assert not (run / "videos" / "reach_0_failure.gif").exists()
+    assert any("reach: re-running the evaluation" in line and "0/2" in line and "1/2" in line for line in summary.missing)  # fmt: skip

@@ -6,9 +6,10 @@ instructions (`report.rollouts`) and writes the page (`report.page`) atomically:
 and resolved config, the dataset summary (episodes, frames, tasks, English and Korean
 instruction examples), loss / lr / samples-per-second / validation-success curves, the success
 table per split and family with 95% Wilson intervals, the evaluation seed, and the GIFs with
-successes beside failures. Images are embedded as base64 data URIs, so the one file is the
-whole report (a few hundred kB). What the directory lacks (no eval.json yet, a log cut short)
-is listed at the top and the rest is still shown.
+successes beside failures (an outcome the evaluation's first episodes did not show is
+re-run from the checkpoint, `report.outcomes`). Images are embedded as base64 data URIs, so
+the one file is the whole report (a few hundred kB). What the directory lacks (no eval.json
+yet, a log cut short) is listed at the top and the rest is still shown.
 
 Like TensorBoard's or Weights & Biases' run page, but a static file: nothing to serve, nothing
 to install to look at it, and it travels with the run directory.
@@ -21,6 +22,7 @@ from pathlib import Path
 from nanovla.io import write_text
 from nanovla.report.curves import plot_curves
 from nanovla.report.gather import RunSummary, gather
+from nanovla.report.outcomes import record_missing_outcomes
 from nanovla.report.page import render
 from nanovla.report.rollouts import attach_instructions, find_rollouts
 
@@ -37,16 +39,29 @@ def _image_size(summary: RunSummary) -> int:
     return 64
 
 
-def build_report(run: Path | str) -> tuple[str, RunSummary]:
-    """The page's HTML for the run directory `run`, and what was read to make it."""
+def build_report(run: Path | str, complete_outcomes: bool = True) -> tuple[str, RunSummary]:
+    """The page's HTML for the run directory `run`, and what was read to make it.
+
+    `complete_outcomes`: where a family's seen split had successes and failures but its GIFs
+    show one outcome, re-run its evaluation episodes from the last checkpoint and add the GIF of
+    the other (`report.outcomes`; written into RUN/videos/)."""
     summary = gather(run)
     rollouts = find_rollouts(summary.run, summary.eval)
+    if complete_outcomes and summary.eval is not None:
+        written, notes = record_missing_outcomes(
+            summary.run, summary.eval, rollouts, _image_size(summary)
+        )
+        summary.missing += notes
+        if written:
+            rollouts = find_rollouts(summary.run, summary.eval)
     if rollouts and summary.eval is not None:
         attach_instructions(rollouts, summary.eval, _image_size(summary))
     return render(summary, plot_curves(summary.metrics), rollouts), summary
 
 
-def write_report(run: Path | str, out: Path | str | None = None) -> Path:
+def write_report(
+    run: Path | str, out: Path | str | None = None, complete_outcomes: bool = True
+) -> Path:
     """Write the report of `run` to `out` (default RUN/report.html) atomically; returns the path."""
-    page, summary = build_report(run)
+    page, summary = build_report(run, complete_outcomes)
     return write_text(Path(out) if out is not None else summary.run / REPORT_FILE, page)

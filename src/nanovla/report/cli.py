@@ -18,6 +18,10 @@ class ReportCommand:
     """the run directory (the --out of `nanovla train`)"""
     out: Path | None = None
     """where to write the page (default: RUN/report.html)"""
+    complete_outcomes: bool = True
+    """where a family's seen episodes had successes and failures but its GIFs show only one
+    outcome, re-run that family's evaluation episodes from checkpoints/last (same seeds) and
+    add a GIF of the other to RUN/videos/"""
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +29,6 @@ def main(argv: list[str]) -> int:
     from nanovla.report import write_report
 
     command = tyro.cli(ReportCommand, args=argv, prog="nanovla report")
-    path = write_report(command.run, command.out)
+    path = write_report(command.run, command.out, command.complete_outcomes)
     print(f"report: wrote {path} ({path.stat().st_size / 1024:.0f} kB)")
     return 0

@@ -11,6 +11,7 @@ dataset the run trained on), the dataset's `meta/` (episodes, frames, tasks, ins
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +223,21 @@ def gather(run: Path | str) -> RunSummary:
     return summary
 
 
+def launch_dir(run: Path, out: Any) -> Path | None:
+    """The directory `nanovla train` ran in: `run` without the parts of its relative `--out`."""
+    if not isinstance(out, str) or Path(out).is_absolute():
+        return None
+    parts, resolved = Path(out).parts, run.resolve()
+    if not parts or resolved.parts[-len(parts) :] != Path(os.path.normpath(out)).parts:
+        return None
+    return resolved.parents[len(parts) - 1]
+
+
 def _gather_dataset(summary: RunSummary) -> None:
     path = dataset_path(summary.run, summary.command, summary.record)
+    if path is not None and not path.is_absolute() and not path.exists() and summary.command:
+        base = launch_dir(summary.run, summary.command.get("out"))  # relative to where it ran
+        path = base / path if base is not None and (base / path).exists() else path
     if path is None:
         summary.missing.append("no dataset path known (no train_command.json or run.json)")
         return

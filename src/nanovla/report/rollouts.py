@@ -40,14 +40,10 @@ class Rollout:
 
 
 def find_rollouts(run: Path, result: dict[str, Any] | None) -> list[Rollout]:
-    """The run's rollout GIFs: those eval.json lists (looked up under RUN/videos/ by name, as
-    the listed paths are relative to wherever the run was started), else every matching GIF
-    under RUN/videos/; ordered by family as evaluated, then episode."""
-    names: list[str] = []
-    if result is not None and isinstance(result.get("videos"), list):
-        names = [Path(str(p)).name for p in result["videos"]]
-    if not names:
-        names = sorted(p.name for p in (run / VIDEOS_DIR).glob("*.gif"))
+    """The run's rollout GIFs: every `<family>_<index>_<outcome>.gif` under RUN/videos/ (those
+    eval.json lists are looked up there by name, as the listed paths are relative to wherever
+    the run was started); ordered by family as evaluated, then episode."""
+    names = sorted(p.name for p in (run / VIDEOS_DIR).glob("*.gif"))
     families = list(result.get("families", [])) if result else []
     rollouts = []
     for name in names:
