@@ -363,6 +363,9 @@ def run(command: TrainCommand) -> dict[str, Any]:
             resume_hint=f"nanovla train --out {shlex.quote(str(out))} --resume",
         )
         hooks.attach(trainer)
+        if command.gpu_frames and trainer.device.type == "cuda":
+            loader.to(trainer.device)  # the frame cache on this rank's GPU
+        val_batches[:] = [trainer.to_device(batch) for batch in val_batches]
         if main_rank:
             with naming(out / COMMAND_FILE):
                 write_json(out / COMMAND_FILE, command_json(command, out))

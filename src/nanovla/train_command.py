@@ -53,6 +53,7 @@ RESUMABLE: tuple[str, ...] = (
     "eval",
     "eval_every_episodes",
     "nproc",
+    "gpu_frames",
 )
 """Options `--resume` applies when given again (dotted names; `eval` = every `--eval.*`).
 Raising `--train.steps` extends the run; the learning-rate schedule is recomputed for the new
@@ -146,6 +147,9 @@ class TrainCommand:
     """where decoded frames live: "memory" (fastest batches; the loader keeps a padded copy),
     "memmap" (a uint8 file beside the dataset, read per batch: memory stays flat however large
     the dataset) or "auto" (memmap once the frames exceed 2 GiB)"""
+    gpu_frames: bool = False
+    """with --train.device cuda: keep the loader's frames on the GPU and build batches there
+    (no host-to-device copy per step; needs the frames in memory, not memmap); no effect on CPU"""
     expert_noise: float = 0.3
     """DART (noise injected while demonstrating): std of Gaussian noise added to the expert's
     executed motion; the recorded label stays clean, so the demonstrations show how to recover

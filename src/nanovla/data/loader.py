@@ -109,6 +109,7 @@ class BatchLoader:
         self._augment_rng = torch.Generator().manual_seed(seed + 1)
         self.epoch = -1
         self.shard = (0, 1)  # (rank, world size): which slice of each batch this process gets
+        self.device = torch.device("cpu")  # where the frames and batches live (see `to`)
         self._start_epoch()
 
     def _too_small_message(self, num_episodes: int) -> str:
@@ -180,6 +181,24 @@ class BatchLoader:
         self._permutation = torch.randperm(len(self.rows), generator=self._order_rng)  # (M,)
         self._cursor = 0
 
+    def to(self, device: str | torch.device) -> BatchLoader:
+        """Keep the padded frames and the per-frame vectors on `device` (e.g. the GPU): batches
+        are then gathered and cropped there, with no host-to-device copy per step. The order
+        and augmentation generators stay on the CPU, so the batches are the same."""
+        if self.frames is None:
+            raise InputError(
+                "memmap frames stay on disk and cannot move to a device; decode them into "
+                "memory (frame cache 'memory') to keep them on the GPU"
+            )
+        self.device = torch.device(device)
+        for name in (
+            "frames", "_local", "states", "actions", "env_states", "task_index", "episode_index",
+            "frame_index", "last_row",
+        ):  # fmt: skip
+            if getattr(self, name) is not None:  # env_states may be absent
+                setattr(self, name, getattr(self, name).to(self.device))
+        return self
+
     def set_shard(self, rank: int, world_size: int) -> None:
         """Hand out only slice `rank` of `world_size` of every batch (multi-process training:
         every rank draws the same global batch, its order and its augmentation offsets, and
@@ -194,13 +213,13 @@ class BatchLoader:
     def batch(self, rows: torch.Tensor) -> Batch:
         """The batch of the given global frame indices (B,) (augmented if `augment_shift` > 0;
         only this process's slice of it after `set_shard`)."""
-        rows = rows.long()
+        rows = rows.long().to(self.device)
         offsets = self._offsets(len(rows))  # drawn for the whole batch on every rank
         rank, world_size = self.shard
         if world_size > 1:
             keep = slice(rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size)
             rows, offsets = rows[keep], None if offsets is None else offsets[keep]
-        steps = rows[:, None] + torch.arange(self.chunk)  # (B, k)
+        steps = rows[:, None] + torch.arange(self.chunk, device=rows.device)  # (B, k)
         last = self.last_row.index_select(0, rows)[:, None]  # (B, 1)
         is_pad = steps > last  # (B, k)
         chunk_rows = torch.minimum(steps, last).view(-1)  # (B*k,)
@@ -225,7 +244,8 @@ class BatchLoader:
         if self.augment_shift == 0:
             return None
         span = 2 * self.augment_shift + 1
-        return torch.randint(0, span, (count, 2), generator=self._augment_rng)
+        offsets = torch.randint(0, span, (count, 2), generator=self._augment_rng)
+        return offsets.to(self.device)
 
     def _images(self, rows: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
         """Frames (B, 3, H, W), each cropped at its own offset (dy, dx) in [0, 2s]^2."""
@@ -247,8 +267,8 @@ class BatchLoader:
         corner = (
             local * (channels * padded_h * padded_w) + offsets[:, 0] * padded_w + offsets[:, 1]
         )  # (B,)
-        plane = torch.arange(channels) * (padded_h * padded_w)  # (3,)
-        line = torch.arange(height) * padded_w  # (H,)
+        plane = torch.arange(channels, device=rows.device) * (padded_h * padded_w)  # (3,)
+        line = torch.arange(height, device=rows.device) * padded_w  # (H,)
         starts = corner[:, None, None] + plane[None, :, None] + line[None, None, :]  # (B, 3, H)
         rows_of_frames = frames.view(-1).unfold(0, width, 1)  # (L, W) view: row i starts at byte i
         crops = rows_of_frames.index_select(0, starts.view(-1))  # (B*3*H, W)

@@ -413,12 +413,13 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch on the training device: CPU tensors go through pinned (page-locked) host
+        memory and an asynchronous copy; tensors already there (a GPU-side loader) stay."""
         if self.device.type == "cpu":
             return batch
-        return {
-            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()
-        }
+        return {k: _moved(v, self.device) for k, v in batch.items()}
+
+    to_device = _to_device  # public: the pipeline moves its fixed validation batches
 
     def _eval_due(self) -> bool:
         return self.step % self.config.eval_every == 0 or self.step == self.config.steps
@@ -530,6 +531,14 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.resumed_from = checkpoint
+
+
+def _moved(value: Any, device: torch.device) -> Any:
+    if not isinstance(value, torch.Tensor) or value.device == device:
+        return value
+    if value.device.type == "cpu" and device.type == "cuda":
+        value = value.pin_memory()
+    return value.to(device, non_blocking=True)
 
 
 def _nonfinite_batch(batch: dict[str, Any]) -> str:
