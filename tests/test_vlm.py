@@ -160,3 +160,27 @@ def test_bad_input_is_one_named_error(tmp_path):
         VLM.from_pretrained(tmp_path)
     with pytest.raises(InputError, match="arch"):
         VLMConfig(arch="gpt")
+
+
+def test_the_image_tower_can_start_from_a_clip(tmp_path):
+    """--vision-init: the CLIP's vla_cnn weights and pixel statistics, the grid pooled 2x2."""
+    from types import SimpleNamespace
+
+    from nanovla.labs.vlm_train import build_model
+    from nanovla.models.clip import CLIP, CLIPConfig, clip_tokenizer
+
+    clip_config = CLIPConfig(image_size=16, vision_widths=(8,), text_width=16, text_layers=1,
+                             text_heads=2, text_ff=32, embed_dim=8, image_mean=(0.1, 0.2, 0.3))  # fmt: skip
+    torch.manual_seed(0)
+    clip = CLIP(clip_config, clip_tokenizer(["a red box"]))
+    clip.save_pretrained(tmp_path / "clip")
+    options = SimpleNamespace(arch="llava", image_size=16, vision_widths=(32, 64), vision_pool=2,
+                              d_model=16, num_layers=1, vision_init=tmp_path / "clip")  # fmt: skip
+    model = build_model(options, build_tokenizer(QUESTIONS), 24)
+    assert model.config.vision_widths == (8,) and model.config.image_mean == (0.1, 0.2, 0.3)
+    assert model.net.image.num_tokens == 4  # 16 px / stem 4 = 4x4 grid, pooled 2x2 -> 2x2
+    ours, theirs = model.net.image.backbone.state_dict(), clip.vision.backbone.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    options.image_size = 32
+    with pytest.raises(InputError, match="--image-size: 32, but the CLIP"):
+        build_model(options, build_tokenizer(QUESTIONS), 24)

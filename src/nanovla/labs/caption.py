@@ -30,8 +30,8 @@ import numpy as np
 
 from nanovla.data import captions as caption_data
 from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
-from nanovla.labs.vlm_train import Batch, plot_grid, train, wrap
-from nanovla.models.vlm import VLM, VLMConfig, build_tokenizer
+from nanovla.labs.vlm_train import Batch, build_model, plot_grid, train, wrap
+from nanovla.models.vlm import VLM, build_tokenizer
 from nanovla.models.vlm.text import CAPTION_PROMPTS
 from nanovla.world.instructions import BOWL_KO, COLORS_KO, KINDS_KO, SIZES_KO
 from nanovla.world.scene import COLORS, KINDS, SIZES, SceneState
@@ -61,6 +61,15 @@ class CaptionConfig(LabConfig):
     """text model width"""
     num_layers: int = 3
     """text model layers"""
+    vision_widths: tuple[int, ...] = (32, 64, 64)
+    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64, 64)
+    gives 4x4 image tokens at 64x64, (32, 64) 8x8"""
+    vision_init: Path | None = None
+    """initialise the image tower from a CLIP model directory (`nanovla lab clip --out DIR`:
+    DIR/model; a vla_cnn tower), as LLaVA starts from CLIP; its grid is pooled by
+    --vision-pool, and --vision-widths / --image-size come from the CLIP"""
+    vision_pool: int = 1
+    """average-pool the image token grid by this factor per side"""
     image_size: int = 64
     """rendered image side in pixels"""
     beam_size: int = 3
@@ -164,9 +173,7 @@ def run(config: CaptionConfig) -> dict[str, object]:
     out = setup(config)
     texts = caption_batch("train", 400, 999_999, config.image_size)[2]
     tokenizer = build_tokenizer(texts, max_length=64)
-    model_config = VLMConfig(arch=config.arch, image_size=config.image_size, d_model=config.d_model,
-                             num_layers=config.num_layers, max_text_len=64)  # fmt: skip
-    model = VLM(model_config, tokenizer)
+    model = build_model(config, tokenizer, 64)
     result = train(model, make_batches(config), config.steps, config.lr,
                    min(config.warmup, config.steps - 1), desc="lab caption")  # fmt: skip
     scores, samples = evaluate(model, config)

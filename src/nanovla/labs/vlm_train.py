@@ -13,12 +13,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from nanovla.errors import InputError
 from nanovla.labs.common import pyplot, save_figure
-from nanovla.models.vlm import VLM
+from nanovla.models.text.tokenizer import Tokenizer
+from nanovla.models.vlm import VLM, VLMConfig
+from nanovla.models.vlm.layers import clip_vision_config, load_clip_vision
 from nanovla.models.vlm.text import normalize
 from nanovla.progress import note, progress
 from nanovla.train.optim import build_optimizer
@@ -74,6 +78,24 @@ def train(
     bar.close()
     model.eval()
     return TrainResult(losses, time.perf_counter() - start)
+
+
+def build_model(config: Any, tokenizer: Tokenizer, max_text_len: int) -> VLM:
+    """The lab's VLM from its options (arch, sizes, vision widths / pool, --vision-init)."""
+    fields: dict[str, Any] = dict(
+        arch=config.arch, image_size=config.image_size, vision_widths=config.vision_widths,
+        vision_pool=config.vision_pool, d_model=config.d_model, num_layers=config.num_layers,
+        max_text_len=max_text_len,
+    )  # fmt: skip
+    if config.vision_init is not None:
+        tower = clip_vision_config(str(config.vision_init))
+        if tower["image_size"] != config.image_size:
+            raise InputError(f"--image-size: {config.image_size}, but the CLIP in --vision-init takes {tower['image_size']}x{tower['image_size']} images")  # fmt: skip
+        fields |= tower
+    model = VLM(VLMConfig(**fields), tokenizer)
+    if config.vision_init is not None:
+        load_clip_vision(model.net.image, str(config.vision_init))
+    return model
 
 
 def exact_match(

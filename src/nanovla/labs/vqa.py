@@ -29,8 +29,8 @@ import numpy as np
 from nanovla.data import vqa
 from nanovla.errors import InputError
 from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
-from nanovla.labs.vlm_train import Batch, exact_match, plot_grid, train, wrap
-from nanovla.models.vlm import VLM, VLMConfig, build_tokenizer
+from nanovla.labs.vlm_train import Batch, build_model, exact_match, plot_grid, train, wrap
+from nanovla.models.vlm import VLM, build_tokenizer
 from nanovla.models.vlm.text import CAPTION_PROMPTS
 from nanovla.world.annotate import caption_en, caption_ko
 
@@ -63,6 +63,15 @@ class VQAConfig(LabConfig):
     """text model width"""
     num_layers: int = 3
     """text model layers"""
+    vision_widths: tuple[int, ...] = (32, 64, 64)
+    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64, 64)
+    gives 4x4 image tokens at 64x64, (32, 64) 8x8"""
+    vision_init: Path | None = None
+    """initialise the image tower from a CLIP model directory (`nanovla lab clip --out DIR`:
+    DIR/model; a vla_cnn tower), as LLaVA starts from CLIP; its grid is pooled by
+    --vision-pool, and --vision-widths / --image-size come from the CLIP"""
+    vision_pool: int = 1
+    """average-pool the image token grid by this factor per side"""
     image_size: int = 64
     """rendered image side in pixels"""
     caption_fraction: float = 0.0
@@ -167,10 +176,7 @@ def run(config: VQAConfig) -> dict[str, object]:
     if config.caption_fraction > 0:
         texts += caption_examples(vqa.EVAL_SEED - 1, 300, config.image_size)[2]
     tokenizer = build_tokenizer(texts, max_length=96)
-    model_config = VLMConfig(arch=config.arch, image_size=config.image_size,
-                             d_model=config.d_model, num_layers=config.num_layers,
-                             max_text_len=96 if config.caption_fraction > 0 else 48)  # fmt: skip
-    model = VLM(model_config, tokenizer)
+    model = build_model(config, tokenizer, 96 if config.caption_fraction > 0 else 48)
     probe_data = vqa.generate(vqa.EVAL_SEED + 3, 40, config.image_size)
 
     def probe() -> str:

@@ -11,9 +11,9 @@ prompt). Departures: no ITC / ITM heads and no bootstrapped captions (CapFilt): 
 captions are clean by construction; the image encoder is a small zoo model, not a ViT-B; the
 decoder layers are `nanovla.nn.TransformerDecoderLayer` (pre-norm, GELU).
 
-Generation: `prefill` runs the prompt once and returns a state holding each layer's self-
-attention keys/values and the memory's cross-attention keys/values (computed once per image);
-`extend` feeds one new token per row. `forward` recomputes everything (training, and the
+Generation: `prefill` runs the prompt once and returns a state holding the decoder's
+`nanovla.nn.kv_cache.KVCache` (each layer's self-attention keys/values, and the memory's
+cross-attention keys/values, projected once per image); `extend` feeds one new token per row. `forward` recomputes everything (training, and the
 reference the cached path is tested against).
 """
 
@@ -25,13 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from nanovla.models.vlm.configuration import VLMConfig
-from nanovla.models.vlm.layers import (
-    ImageEncoder,
-    decoder_layer_step,
-    memory_keys,
-    step_mask,
-    text_positions,
-)
+from nanovla.models.vlm.layers import ImageEncoder, step_mask, text_positions
+from nanovla.nn.kv_cache import KVCache
 from nanovla.nn.transformer import TransformerDecoder
 
 
@@ -66,29 +61,21 @@ class BlipStyle(nn.Module):
         x = self.embed(ids) + self.pos(text_positions(attend))
         return self.head(self.decoder(x, memory, tgt_mask=step_mask(attend, ids.shape[1])))
 
-    def _layers(self, x: Tensor, state: dict[str, Any], attend: Tensor) -> tuple[Tensor, tuple]:
+    def _decode(self, x: Tensor, state: dict[str, Any], attend: Tensor) -> Tensor:
         mask = step_mask(attend, x.shape[1])
-        caches = []
-        past = state.get("kv") or (None,) * len(self.decoder.layers)
-        for layer, layer_past, memory_kv in zip(self.decoder.layers, past, state["memory"]):
-            x, cache = decoder_layer_step(layer, x, layer_past, mask, memory_kv)
-            caches.append(cache)
-        return self.head(self.decoder.norm(x[:, -1])), tuple(caches)
+        hidden = self.decoder(x, state["memory"], tgt_mask=mask, cache=state["cache"])
+        return self.head(hidden[:, -1])
 
     def prefill(self, pixels: Tensor, ids: Tensor, attend: Tensor) -> tuple[Tensor, dict]:
         """Run left-padded prompts (B, T0): next-token logits (B, V) and the decoding state."""
-        memory = self.memory(pixels)
-        state: dict[str, Any] = {
-            "memory": tuple(memory_keys(layer.cross_attn, memory) for layer in self.decoder.layers)
-        }
         positions = text_positions(attend)
-        logits, state["kv"] = self._layers(self.embed(ids) + self.pos(positions), state, attend)
-        state["attend"], state["pos"] = attend, positions[:, -1] + 1
-        return logits, state
+        state = {"memory": self.memory(pixels), "cache": KVCache(len(self.decoder.layers))}
+        logits = self._decode(self.embed(ids) + self.pos(positions), state, attend)
+        return logits, {**state, "attend": attend, "pos": positions[:, -1] + 1}
 
     def extend(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         """Feed one token per row (B, 1): next-token logits (B, V) and the grown state."""
         attend = torch.cat([state["attend"], torch.ones_like(tokens, dtype=torch.bool)], dim=1)
         x = self.embed(tokens) + self.pos(state["pos"][:, None])
-        logits, kv = self._layers(x, state, attend)
-        return logits, {**state, "kv": kv, "attend": attend, "pos": state["pos"] + 1}
+        logits = self._decode(x, state, attend)
+        return logits, {**state, "attend": attend, "pos": state["pos"] + 1}

@@ -30,8 +30,16 @@ class VLMConfig:
     vision_widths: tuple[int, ...] = (32, 64, 64)
     """vla_cnn channel widths (a stride-4 stem, then one stride-2 stage per further width):
     (32, 64, 64) gives a 4x4 grid of 64-channel tokens for 64x64 images"""
+    vision_extra_blocks: int = 1
+    """vla_cnn stride-1 conv blocks at the last width"""
+    vision_pool: int = 1
+    """average-pool the image token grid by this factor per side (2: a 16x16 grid -> 8x8)"""
     image_size: int = 64
     """side of the square RGB input images"""
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    """per-channel mean of the [0, 1] pixels (a CLIP tower brings its own)"""
+    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    """per-channel std of the [0, 1] pixels"""
     d_model: int = 128
     """width of the text model (and of the projected image tokens)"""
     num_layers: int = 3

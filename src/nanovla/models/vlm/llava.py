@@ -12,8 +12,8 @@ model is small and trained from scratch together with the image encoder (no froz
 LLM or CLIP to align first, so LLaVA's stage-1 projector pre-training has nothing to do here);
 its layers are `nanovla.nn.TransformerEncoderLayer`s with a causal mask (pre-norm, GELU).
 
-Generation: `prefill` runs image tokens + prompt once and returns every layer's keys/values;
-`extend` feeds one token per row against that cache. `forward` recomputes everything.
+Generation: `prefill` runs image tokens + prompt once and returns every layer's
+`nanovla.nn.kv_cache.AttentionCache`; `extend` feeds one token per row against them. `forward` recomputes everything.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from nanovla.models.vlm.configuration import VLMConfig
 from nanovla.models.vlm.layers import ImageEncoder, encoder_layer_step, step_mask, text_positions
+from nanovla.nn.kv_cache import AttentionCache
 from nanovla.nn.transformer import TransformerEncoder
 
 
@@ -64,24 +65,23 @@ class LlavaStyle(nn.Module):
             hidden = self.lm(x, mask=step_mask(full, full.shape[1]))
         return self.head(hidden[:, n:])
 
-    def _layers(self, x: Tensor, past: tuple | None, attend: Tensor) -> tuple[Tensor, tuple]:
+    def _layers(self, x: Tensor, caches: list[AttentionCache], attend: Tensor) -> Tensor:
         mask = step_mask(attend, x.shape[1])
-        caches = []
-        for layer, layer_past in zip(self.lm.layers, past or (None,) * len(self.lm.layers)):
-            x, cache = encoder_layer_step(layer, x, layer_past, mask)
-            caches.append(cache)
-        return self.head(self.lm.norm(x[:, -1])), tuple(caches)
+        for layer, cache in zip(self.lm.layers, caches):
+            x = encoder_layer_step(layer, x, cache, mask)
+        return self.head(self.lm.norm(x[:, -1]))
 
     def prefill(self, pixels: Tensor, ids: Tensor, attend: Tensor) -> tuple[Tensor, dict]:
         """Run image tokens + left-padded prompts (B, T0): next-token logits (B, V), state."""
         positions = text_positions(attend)
         full = self._full_attend(attend)
-        logits, kv = self._layers(self._sequence(pixels, ids, positions), None, full)
-        return logits, {"kv": kv, "attend": full, "pos": positions[:, -1] + 1}
+        caches = [AttentionCache(static=False) for _ in self.lm.layers]
+        logits = self._layers(self._sequence(pixels, ids, positions), caches, full)
+        return logits, {"cache": caches, "attend": full, "pos": positions[:, -1] + 1}
 
     def extend(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         """Feed one token per row (B, 1): next-token logits (B, V) and the grown state."""
         attend = torch.cat([state["attend"], torch.ones_like(tokens, dtype=torch.bool)], dim=1)
         x = self.embed(tokens) + self.pos(state["pos"][:, None])
-        logits, kv = self._layers(x, state["kv"], attend)
-        return logits, {"kv": kv, "attend": attend, "pos": state["pos"] + 1}
+        logits = self._layers(x, state["cache"], attend)
+        return logits, {**state, "attend": attend, "pos": state["pos"] + 1}
