@@ -134,16 +134,21 @@ def plot_grid(
     plt.rcParams["font.family"] = ["DejaVu Sans", *_hangul_fonts()]
     columns = min(4, len(images))
     rows = (len(images) + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 5.2 * rows), squeeze=False)
+    lines = [[(part, ok) for line, ok in text for part in wrap(line, 52)] for text in lines]
+    most = max(len(text) for text in lines)
+    height = 2.6 + 0.17 * most
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.6 * columns, height * rows), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, text in zip(axes.flat, images, lines):
         axis.imshow(image, interpolation="nearest")
         for k, (line, ok) in enumerate(text):
-            axis.text(0.0, -0.04 - 0.075 * k, line, transform=axis.transAxes, va="top",
-                      fontsize=7, color="black" if ok else "red", wrap=True)  # fmt: skip
+            axis.text(0.0, -0.03 - 0.062 * k, line, transform=axis.transAxes, va="top",
+                      fontsize=6.5, color="black" if ok else "red")  # fmt: skip
     figure.suptitle(title)
-    figure.subplots_adjust(hspace=0.9)
+    figure.subplots_adjust(hspace=0.25 + 0.09 * most, wspace=0.15)
     return save_figure(figure, path)
 
 
