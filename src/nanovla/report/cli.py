@@ -14,7 +14,7 @@ class ReportCommand:
     """Write the HTML report of a `nanovla train` run: command, dataset, curves, success table,
     rollout GIFs; one file, images embedded, opens offline in any browser."""
 
-    run: Annotated[Path, tyro.conf.Positional]
+    run: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
     """the run directory (the --out of `nanovla train`)"""
     out: Path | None = None
     """where to write the page (default: RUN/report.html)"""
