@@ -104,14 +104,13 @@ def test_collect_writes_a_dataset_that_reads_back(tmp_path):
 
 
 def test_tiny_train_and_eval_write_eval_json(tmp_path, monkeypatch):
-    from nanovla.metaworld_command import EvalCommand, TrainCommand, evaluate, train
-    from nanovla.train_command import TrainLoopOptions
+    from nanovla.metaworld_command import EvalCommand, LoopOptions, TrainCommand, evaluate, train
 
     monkeypatch.chdir(tmp_path)  # the recording is cached under ./data
     command = TrainCommand(
         tasks=(TASK,), episodes=2, max_steps=60, eval_episodes=2, out=tmp_path / "run",
         expert_baseline=False, progress=False, batch_size=32,
-        train=TrainLoopOptions(steps=30, log_every=10, warmup_steps=0, tensorboard=False),
+        train=LoopOptions(steps=30, log_every=10, warmup_steps=0, tensorboard=False),
     )  # fmt: skip
     train(command)
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
@@ -127,6 +126,36 @@ def test_tiny_train_and_eval_write_eval_json(tmp_path, monkeypatch):
     )  # fmt: skip
     assert again["per_task"] == result["per_task"]
     assert (tmp_path / "run" / "eval-000030.json").is_file()
+
+
+def test_state_policy_trains_saves_and_loads(tmp_path):
+    import torch
+
+    from nanovla.data.loader import BatchLoader
+    from nanovla.data.state_dataset import StateDataset, StateDatasetWriter, state_episode
+    from nanovla.models.policy.state_policy import StatePolicy, StatePolicyConfig
+
+    rng = np.random.default_rng(0)
+    writer = StateDatasetWriter(tmp_path / "ds", fps=80)
+    for task in ("open the door", "close the drawer"):
+        states = rng.normal(size=(30, 5)).astype(np.float32)
+        writer.add_episode(state_episode(states, np.tanh(states[:, :2]), task))
+    writer.finalize()
+    dataset = StateDataset(tmp_path / "ds")
+    torch.manual_seed(0)
+    policy = StatePolicy.from_dataset(StatePolicyConfig(chunk=3, hidden_dim=32), dataset)
+    batch = BatchLoader(dataset, 16, chunk=3, val_fraction=0.0).next_batch()
+    loss, metrics = policy(batch)
+    assert loss.ndim == 0 and {"l1", "l1_dim0", "l1_dim1"} <= set(metrics)
+    loss.backward()
+    assert all(p.grad is not None for p in policy.layers.parameters())
+    policy.save_pretrained(tmp_path / "model")
+    loaded = StatePolicy.from_pretrained(tmp_path / "model")
+    obs = {"state": dataset.states[:4], "instruction": ["open the door"] * 4}
+    np.testing.assert_array_equal(policy.select_action(obs), loaded.select_action(obs))
+    assert loaded.select_action({"state": dataset.states[0], "instruction": "x"}).shape == (2,)
+    with pytest.raises(InputError, match="observation.state"):
+        policy.select_action({"state": dataset.states[:2, :4], "instruction": ["a", "b"]})
 
 
 def test_command_smoke_and_errors_in_a_subprocess(tmp_path):

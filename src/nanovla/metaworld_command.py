@@ -87,10 +87,17 @@ class PolicyOptions(StatePolicyConfig):
     action_names: tyro.conf.Suppress[tuple[str, ...]] = ("dx", "dy", "dz", "grip")
 
 
-def _default_train() -> TrainLoopOptions:
-    return TrainLoopOptions(
-        steps=20_000, lr=1e-3, warmup_steps=200, log_every=200, weight_decay=1e-4
-    )
+@dataclass
+class LoopOptions(TrainLoopOptions):
+    """The training loop (`TrainConfig`): batch size, seed and progress are the command's own
+    options; no validation rollouts run during training (the evaluation follows it), and a run
+    is not resumed (Ctrl-C still saves a checkpoint)."""
+
+    eval_every: tyro.conf.Suppress[int] = 0
+
+
+def _default_train() -> LoopOptions:
+    return LoopOptions(steps=20_000, lr=1e-3, warmup_steps=200, log_every=200, weight_decay=1e-4)
 
 
 @dataclass
@@ -114,7 +121,7 @@ class TrainCommand(Recording):
     threads: int = 1
     """torch CPU threads (a small MLP gains little from a second one)"""
     policy: PolicyOptions = field(default_factory=PolicyOptions)
-    train: TrainLoopOptions = field(default_factory=_default_train)
+    train: LoopOptions = field(default_factory=_default_train)
 
 
 @dataclass
@@ -192,14 +199,7 @@ def train(command: TrainCommand) -> dict[str, Any]:
     """The whole `nanovla metaworld train` job; returns the policy's eval.json dict."""
     import torch
 
-    from nanovla.data.loader import BatchLoader
-    from nanovla.data.state_dataset import StateDataset
     from nanovla.envs.metaworld import resolve_tasks
-    from nanovla.eval.metaworld import evaluate_metaworld
-    from nanovla.models.policy.state_policy import StatePolicy
-    from nanovla.train.config import TrainConfig
-    from nanovla.train.engine import Trainer
-    from nanovla.train.rng import seed_everything
 
     torch.set_num_threads(command.threads)
     started = time.perf_counter()
@@ -207,6 +207,32 @@ def train(command: TrainCommand) -> dict[str, Any]:
     out = command.out or Path("runs") / time.strftime("metaworld-%Y%m%d-%H%M%S")
     if (out / CHECKPOINTS_DIR).exists():
         raise ExistsError(f"{out} already holds a run; choose another --out")
+    data = ensure_dataset(command, tasks)
+    collected = time.perf_counter()
+    policy = fit(command, tasks, data, out)
+    trained = time.perf_counter()
+    result, expert = evaluate_run(command, tasks, policy, out)
+    result["checkpoint"] = str(out / CHECKPOINTS_DIR / LAST_LINK)
+    result["timing_s"] = {
+        "collect": round(collected - started, 1),
+        "train": round(trained - collected, 1),
+        "eval": result.pop("eval_s"),
+        "expert_eval": expert.pop("eval_s") if expert else 0.0,
+        "total": round(time.perf_counter() - started, 1),
+    }
+    write_json(out / "eval.json", result)
+    print(side_by_side(result, expert))
+    timing = result["timing_s"]
+    print(
+        f"wall time {timing['total']:.0f} s (collect {timing['collect']:.0f} s, train "
+        f"{timing['train']:.0f} s, eval {timing['eval']:.0f} s, expert eval "
+        f"{timing['expert_eval']:.0f} s); wrote {out / 'eval.json'}"
+    )
+    return result
+
+
+def ensure_dataset(command: TrainCommand, tasks: tuple[str, ...]) -> Path:
+    """The demonstrations' directory: `--dataset`, the cached recording, or a new recording."""
     data = dataset_dir(command, tasks)
     if command.dataset is not None and not (data / INFO_PATH).is_file():
         raise MissingError(f"--dataset {data}: no dataset there ({INFO_PATH} missing)")
@@ -214,12 +240,23 @@ def train(command: TrainCommand) -> dict[str, Any]:
         print(f"train: using demonstrations in {data}")
     else:
         collect(command, data)
-    collected = time.perf_counter()
+    return data
+
+
+def fit(command: TrainCommand, tasks: tuple[str, ...], data: Path, out: Path) -> Any:
+    """Train a `StatePolicy` on the dataset at `data` into `out` with the engine; returns it."""
+    from nanovla.data.loader import BatchLoader
+    from nanovla.data.state_dataset import StateDataset
+    from nanovla.models.policy.state_policy import StatePolicy
+    from nanovla.train.config import TrainConfig
+    from nanovla.train.engine import Trainer
+    from nanovla.train.rng import seed_everything
+
     dataset = StateDataset(data)
     unknown = sorted(set(dataset.tasks) - {_instruction(t) for t in tasks})
     if unknown:
         print(f"train: {data} also holds instructions of other tasks: {unknown}")
-    seed_everything(command.seed)
+    seed_everything(command.seed)  # the initial weights come from the seed alone
     config = plain_config(command.policy, StatePolicyConfig)
     policy = StatePolicy.from_dataset(config, dataset)
     loader = BatchLoader(
@@ -238,35 +275,32 @@ def train(command: TrainCommand) -> dict[str, Any]:
         f"{n_params / 1e6:.2f}M params, {train_config.steps} steps -> {out}"
     )
     Trainer(policy, loader, train_config, out, on_save=_record_tasks(tasks)).fit()
-    trained = time.perf_counter()
-    policy.eval()
+    return policy.eval()
+
+
+def evaluate_run(
+    command: TrainCommand, tasks: tuple[str, ...], policy: Any, out: Path
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The policy's result and (with --expert-baseline, also written to OUT/expert_eval.json)
+    the experts', each with its wall time under "eval_s"."""
+    from nanovla.eval.metaworld import evaluate_metaworld
+
     options = dict(
         episodes=command.eval_episodes, seed=command.eval_seed, num_envs=command.num_envs,
         max_steps=command.max_steps, progress=command.progress,
     )  # fmt: skip
-    result = evaluate_metaworld(_actor(policy), tasks, desc="eval policy", **options)
-    evaluated = time.perf_counter()
-    expert = None
-    if command.expert_baseline:
-        expert = evaluate_metaworld(None, tasks, desc="eval experts", **options)
-        write_json(out / EXPERT_FILE, expert)
-    result["checkpoint"] = str(out / CHECKPOINTS_DIR / LAST_LINK)
-    result["timing_s"] = {
-        "collect": round(collected - started, 1),
-        "train": round(trained - collected, 1),
-        "eval": round(evaluated - trained, 1),
-        "expert_eval": round(time.perf_counter() - evaluated, 1),
-        "total": round(time.perf_counter() - started, 1),
-    }
-    write_json(out / "eval.json", result)
-    print(side_by_side(result, expert))
-    timing = result["timing_s"]
-    print(
-        f"wall time {timing['total']:.0f} s (collect {timing['collect']:.0f} s, train "
-        f"{timing['train']:.0f} s, eval {timing['eval']:.0f} s, expert eval "
-        f"{timing['expert_eval']:.0f} s); wrote {out / 'eval.json'}"
-    )
-    return result
+    results: list[dict[str, Any] | None] = []
+    for actor, desc in ((_actor(policy), "eval policy"), (None, "eval experts")):
+        if actor is None and not command.expert_baseline:
+            results.append(None)
+            continue
+        start = time.perf_counter()
+        result = evaluate_metaworld(actor, tasks, desc=desc, **options)
+        if actor is None:
+            write_json(out / EXPERT_FILE, result)
+        result["eval_s"] = round(time.perf_counter() - start, 1)
+        results.append(result)
+    return results[0], results[1]  # type: ignore[return-value]
 
 
 def _instruction(task: str) -> str:
