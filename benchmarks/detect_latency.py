@@ -5,7 +5,8 @@
 Loads a detector saved by `nanovla lab detect` (or builds the default one: latency does not
 depend on the weights), exports it to ONNX, and prints for batch 1 at each thread count the
 median and p95 milliseconds of: the torch forward (no_grad, eval), the onnxruntime forward, and
-`postprocess` (threshold + NMS) on real detector output. The variants are interleaved call by
+`postprocess` (threshold + NMS) on real detector output at the evaluation threshold (0.05: up
+to 1000 candidates) and at a deployment threshold (0.3). The variants are interleaved call by
 call so a busy machine slows them alike; the load average is printed beside the figures.
 """
 
@@ -68,6 +69,9 @@ def main(config: Config) -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"detector {size}x{size}, {params:,} parameters, ONNX via {exporter} exporter")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    with torch.no_grad():
+        candidates = {t: int((scores >= t).sum()) for t in (0.05, 0.3)}
+    print(f"candidates above conf 0.05: {candidates[0.05]}, above 0.3: {candidates[0.3]}")
     print(f"{'threads':>7} {'variant':<22} {'median ms':>10} {'p95 ms':>8}")
     feed = {"images": x.numpy()}
     for threads in config.threads:
@@ -75,7 +79,8 @@ def main(config: Config) -> None:
         calls = {
             "torch forward": lambda: model(x),
             "onnxruntime forward": lambda s=sessions[threads]: s.run(None, feed),
-            "postprocess (NMS)": lambda: postprocess(boxes, scores),
+            "postprocess conf 0.05": lambda: postprocess(boxes, scores, conf_threshold=0.05),
+            "postprocess conf 0.3": lambda: postprocess(boxes, scores, conf_threshold=0.3),
         }
         with torch.no_grad():
             times = _timed(calls, config.repeats)
