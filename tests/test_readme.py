@@ -36,6 +36,11 @@ TINY_CLIP = (
     "--steps", "3", "--warmup-steps", "1", "--batch-size", "16", "--train-images", "64",
     "--eval-images", "20", "--gallery", "12", "--threads", "1",
 )  # fmt: skip
+TINY_DETECT = (
+    "--train-frames", "16", "--test-frames", "8", "--image-size", "32", "--epochs", "1",
+    "--batch-size", "8", "--widths", "4", "8", "8", "8", "--fpn-width", "8", "--num-envs", "8",
+    "--latency-repeats", "2", "--threads", "1", "--onnx-exporter", "torchscript",
+)  # fmt: skip
 TINY: dict[str, tuple[str, ...]] = {
     "world show": (),
     "world demo": ("--episodes", "1"),
@@ -49,6 +54,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "metaworld": TINY_METAWORLD,
     "lab translate": TINY_TRANSLATE,
     "lab clip": TINY_CLIP,
+    "lab detect": TINY_DETECT,
     "translate": (),
 }
 """tiny settings appended to each kind of tour command"""
