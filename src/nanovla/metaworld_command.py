@@ -327,6 +327,7 @@ def side_by_side(policy: dict[str, Any], expert: dict[str, Any] | None) -> str:
         return table
     lines = table.split("\n")
     lines[0] += "   expert"
+    lines[1] = "-" * len(lines[0])
     for i, task in enumerate(policy["tasks"], start=2):
         lines[i] += f"   {expert['per_task'][task]:6.2f}"
     lines[2 + len(policy["tasks"])] += f"   {expert['success']:6.2f}"

@@ -89,10 +89,8 @@ def summarize(
 def format_table(result: dict[str, Any], title: str = "policy") -> str:
     """A per-task table: rate, 95% Wilson interval, successes/episodes; the mean last."""
     width = max(len("task"), *(len(task) for task in result["tasks"]))
-    lines = [
-        f"{'task':<{width}}  {title:>8}  95% Wilson CI   (successes/episodes)",
-        "-" * (width + 48),
-    ]
+    header = f"{'task':<{width}}  {title:>8}  95% Wilson CI   (successes/episodes)"
+    lines = [header, "-" * len(header)]
     for task, detail in result["tasks"].items():
         lo, hi = detail["ci95"]
         lines.append(
