@@ -212,3 +212,15 @@ def test_lab_refuses_bad_options_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "o" / "corpus.parquet").exists()
+
+
+def test_policy_text_side_can_be_the_translation_encoder(lab_run: Path) -> None:
+    from nanovla.models.policy.configuration_policy import PolicyConfig
+    from nanovla.models.policy.language import InstructionEncoder
+
+    config = PolicyConfig(text=f"translate:{lab_run / 'model'}")
+    language = InstructionEncoder(config, None).train()
+    assert language.frozen and language.out_dim == TranslationTextEncoder(lab_run / "model").out_dim
+    features = language(["빨간 상자에 닿아", "reach the red box", "빨간 상자에 닿아"])
+    assert features.shape == (3, language.out_dim) and not features.requires_grad
+    torch.testing.assert_close(features[0], features[2])

@@ -40,7 +40,8 @@ class PolicyConfig:
     text: str = "lstm"
     """language encoder: "lstm" (the study guide's LSTM, trained from scratch), "minilm" (frozen
     pretrained all-MiniLM-L6-v2, needs nanovla[minilm]), "transformer" (small, from scratch) or
-    "clip:PATH" (the text tower of a CLIP saved by `nanovla lab clip`, with its tokenizer)"""
+    "clip:PATH" (the text tower of a CLIP saved by `nanovla lab clip`, with its tokenizer) or
+    "translate:PATH" (the frozen encoder of `nanovla lab translate`'s model, mean-pooled)"""
     clip_frozen: bool = False
     """with clip:PATH encoders: keep them frozen (no gradients, BatchNorm statistics as
     pre-trained) instead of fine-tuning them with the policy"""
@@ -132,6 +133,8 @@ class PolicyConfig:
         )
         for name, allowed in (*choices, ("tokenizer_level", LEVELS)):
             if name == "text" and self.text.startswith("clip:") and len(self.text) > 5:
+                continue
+            if name == "text" and self.text.startswith("translate:") and len(self.text) > 10:
                 continue
             if getattr(self, name) not in allowed:
                 raise InputError(

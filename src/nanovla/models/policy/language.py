@@ -62,6 +62,10 @@ class InstructionEncoder(nn.Module):
 
             path = self.kind.removeprefix("clip:")
             self.encoder, self.tokenizer = pretrained_text_encoder(path, config.clip_frozen)
+        elif self.kind.startswith("translate:"):  # the translation model's encoder, frozen
+            from nanovla.models.text.translator import TranslationTextEncoder
+
+            self.encoder = TranslationTextEncoder(self.kind.removeprefix("translate:"))
         else:
             if tokenizer is None:
                 raise InputError(
@@ -82,7 +86,7 @@ class InstructionEncoder(nn.Module):
 
     @property
     def frozen(self) -> bool:
-        return self.kind == "minilm"
+        return self.kind == "minilm" or self.kind.startswith("translate:")
 
     def clear_cache(self) -> None:
         self._feature_cache.clear()
