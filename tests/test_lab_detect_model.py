@@ -44,6 +44,9 @@ def test_assignment_levels_and_positives():
         x, y = model.points[mine].T
         assert ((x > box[0]) & (x < box[2]) & (y > box[1]) & (y < box[3])).all()
     assert targets.positive.sum() < 20  # center sampling keeps it to a few locations
+    # A 3-pixel box between the stride-4 centres 6 and 10 still gets the nearest location.
+    tiny = assign(model, torch.tensor([[[6.5, 6.5, 9.5, 9.5]]]), torch.tensor([[0]]), bounds)
+    assert tiny.positive.sum() == 1
 
 
 def test_giou_hand_values():

@@ -58,10 +58,11 @@ def box_levels(boxes: Tensor, bounds: tuple[float, ...]) -> Tensor:
 
 def _nearest_points(model: Detector, centres: Tensor, level: Tensor) -> Tensor:
     """(B, K) index of the location nearest each centre (B, K, 2) on level `level` (B, K)."""
-    strides = torch.tensor(model.config.strides, dtype=torch.float32)[level]
-    cells = model.config.img_size // strides.long()
-    offsets = torch.cumsum(torch.tensor([0] + [(model.config.img_size // s) ** 2 for s in
-                                             model.config.strides]), 0)[level]  # fmt: skip
+    size, level_strides = model.config.img_size, model.config.strides
+    strides = torch.tensor(level_strides, dtype=torch.float32)[level]
+    cells = size // strides.long()
+    level_start = torch.tensor([0] + [(size // s) ** 2 for s in level_strides]).cumsum(0)
+    offsets = level_start[level]  # index of each level's first location
     ix = (centres[..., 0] / strides).floor().long().clamp(min=0)
     iy = (centres[..., 1] / strides).floor().long().clamp(min=0)
     ix, iy = torch.minimum(ix, cells - 1), torch.minimum(iy, cells - 1)
