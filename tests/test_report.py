@@ -195,3 +195,12 @@ def test_a_relative_dataset_is_found_from_where_the_run_was_started(tmp_path):
     assert launch_dir(run, "runs/a") == tmp_path.resolve()
     assert launch_dir(run, "./runs/a") == tmp_path.resolve()
     assert launch_dir(run, "elsewhere/a") is None and launch_dir(run, str(run)) is None
+
+
+def test_without_matplotlib_the_page_says_which_extra_draws_the_curves(run_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    page, summary = build_report(run_dir, complete_outcomes=False)
+    assert "nanovla[plots]" in page and "data:image/png;base64," not in page
+    assert 'id="success-table"' in page

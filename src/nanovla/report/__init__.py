@@ -56,7 +56,17 @@ def build_report(run: Path | str, complete_outcomes: bool = True) -> tuple[str, 
             rollouts = find_rollouts(summary.run, summary.eval)
     if rollouts and summary.eval is not None:
         attach_instructions(rollouts, summary.eval, _image_size(summary))
-    return render(summary, plot_curves(summary.metrics), rollouts), summary
+    return render(summary, _curves(summary), rollouts), summary
+
+
+def _curves(summary: RunSummary) -> bytes | None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if summary.metrics:
+            summary.missing.append("training curves need matplotlib: pip install 'nanovla[plots]'")
+        return None
+    return plot_curves(summary.metrics)
 
 
 def write_report(
