@@ -21,7 +21,9 @@ Peak memory of one step (after a warm-up step, so AdamW's state already exists):
   `OUT/profile_<variant>.txt`.
 - on CUDA, `torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()` (the caching
   allocator's peak; the break-down there is "static" = allocated before the step, and the rest).
-Step time is the median wall time of `--steps` steps run without the profiler. Between variants
+Step time is the median of `--steps` steps run without the profiler, as wall time and as this
+process's CPU time (on a shared CPU the wall time includes waiting for a core; the CPU time is
+the work itself; on CUDA only the wall time means anything). Between variants
 the model, optimizer and batch are deleted and `gc.collect()` (and `torch.cuda.empty_cache()`
 on a GPU) returns their memory, the seed's clean-up step.
 
@@ -78,7 +80,7 @@ class MemoryConfig(LabConfig):
     """input images are img_size x img_size"""
     batch_size: int = 4
     """images per step (random, fixed for every variant)"""
-    steps: int = 1
+    steps: int = 2
     """timed steps per variant (after one warm-up step and one profiled step)"""
     variants: tuple[str, ...] = VARIANTS
     """which to run: fp32, fp32+ckpt, bf16, bf16+ckpt"""
@@ -187,13 +189,14 @@ def measure(config: MemoryConfig, variant: str, device: torch.device) -> dict[st
         memory = _cuda_peak(step, device)
     else:
         memory = _cpu_peak(step, config.out / f"profile_{variant}.txt")
-    times = []
+    times, cpu_times = [], []
     for _ in range(config.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = float(step())
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     del model, step, images, labels  # the seed's clean-up: drop references, collect, release
     gc.collect()
     if device.type == "cuda":
@@ -201,6 +204,7 @@ def measure(config: MemoryConfig, variant: str, device: torch.device) -> dict[st
     return {
         **memory,
         "step_ms": 1000 * statistics.median(times),
+        "cpu_ms": 1000 * statistics.median(cpu_times),
         "first_loss": first_loss,
         "last_loss": loss,
     }
@@ -210,17 +214,20 @@ def format_table(results: dict[str, dict[str, Any]], device: torch.device) -> st
     """One row per variant: peak memory (and its largest parts), step time, losses."""
     how = "max_memory_allocated" if device.type == "cuda" else "torch.profiler memory timeline"
     lines = [
-        f"variant      peak MiB  activations MiB  step ms  vs fp32 (mem, time)  first loss  ({how})"
+        f"variant      peak MiB  activations MiB  step ms   CPU ms  vs fp32 (mem, CPU time)"
+        f"  first loss  ({how})"
     ]
     base = results.get("fp32")
     for name, row in results.items():
         ratio = ""
         if base is not None:
-            ratio = f"{row['peak_mib'] / base['peak_mib']:.2f}x, {row['step_ms'] / base['step_ms']:.2f}x"
+            ratio = (
+                f"{row['peak_mib'] / base['peak_mib']:.2f}x, {row['cpu_ms'] / base['cpu_ms']:.2f}x"
+            )
         activations = row.get("activations", float("nan"))
         lines.append(
-            f"{name:<11} {row['peak_mib']:>9.1f} {activations:>16.1f} {row['step_ms']:>8.0f}  "
-            f"{ratio:<19}  {row['first_loss']:.6f}"
+            f"{name:<11} {row['peak_mib']:>9.1f} {activations:>16.1f} {row['step_ms']:>8.0f} "
+            f"{row['cpu_ms']:>8.0f}  {ratio:<23}  {row['first_loss']:.6f}"
         )
     return "\n".join(lines)
 
@@ -240,11 +247,15 @@ def plot(results: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     memory_axis.set_xticks(x, names)
     memory_axis.set_ylabel("peak memory of one step (MiB)")
     memory_axis.set_title("peak memory, by what holds it")
-    memory_axis.legend(fontsize=8)
-    time_axis.bar(x, [results[name]["step_ms"] for name in names], color="tab:gray")
+    memory_axis.set_ylim(0, 1.3 * bottom.max())  # room for the legend above the bars
+    memory_axis.legend(fontsize=8, loc="upper center", ncol=3)
+    for offset, key, label in ((-0.2, "step_ms", "wall"), (0.2, "cpu_ms", "CPU (this process)")):
+        time_axis.bar(x + offset, [results[name][key] for name in names], width=0.4, label=label)
     time_axis.set_xticks(x, names)
     time_axis.set_ylabel("median step time (ms)")
     time_axis.set_title("step time")
+    time_axis.legend(fontsize=8, loc="upper center", ncol=2)
+    time_axis.set_ylim(0, 1.2 * max(max(r["step_ms"], r["cpu_ms"]) for r in results.values()))
     for axis in (memory_axis, time_axis):
         axis.grid(axis="y", alpha=0.3)
     figure.suptitle(title, y=1.03)
