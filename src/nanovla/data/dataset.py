@@ -393,7 +393,7 @@ class EpisodeDataset:
         if self._is_video():
             return video.decode_videos(
                 self.root, self.info, self.image_key, self.episode_index, self.frame_index,
-                allocate, progress,
+                self._image_shape, allocate, progress,
             )  # fmt: skip
         bar = progress_bar(
             total=self.num_frames, desc=f"decode {self.image_key}", unit="frame", enabled=progress

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,10 +236,12 @@ def decode_videos(
     key: str,
     episode_index: np.ndarray,
     frame_index: np.ndarray,
+    shape: tuple[int, int, int],
     allocate: Callable[[], np.ndarray],
     progress: bool = True,
 ) -> np.ndarray:
-    """Decode video feature `key` once into the (N, H, W, 3) array `allocate()` returns: row r
+    """Decode video feature `key` of (H, W, 3) = `shape` frames once into the (N, H, W, 3)
+    array `allocate()` returns: row r
     (episode e = episode_index[r]) gets the frame at `from_timestamp[e] + frame_index[r] / fps`
     of e's file. Every file is read front to back exactly once; a row whose frame the file does
     not hold is an InputError naming the file and the episode."""
@@ -258,7 +261,6 @@ def decode_videos(
     target = first_frame[episode_index] + frame_index  # (N,) frame number within its file
     file_of_episode = index[chunk_col] * 1000 + index[file_col]
     file_of_row = file_of_episode[episode_index]
-    shape = tuple(spec["shape"])
     frames = allocate()
     bar = progress_bar(
         total=len(target), desc=f"decode {key} (video)", unit="frame", enabled=progress
@@ -268,13 +270,14 @@ def decode_videos(
         rows = rows[np.argsort(target[rows], kind="stable")]
         wanted = target[rows]
         position = 0
-        for number, frame in enumerate(_frames(path, shape)):
-            while position < len(rows) and wanted[position] == number:
-                frames[rows[position]] = frame
-                position += 1
-                bar.update(1)
-            if position == len(rows):
-                break
+        with closing(_frames(path, shape)) as stream:
+            for number, frame in enumerate(stream):
+                while position < len(rows) and wanted[position] == number:
+                    frames[rows[position]] = frame
+                    position += 1
+                    bar.update(1)
+                if position == len(rows):
+                    break
         if position < len(rows):
             row = int(rows[position])
             raise InputError(
