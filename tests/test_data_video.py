@@ -128,6 +128,15 @@ def test_a_missing_or_short_video_is_named(lerobot_root):
         EpisodeDataset(root, image_key=KEY, progress=False)
 
 
+def test_a_video_fps_other_than_the_dataset_fps_is_refused(lerobot_root):
+    root, _ = lerobot_root
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"][KEY]["info"]["video.fps"] = 30
+    (root / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match="has video.fps 30, the dataset fps 10"):
+        EpisodeDataset(root, image_key=KEY, progress=False)
+
+
 def test_writer_video_round_trip_matches_png_and_memmap(tmp_path):
     episodes = synthetic_episodes(5, image_size=16, seed=1)
     write_dataset(tmp_path / "png", episodes, fps=FPS)
