@@ -34,6 +34,10 @@ from nanovla.models.vlm import VLM, build_tokenizer
 from nanovla.models.vlm.text import CAPTION_PROMPTS
 from nanovla.world.annotate import caption_en, caption_ko
 
+SCENES_PER_DRAW = 640
+"""scenes drawn at once for training (at most 10 per batch row)"""
+QUESTIONS_PER_SCENE = 3
+"""training questions kept per scene (each in a different batch)"""
 SPLITS = {  # name -> (seed offset from EVAL_SEED, templates, combos)
     "heldout_scenes": (0, "train", "train"),
     "heldout_templates": (1, "heldout", "train"),
@@ -87,20 +91,29 @@ def _caption(state: vqa.SceneState, env: int, language: str) -> str:
 
 
 def make_batches(config: VQAConfig) -> Callable[[int], Batch]:
-    """`next_batch(step)`: fresh training questions (and captions) for every step."""
+    """`next_batch(step)`: fresh training questions (and captions) for every step.
+
+    Scenes are drawn `SCENES_PER_DRAW` at a time; each gives `QUESTIONS_PER_SCENE` of its
+    questions (types picked at random), and every batch holds one question from each of
+    `batch_size` different scenes: as many images per step as questions, not a few images
+    asked about many times."""
     rng = np.random.default_rng(config.seed)
     pool: list[Batch] = []
     chunk = 0
 
     def refill() -> None:
         nonlocal chunk
-        seed = config.seed * 1000 + chunk  # < EVAL_SEED for seed < 999 and < 1000 chunks
-        data = vqa.generate(seed % vqa.EVAL_SEED, 96, config.image_size)
-        order = rng.permutation(len(data))
-        for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
-            index = order[start : start + config.batch_size]
-            pool.append((data.images[index], [data.questions[i] for i in index],
-                         [data.answers[i] for i in index]))  # fmt: skip
+        seed = config.seed * 1000 + chunk  # < EVAL_SEED for seed < 999 and < 1000 draws
+        scenes = min(SCENES_PER_DRAW, 10 * config.batch_size)
+        data = vqa.generate(seed % vqa.EVAL_SEED, scenes, config.image_size)
+        rows = [rng.permutation(np.flatnonzero(data.scene == s)) for s in range(scenes)]
+        for turn in range(QUESTIONS_PER_SCENE):
+            order = [r[turn] for r in rows if len(r) > turn]
+            order = [order[i] for i in rng.permutation(len(order))]
+            for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
+                index = np.array(order[start : start + config.batch_size])
+                pool.append((data.images[index], [data.questions[i] for i in index],
+                             [data.answers[i] for i in index]))  # fmt: skip
         chunk += 1
 
     def next_batch(step: int) -> Batch:
