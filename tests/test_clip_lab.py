@@ -69,6 +69,7 @@ def test_lab_runs_with_tiny_settings(tmp_path):
     assert set(metrics["zero_shot"]) == {"color", "kind", "size"}
     assert set(metrics["zero_shot_heldout_combos"]) == {"color", "kind", "size"}
     assert set(metrics["recall_at_1"]) == {"image_to_text", "text_to_image"}
+    assert set(metrics["zero_shot_by_combo"]) == {"color", "kind", "size", "combo"}
     assert all(0.0 <= v <= 1.0 for v in metrics["zero_shot"].values())
     assert (out / "pca.png").stat().st_size > 0 and (out / "loss.png").is_file()
     from nanovla.data.captions import make_captions

@@ -272,12 +272,8 @@ def run(config: ClipConfig) -> dict:
 
 
 def _print(metrics: dict) -> None:
-    for name in (
-        "zero_shot",
-        "zero_shot_heldout_combos",
-        "zero_shot_ko",
-        "zero_shot_heldout_combos_ko",
-    ):
+    names = ("zero_shot", "zero_shot_heldout_combos", "zero_shot_ko", "zero_shot_heldout_combos_ko")
+    for name in (*names, "zero_shot_by_combo", "zero_shot_heldout_combos_by_combo"):
         line = ", ".join(f"{k} {v:.3f}" for k, v in metrics[name].items())
         print(f"{name}: {line}")
     for key, value in metrics["retrieval"].items():

@@ -8,6 +8,9 @@ red box", "a photo of a large red ball", ...); an image is given the value whose
 most similar to its embedding. Scored on single-object images (`make_captions(...,
 single_object=True)`) of held-out scenes and of the held-out (kind, color) combos.
 
+`zero_shot_by_combo` is the other reading (one classifier per (kind, color, size) combo, the
+attributes read off the predicted combo), reported beside it.
+
 Retrieval: N images and their N captions; image -> text recall@k is the fraction of images whose
 own caption ranks among the k most similar captions (text -> image likewise). Ties count
 against the query (a match's rank is the number of *other* candidates scoring at least as
@@ -91,6 +94,27 @@ def zero_shot(
     return scores
 
 
+@torch.no_grad()
+def zero_shot_by_combo(
+    clip: CLIP, images: np.ndarray, labels: dict[str, np.ndarray], lang: str = "en"
+) -> dict[str, float]:
+    """The other reading of zero-shot: one prompt-ensemble classifier per (kind, color, size)
+    combo (30 classes, held-out combos included); each attribute is read off the predicted
+    combo. Accuracy per attribute and of the whole combo."""
+    combos = [(k, c, s) for k in range(len(KINDS)) for c in range(len(COLORS)) for s in range(3)]
+    rows = []
+    for kind, color, size in combos:
+        values = {"color": color, "kind": kind, "size": size}
+        embedding = embed_texts(clip, [_prompt(t, values, lang) for t in PROMPTS[lang]]).mean(0)
+        rows.append(embedding / embedding.norm())
+    predicted = (embed_images(clip, images) @ torch.stack(rows).t()).argmax(dim=1).numpy()
+    table = np.array(combos)[predicted]  # (N, 3) kind, color, size
+    scores = {"kind": table[:, 0] == labels["kind"], "color": table[:, 1] == labels["color"]}
+    scores["size"] = table[:, 2] == labels["size"]
+    scores["combo"] = scores["kind"] & scores["color"] & scores["size"]
+    return {name: float(hit.mean()) for name, hit in scores.items()}
+
+
 def recall_at_k(similarity: torch.Tensor | np.ndarray, ks: Sequence[int] = KS) -> dict[int, float]:
     """Recall@k of a square (queries, candidates) similarity whose matches are the diagonal:
     the rank of a query's match is how many other candidates score at least as high."""
@@ -115,6 +139,7 @@ def evaluate(clip: CLIP, count: int, seed: int, gallery: int) -> dict[str, objec
         pairs = make_captions(split, count, seed=seed, single_object=True)
         metrics[name] = zero_shot(clip, pairs.images, pairs.labels, "en")
         metrics[name + "_ko"] = zero_shot(clip, pairs.images, pairs.labels, "ko")
+        metrics[name + "_by_combo"] = zero_shot_by_combo(clip, pairs.images, pairs.labels, "en")
     held = make_captions("test", gallery, seed=seed, templates="heldout")
     table = {}
     for style in ("scene", "relation"):
