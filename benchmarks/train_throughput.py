@@ -8,11 +8,15 @@ alternating rounds so both see the same machine load:
 and prints samples/s of each, their ratio (target >= 0.95) and the loader's own batches/s.
 The engine's own logged `train/samples_per_s` over a short `Trainer.fit()` is printed too.
 
+The policy, the task families and the autocast precision are the default `nanovla train` run's
+(`--amp none` / `--amp bf16` measures the other precision).
+
 Run: `.venv/bin/python benchmarks/train_throughput.py [--threads 2 --rounds 8]`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
@@ -26,7 +30,7 @@ import tyro
 from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.models.policy import Policy, PolicyConfig
-from nanovla.pipeline import default_policy_config
+from nanovla.pipeline import TrainCommand, default_policy_config
 from nanovla.train import TrainConfig, Trainer, build_optimizer
 
 
@@ -48,10 +52,19 @@ class Args:
     """alternating (loader-fed, pure) blocks; medians are reported"""
     threads: int = 2
     """torch intra-op threads"""
+    amp: str = TrainCommand().train.amp
+    """autocast precision of the step: none | bf16 (default: the default run's)"""
+    tasks: tuple[str, ...] = TrainCommand().tasks
+    """task families of the recorded dataset (default: the default run's)"""
+
+
+AMP = {"bf16": True}  # set by main: whether the step runs under bf16 autocast
 
 
 def _step(policy: Policy, optimizer: torch.optim.Optimizer, batch: dict) -> None:
-    loss, _ = policy(batch)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if AMP["bf16"] else None
+    with autocast or contextlib.nullcontext():
+        loss, _ = policy(batch)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
     optimizer.step()
@@ -92,10 +105,11 @@ class Fed:
 
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
+    AMP["bf16"] = args.amp == "bf16"
     scratch = Path(tempfile.mkdtemp(prefix="nanovla-bench-"))
     path = args.dataset or collect(
         CollectConfig(
-            task="reach,push,pick_place",
+            task=",".join(args.tasks),
             episodes=args.episodes,
             out=scratch / "data",
             progress=False,
@@ -127,7 +141,7 @@ def main(args: Args) -> None:
         f"torch {torch.__version__}, {args.threads} thread(s); default policy "
         f"({n_params / 1e3:.0f}k params), batch {args.batch_size}, "
         f"{dataset.image_shape[0]}x{dataset.image_shape[1]}, chunk {config.chunk}, "
-        f"shift {args.augment_shift}; median of {args.rounds} alternating blocks of "
+        f"shift {args.augment_shift}, amp {args.amp}; median of {args.rounds} alternating blocks of "
         f"{args.steps} steps"
     )
     print(f"{'feed':<34}{'samples/s':>12}")
@@ -149,6 +163,7 @@ def _engine_rate(dataset: EpisodeDataset, config: PolicyConfig, args: Args, scra
         warmup_steps=1,
         log_every=args.steps,
         num_threads=args.threads,
+        amp=args.amp,
         progress=False,
         tensorboard=False,
     )

@@ -11,6 +11,7 @@ TINY_TRAIN = (
     "--train.steps", "6", "--train.warmup-steps", "1", "--train.log-every", "2",
     "--train.save-every", "3", "--train.num-threads", "1", "--no-progress",
     "--eval.episodes", "2", "--eval.gifs", "1", "--tasks", "reach", "push",
+    "--eval-every-episodes", "2",
 )  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def test_train_writes_checkpoints_eval_and_videos(trained_run):
     run = trained_run / "run"
     result = json.loads((run / "eval.json").read_text())
     assert result["episodes_per_task"] == 2
-    for split in ("seen", "heldout", "ko"):
+    for split in ("seen", "heldout", "user", "ko", "ko_heldout", "combos"):
         summary = result["splits"][split]
         assert set(summary["per_task"]) == {"reach", "push"}
         assert 0.0 <= summary["ci95"][0] <= summary["success"] <= summary["ci95"][1] <= 1.0
@@ -54,13 +55,16 @@ def test_train_writes_checkpoints_eval_and_videos(trained_run):
 
 def test_eval_of_the_checkpoint_writes_the_same_schema(trained_run):
     out = trained_run / "again.json"
+    first = json.loads((trained_run / "run" / "eval.json").read_text())
+    # the run evaluated its selected EMA weights, and says where they are
+    assert first["checkpoint"] == "run/selection/000006/pretrained_model"
+    assert first["selected_step"] == 6
     result = nanovla(
-        "eval", "--checkpoint", "run/checkpoints/last", "--out", str(out),
+        "eval", "--checkpoint", "run/selection/best", "--out", str(out),
         "--eval.episodes", "2", "--eval.gifs", "0", cwd=trained_run,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     fresh = json.loads(out.read_text())
-    first = json.loads((trained_run / "run" / "eval.json").read_text())
     assert fresh["families"] == ["reach", "push"]  # read from the checkpoint's run.json
     # same seeded initial states, same weights: the same successes
     for split in ("seen", "heldout", "ko"):

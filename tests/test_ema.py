@@ -31,15 +31,18 @@ def test_update_matches_the_hand_computed_average():
     net, decay = Net(), 0.9
     ema = WeightEMA(net, decay)
     expected = None
-    for value in (1.0, 3.0, -2.0, 5.0):
+    values = (1.0, 3.0, -2.0, 5.0) + (4.0,) * 100  # past n = 80 the decay is the given 0.9
+    for n, value in enumerate(values):
         _set(net, value)
         ema.update_parameters(net)
-        # W_ema = W at the first update, then W_ema <- d W_ema + (1 - d) W
-        expected = value if expected is None else decay * expected + (1 - decay) * value
-    assert int(ema.n_averaged) == 4
+        # W_ema = W at the first update, then W_ema <- d W_ema + (1 - d) W with the warmup
+        # d = min(decay, (1 + n) / (10 + n)), n = updates before this one
+        d = min(decay, (1 + n) / (10 + n))
+        expected = value if expected is None else d * expected + (1 - d) * value
+    assert int(ema.n_averaged) == len(values)
     for tensor in (ema.module.layer.weight, ema.module.layer.bias, ema.module.norm.running_mean):
         torch.testing.assert_close(tensor, torch.full_like(tensor, expected), rtol=0, atol=1e-6)
-    assert int(ema.module.norm.num_batches_tracked) == 5  # integers are copied, not averaged
+    assert int(ema.module.norm.num_batches_tracked) == 4  # integers are copied, not averaged
     assert not any(p.requires_grad for p in ema.module.parameters())
 
 
@@ -55,7 +58,8 @@ def test_frozen_weights_are_left_alone_and_the_model_is_untouched():
     ema.update_parameters(net)
     torch.testing.assert_close(ema.module.frozen.weight, frozen)
     torch.testing.assert_close(net.layer.weight, before)  # the live model is only read
-    torch.testing.assert_close(ema.module.layer.weight, before - 1.0)  # halfway from W - 2
+    d = min(0.5, 2 / 11)  # the second update: n = 1
+    torch.testing.assert_close(ema.module.layer.weight, before - 2.0 * d)  # from W - 2 to W
 
 
 def test_decay_out_of_range_is_refused():

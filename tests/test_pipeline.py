@@ -98,7 +98,7 @@ TINY = (
     "--episodes", "12", "--collect-envs", "6", "--batch-size", "16", "--image-size", "32",
     "--train.steps", "6", "--train.warmup-steps", "1", "--train.log-every", "2",
     "--train.num-threads", "1", "--no-progress", "--eval.episodes", "2", "--eval.gifs", "0",
-    "--tasks", "reach",
+    "--tasks", "reach", "--eval-every-episodes", "2",
 )  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, reach_data):
         "--dataset", str(reach_data), "--tasks", "reach", "--image-size", "64", "--batch-size",
         "8", "--train.steps", "400", "--train.save-every", "50", "--train.log-every", "50",
         "--train.num-threads", "1", "--no-progress", "--eval.episodes", "2",
-        "--eval.gifs", "0", "--eval.splits", "seen",
+        "--eval.gifs", "0", "--eval.splits", "seen", "--eval-every-episodes", "2",
     )  # fmt: skip
     straight = nanovla("train", "--out", "straight", *args, cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-2000:]

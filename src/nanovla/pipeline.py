@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,10 +18,15 @@ from nanovla.constants import (
     CHECKPOINTS_DIR,
     COMMAND_FILE,
     EVAL_FILE,
-    INFO_PATH,
     LAST_LINK,
     PRETRAINED_DIR,
     VIDEOS_DIR,
+)
+from nanovla.demonstrations import (
+    check_given_dataset,
+    dataset_dir,
+    ensure_dataset,
+    reconcile_dataset,
 )
 from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import (
@@ -68,103 +71,6 @@ __all__ = [
     "resume_command",
     "run",
 ]
-
-
-def dataset_dir(command: TrainCommand) -> Path:
-    """Where the demonstrations for `command` live: given, or keyed by the collection options."""
-    from nanovla.world.experts import EXPERT_VERSION
-
-    if command.dataset is not None:
-        return Path(command.dataset)
-    key = {
-        "tasks": list(command.tasks),
-        "episodes": command.episodes,
-        "instructions": command.instructions,
-        "image_size": command.image_size,
-        "expert_noise": command.expert_noise,
-        "num_envs": command.collect_envs,
-        "seed": command.seed,
-        "expert_version": EXPERT_VERSION,
-    }
-    if command.targets != "all":  # (so caches recorded before the option existed still match)
-        key["targets"] = command.targets
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-    return Path("data") / f"{'-'.join(command.tasks)}-{command.episodes}ep-{digest}"
-
-
-def check_given_dataset(command: TrainCommand) -> None:
-    """A `--dataset` that does not exist is a typo unless `--collect-missing` says otherwise."""
-    path = command.dataset
-    if path is None or command.collect_missing or (Path(path) / INFO_PATH).is_file():
-        return
-    if not Path(path).exists():
-        raise MissingError(
-            f"--dataset {path}: no dataset there; check the path, or add --collect-missing to "
-            "record the demonstrations into it"
-        )
-
-
-def ensure_dataset(command: TrainCommand) -> Path:
-    """Record the demonstrations unless a dataset already sits at `dataset_dir(command)`."""
-    from nanovla.data.collect import CollectConfig, collect
-
-    path = dataset_dir(command)
-    if (path / INFO_PATH).is_file():
-        if command.dataset is None:
-            print(f"train: using cached demonstrations in {path}")
-        return path
-    if path.exists() and any(path.iterdir()):
-        raise InputError(
-            f"{path} exists but holds no {INFO_PATH}: not a dataset; remove it or pass --dataset"
-        )
-    check_given_dataset(command)
-    return collect(
-        CollectConfig(
-            task=",".join(command.tasks),
-            episodes=command.episodes,
-            out=path,
-            num_envs=command.collect_envs,
-            image_size=command.image_size,
-            instructions=command.instructions,
-            targets=command.targets,
-            seed=command.seed,
-            expert_noise=command.expert_noise,
-            progress=command.progress,
-        )
-    )
-
-
-def reconcile_dataset(command: TrainCommand, dataset: Any) -> TrainCommand:
-    """`command` with what a given `--dataset` really holds (episodes, image size, families).
-
-    An explicit dataset wins over the options that describe it: each difference is printed, and
-    the returned command (saved as train_command.json) states the dataset's truth. Families are
-    known when the dataset records them (`nanovla collect` writes them into meta/info.json).
-    """
-    if command.dataset is None:
-        return command
-    changes: dict[str, Any] = {}
-    notes: list[str] = []
-    if dataset.num_episodes != command.episodes:
-        changes["episodes"] = dataset.num_episodes
-        notes.append(f"{dataset.num_episodes} episodes (not --episodes {command.episodes})")
-    height, width = dataset.image_shape[:2]  # (H, W, 3)
-    if height != width:
-        raise InputError(
-            f"--dataset {command.dataset}: frames are {height}x{width}; the policy needs square images"
-        )
-    if height != command.image_size:
-        changes["image_size"] = height
-        notes.append(f"{height}x{width} frames (not --image-size {command.image_size})")
-    recorded = dataset.info.get("nanovla", {}).get("families")
-    if recorded and tuple(recorded) != tuple(command.tasks):
-        changes["tasks"] = tuple(recorded)
-        notes.append(f"families {', '.join(recorded)} (not --tasks {' '.join(command.tasks)})")
-    if notes:
-        print(
-            f"train: --dataset {command.dataset} holds {'; '.join(notes)}: training on what it holds"
-        )
-    return dataclasses.replace(command, **changes)
 
 
 def build_policy(command: TrainCommand, dataset: Any) -> Policy:
@@ -293,6 +199,30 @@ def _final_policy(policy: Policy, hooks: RunHooks, last: Path) -> tuple[Policy, 
     return policy.eval(), {"checkpoint": str(last)}
 
 
+def _final_evaluation(
+    command: TrainCommand, final: tuple[Policy, dict[str, Any]], out: Path
+) -> dict[str, Any]:
+    """The final evaluation of the chosen weights (`_final_policy`), GIFs into OUT/videos."""
+    from nanovla.train.engine import naming
+
+    policy, chosen = final
+    if "selected_step" in chosen:
+        print(
+            f"train: evaluating the weights of step {chosen['selected_step']} ({chosen['checkpoint']})"
+        )
+    with naming(out / VIDEOS_DIR):
+        result = evaluate(
+            policy,
+            command.tasks,
+            command.eval,
+            command.image_size,
+            video_dir=out / VIDEOS_DIR,
+            progress=command.progress,
+        )
+    result.update(chosen)
+    return result
+
+
 def run(command: TrainCommand) -> dict[str, Any]:
     """The whole job; returns the final evaluation dict (also written to OUT/eval.json).
 
@@ -379,21 +309,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
             return {}  # rank 0 evaluates and reports
         kill_point("train:evaluate")
         trained = time.perf_counter()
-        final_policy, chosen = _final_policy(policy, hooks, last)
-        if "selected_step" in chosen:
-            print(
-                f"train: evaluating the weights of step {chosen['selected_step']} ({chosen['checkpoint']})"
-            )
-        with naming(out / VIDEOS_DIR):
-            result = evaluate(
-                final_policy,
-                command.tasks,
-                command.eval,
-                command.image_size,
-                video_dir=out / VIDEOS_DIR,
-                progress=command.progress,
-            )
-        result.update(chosen)
+        result = _final_evaluation(command, _final_policy(policy, hooks, last), out)
         result["timing_s"] = {
             "collect": round(collected - started, 1),
             "train": round(trained - collected, 1),

@@ -70,14 +70,17 @@ def trained_families(pretrained: Path) -> tuple[str, ...]:
 
 
 def default_out(pretrained: Path) -> Path:
-    """`runs/RUN/eval-<step>.json` for `runs/RUN/checkpoints/<step>/pretrained_model`, made
-    unique with `.1`, `.2`, ... so no earlier result is replaced."""
+    """`runs/RUN/eval-<step>.json` for `runs/RUN/checkpoints/<step>/pretrained_model` (and
+    `runs/RUN/eval-selected-<step>.json` for the selected weights, `runs/RUN/selection/best`),
+    made unique with `.1`, `.2`, ... so no earlier result is replaced."""
+    from nanovla.eval.select import SELECTION_DIR
+
     parts = pretrained.resolve().parts
-    if CHECKPOINTS_DIR in parts and parts.index(CHECKPOINTS_DIR) + 1 < len(parts):
-        index = parts.index(CHECKPOINTS_DIR)
-        folder, stem = Path(*parts[:index]), f"eval-{parts[index + 1]}"
-    else:
-        folder, stem = pretrained, "eval"
+    folder, stem = pretrained, "eval"
+    for marker, prefix in ((CHECKPOINTS_DIR, "eval-"), (SELECTION_DIR, "eval-selected-")):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            index = parts.index(marker)
+            folder, stem = Path(*parts[:index]), f"{prefix}{parts[index + 1]}"
     candidate, copy = folder / f"{stem}.json", 0
     while candidate.exists() or candidate.name == EVAL_FILE:
         copy += 1

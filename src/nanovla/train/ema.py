@@ -3,19 +3,23 @@
 Polyak averaging (Polyak & Juditsky, 1992, https://doi.org/10.1137/0330046) in its exponential
 form, as timm's `ModelEmaV3` and LeRobot's diffusion policy use it: after every optimizer step
 
-    W_ema <- decay * W_ema + (1 - decay) * W        (W_ema = W at the first update)
+    W_ema <- d_n * W_ema + (1 - d_n) * W,   d_n = min(decay, (1 + n) / (10 + n))
 
-so the averaged weights trail the raw ones by about 1 / (1 - decay) steps and smooth away the
-step-to-step noise of the last part of a cosine schedule. Seeds differ far less in their EMA
-weights' success than in their raw weights' (the README measures it).
+(W_ema = W at the first update, n = updates so far), so the averaged weights trail the raw
+ones by about 1 / (1 - decay) steps and smooth away the step-to-step noise of the last part of
+a cosine schedule.
 
 The plumbing is torch's: `WeightEMA` is a `torch.optim.swa_utils.AveragedModel` (a deep copy of
-the model, `n_averaged`) whose update is `get_ema_multi_avg_fn(decay)`. Departure:
-`AveragedModel.update_parameters` would lerp every parameter and buffer each step, including
-a frozen MiniLM's 22 M weights that never change; here only the tensors that can change (the
-trainable parameters and the floating-point buffers, e.g. BatchNorm's running statistics) are
-averaged, and integer buffers are copied. Averaging frozen weights that equal their copy would
-leave them unchanged, so the result is the same.
+the model, `n_averaged`) with a `multi_avg_fn` that lerps all tensors at once
+(`torch._foreach_lerp_`, as `get_ema_multi_avg_fn` does). Departures: (1) the warmup of d_n
+(timm's `ModelEmaV3` / TensorFlow's `num_updates` form): with a fixed decay of 0.999 the
+average after 1000 steps would still hold 0.999^1000 = 37% of the random initial weights, so a
+short run (or an early validation) would judge a policy no step ever produced; d_n reaches
+`decay` after ~9 / (1 - decay) updates, and from there the rule is `get_ema_multi_avg_fn`'s.
+(2) `AveragedModel.update_parameters` would lerp every parameter and buffer each step, a frozen
+MiniLM's 22 M weights included; here only the tensors that can change (the trainable parameters
+and the floating-point buffers, e.g. BatchNorm's running statistics) are averaged, and integer
+buffers are copied. Averaging frozen weights that equal their copy would leave them unchanged.
 
 A checkpoint keeps the average as a loadable policy, `pretrained_model/ema/` (config.json +
 model.safetensors, `nanovla eval` takes it) plus `ema.json` (`n_averaged`, `decay`); `load`
@@ -29,7 +33,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from nanovla.errors import InputError, MissingError
 from nanovla.io import read_json, write_json
@@ -40,15 +44,27 @@ EMA_FILE = "ema.json"
 """`{"n_averaged": int, "decay": float}` beside the EMA policy's files"""
 
 
+def ema_multi_avg_fn(decay: float) -> Any:
+    """`AveragedModel`'s multi_avg_fn for the EMA with warmup: d_n = min(decay, (1+n)/(10+n))."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: Any) -> None:
+        updates = int(n)
+        d = min(decay, (1 + updates) / (10 + updates))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
+
+    return update
+
+
 class WeightEMA(AveragedModel):
-    """`AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))` that averages only what
+    """`AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay))` that averages only what
     can change. `ema.module` is the averaged model; call `update_parameters(model)` after each
     optimizer step."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         if not 0.0 <= decay < 1.0:
             raise InputError(f"EMA decay must be in [0, 1), got {decay}")
-        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        super().__init__(model, multi_avg_fn=ema_multi_avg_fn(decay), use_buffers=True)
         self.decay = decay
         live = _changing(model)
         self._floats = [name for name, t in live.items() if t.is_floating_point()]
