@@ -41,6 +41,10 @@ TINY_DETECT = (
     "--batch-size", "8", "--widths", "4", "8", "8", "8", "--fpn-width", "8", "--num-envs", "8",
     "--latency-repeats", "2", "--threads", "1", "--onnx-exporter", "torchscript",
 )  # fmt: skip
+TINY_MEMORY = (
+    "--model", "vit_tiny_patch16_224", "--img-size", "32", "--batch-size", "2", "--steps", "1",
+    "--variants", "fp32", "fp32+ckpt", "--threads", "1",
+)  # fmt: skip
 TINY: dict[str, tuple[str, ...]] = {
     "world show": (),
     "world demo": ("--episodes", "1"),
@@ -55,6 +59,7 @@ TINY: dict[str, tuple[str, ...]] = {
     "lab translate": TINY_TRANSLATE,
     "lab clip": TINY_CLIP,
     "lab detect": TINY_DETECT,
+    "lab memory": TINY_MEMORY,
     "translate": (),
 }
 """tiny settings appended to each kind of tour command"""
