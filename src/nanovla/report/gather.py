@@ -243,6 +243,9 @@ def _gather_dataset(summary: RunSummary) -> None:
         return
     try:
         summary.dataset = summarize_dataset(path)
+        tasks = (summary.command or {}).get("tasks")
+        if not summary.dataset.families and isinstance(tasks, list):  # an older dataset
+            summary.dataset.families = [f"{', '.join(map(str, tasks))} (the command's --tasks)"]
     except NanovlaError as error:
         summary.missing.append(f"dataset {path}: {error}; no dataset summary")
 
