@@ -124,6 +124,8 @@ def main(options: Options) -> None:
                 f"{written:>8.1f} {mean:>9.3f} {largest:>8d} {changed:>8.2%}"
             )
             del dataset
+        _, again = load(png_root)  # the machine's load changes over minutes: time PNG again
+        print(f"{'png again (after the MP4s)':<28} {'':>8} {again:>9.2f} {png.num_frames / again:>9.0f}")  # fmt: skip
         print(f"(wall times on a shared machine; data in {work})" if options.keep else "(wall times on a shared machine)")  # fmt: skip
     finally:
         if not options.keep:
