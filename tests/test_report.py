@@ -204,3 +204,15 @@ def test_without_matplotlib_the_page_says_which_extra_draws_the_curves(run_dir, 
     page, summary = build_report(run_dir, complete_outcomes=False)
     assert "nanovla[plots]" in page and "data:image/png;base64," not in page
     assert 'id="success-table"' in page
+
+
+def test_the_judged_weights_are_the_ones_eval_json_names(tmp_path):
+    from nanovla.report.outcomes import judged_checkpoint
+
+    run = tmp_path / "r"
+    (run / "checkpoints" / "last").mkdir(parents=True)
+    (run / "selection" / "best").mkdir(parents=True)
+    best = {"checkpoint": "r/selection/best"}
+    assert judged_checkpoint(run, best, tmp_path) == tmp_path / "r/selection/best"
+    assert judged_checkpoint(run, {"checkpoint": "gone/last"}, tmp_path) == run / "checkpoints/last"
+    assert judged_checkpoint(run, {}, None) == run / "checkpoints/last"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nanovla.io import write_text
 from nanovla.report.curves import plot_curves
-from nanovla.report.gather import RunSummary, gather
+from nanovla.report.gather import RunSummary, gather, launch_dir
 from nanovla.report.outcomes import record_missing_outcomes
 from nanovla.report.page import render
 from nanovla.report.rollouts import attach_instructions, find_rollouts
@@ -43,13 +43,14 @@ def build_report(run: Path | str, complete_outcomes: bool = True) -> tuple[str, 
     """The page's HTML for the run directory `run`, and what was read to make it.
 
     `complete_outcomes`: where a family's seen split had successes and failures but its GIFs
-    show one outcome, re-run its evaluation episodes from the last checkpoint and add the GIF of
-    the other (`report.outcomes`; written into RUN/videos/)."""
+    show one outcome, re-run its evaluation episodes from the weights eval.json judged and add
+    the GIF of the other (`report.outcomes`; written into RUN/videos/)."""
     summary = gather(run)
     rollouts = find_rollouts(summary.run, summary.eval)
     if complete_outcomes and summary.eval is not None:
+        launch = launch_dir(summary.run, (summary.command or {}).get("out"))
         written, notes = record_missing_outcomes(
-            summary.run, summary.eval, rollouts, _image_size(summary)
+            summary.run, summary.eval, rollouts, _image_size(summary), launch
         )
         summary.missing += notes
         if written:

@@ -20,8 +20,8 @@ class ReportCommand:
     """where to write the page (default: RUN/report.html)"""
     complete_outcomes: bool = True
     """where a family's seen episodes had successes and failures but its GIFs show only one
-    outcome, re-run that family's evaluation episodes from checkpoints/last (same seeds) and
-    add a GIF of the other to RUN/videos/"""
+    outcome, re-run that family's evaluation episodes from the weights eval.json judged (same
+    seeds) and add a GIF of the other to RUN/videos/"""
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,8 @@
 The evaluation records GIFs of the first episodes of each family only (`--eval.gifs`, 2 by
 default), so a good policy's report would show no failure and a bad one's no success. When the
 seen split of a family had both outcomes but its GIFs show one, this re-runs that family's
-evaluation episodes from the run's last checkpoint (the same seeded scenes, `eval.rollout`) and
+evaluation episodes from the weights eval.json judged (its `checkpoint`: the last step, the EMA
+or the selected best; the same seeded scenes, `eval.rollout`) and
 writes the first episode of the missing outcome as `videos/<family>_<index>_<outcome>.gif`,
 the evaluation's own name. It does so only when the re-run reproduces eval.json's success count
 for that family exactly: the GIF shows an evaluation scene with the outcome it had there (the
@@ -33,13 +34,29 @@ def missing_outcomes(result: dict[str, Any], rollouts: list[Rollout]) -> dict[st
     return missing
 
 
+def judged_checkpoint(run: Path, result: dict[str, Any], launch: Path | None) -> Path:
+    """The weights eval.json judged (its `checkpoint`: the last step, the EMA or the selected
+    best; a relative path is relative to where the run was started), else checkpoints/last."""
+    named = result.get("checkpoint")
+    if isinstance(named, str) and named:
+        first = [launch / named] if launch is not None else []
+        for candidate in (*first, Path(named)):
+            if candidate.exists():
+                return candidate
+    return run / CHECKPOINTS_DIR / LAST_LINK
+
+
 def record_missing_outcomes(
-    run: Path, result: dict[str, Any], rollouts: list[Rollout], image_size: int
+    run: Path,
+    result: dict[str, Any],
+    rollouts: list[Rollout],
+    image_size: int,
+    launch: Path | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Write the GIFs `missing_outcomes` asks for; returns (written paths, notes on what could
-    not be reproduced)."""
+    """Write the GIFs `missing_outcomes` asks for, from the weights eval.json judged (`launch`:
+    where the run was started); returns (written paths, notes on what was not reproduced)."""
     missing = missing_outcomes(result, rollouts)
-    checkpoint = run / CHECKPOINTS_DIR / LAST_LINK
+    checkpoint = judged_checkpoint(run, result, launch)
     episodes, seed = result.get("episodes_per_task"), result.get("seed")
     if not missing or not checkpoint.exists() or not isinstance(episodes, int):
         return [], []
