@@ -31,6 +31,14 @@ non-finite (loss or gradients, and which batch features or parameters hold NaN/i
 checkpoint, which stays as it was; `"skip"` drops that step's update and goes on. Finite runs are
 bit-identical to an engine without the checks.
 
+Multi-process (torchrun, see `distributed.py`): inside a process group the model is wrapped in
+`DistributedDataParallel` (gradients averaged in backward; `no_sync` for all but the last
+micro-batch), the loader hands each rank its slice of the global batch, the logged loss is the
+global batch's (one all-reduce per log step), and rank 0 alone logs, evaluates and writes
+checkpoints while the others wait; a collective that fails (a rank died or hung past the
+timeout) stops this rank with `RankFailure`. On CUDA, batches go through pinned host memory
+with non-blocking copies.
+
 Tests kill the process at named points through `NANOVLA_TEST_KILL_AT` (see `kill_point`).
 """
 
