@@ -53,20 +53,31 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
-def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
-    """Indices of the boxes kept by class-aware greedy NMS, best score first."""
-    order = torch.argsort(scores, descending=True, stable=True)
-    boxes, classes = boxes[order], classes[order]
-    same_class = classes[:, None] == classes[None, :]
-    overlaps = ((box_iou(boxes, boxes) > iou_threshold) & same_class).numpy()
-    suppressed = np.zeros(len(order), dtype=bool)
+def _greedy(boxes: Tensor, iou_threshold: float) -> list[int]:
+    """Kept rows of score-sorted boxes of one class."""
+    overlaps = (box_iou(boxes, boxes) > iou_threshold).numpy()
+    suppressed = np.zeros(len(boxes), dtype=bool)
     keep = []
-    for i in range(len(order)):  # numpy rows: ~1 us per step, where torch ops cost ~10
+    for i in range(len(boxes)):  # numpy rows: ~1 us per step, where torch ops cost ~10
         if suppressed[i]:
             continue
         keep.append(i)
         suppressed |= overlaps[i]
-    return order[torch.tensor(keep, dtype=torch.long)]
+    return keep
+
+
+def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
+    """Indices of the boxes kept by class-aware greedy NMS, best score first. Each class is
+    suppressed on its own (IoU matrices per class, not one over all boxes)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    kept = []
+    for c in torch.unique(classes[order]).tolist():
+        rows = order[classes[order] == c]  # this class, best score first
+        kept.append(rows[torch.tensor(_greedy(boxes[rows], iou_threshold), dtype=torch.long)])
+    if not kept:
+        return order[:0]
+    merged = torch.cat(kept)
+    return merged[torch.argsort(scores[merged], descending=True, stable=True)]
 
 
 def postprocess(
