@@ -75,7 +75,7 @@ class DetectConfig(LabConfig):
     """directory for metrics.json, predictions.json, annotations.json, model.onnx and PNGs"""
     export: tuple[Literal["yolo", "coco"], Path] | None = None
     """only write the dataset and stop: `--export yolo DIR` (images/, labels/, data.yaml) or
-    `--export coco DIR` (images/ and COCO json per split)"""
+    `--export coco DIR` (the same, plus train.json and val.json in COCO format)"""
     data: Path | None = None
     """train and evaluate on this YOLO export (splits train and val) instead of fresh renders"""
     train_frames: int = 2048
