@@ -152,7 +152,7 @@ class Translator:
         tokenizer = SubwordTokenizer.load(directory / TOKENIZER_NAME)
         model = build_model(config)
         try:
-            model.load_state_dict(load_file(str(weights)))
+            model.load_state_dict(load_file(str(weights)), assign=True)  # also under meta
         except (RuntimeError, OSError) as error:
             raise InputError(f"{weights}: weights do not fit {CONFIG_NAME} ({error})") from error
         return cls(model, tokenizer, config)
