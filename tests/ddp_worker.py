@@ -7,7 +7,7 @@ torchrun): a small conv model without BatchNorm on a synthetic dataset through t
 
 `--interrupt-at N`: the loader raises KeyboardInterrupt on its N-th batch (every rank alike), so
 the engine saves a checkpoint and stops; `--die-at N`: rank 1 exits at once on its N-th batch
-(a crashed rank). A NanovlaError is printed as one line (exit 2), as the CLI does.
+(a crashed rank); `--hang-at N`: rank 1 stops itself with SIGSTOP there (a hung rank). A NanovlaError is printed as one line (exit 2), as the CLI does.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,9 @@ class TinyModel(nn.Module):
 class Faulty:
     """The loader, raising KeyboardInterrupt (all ranks) or exiting (rank 1) on a chosen batch."""
 
-    def __init__(self, loader: BatchLoader, interrupt_at: int, die_at: int) -> None:
+    def __init__(self, loader: BatchLoader, interrupt_at: int, die_at: int, hang_at: int) -> None:
         self.loader, self.calls = loader, 0
-        self.interrupt_at, self.die_at = interrupt_at, die_at
+        self.interrupt_at, self.die_at, self.hang_at = interrupt_at, die_at, hang_at
 
     def next_batch(self) -> dict[str, Any]:
         self.calls += 1
@@ -75,6 +76,8 @@ class Faulty:
             raise KeyboardInterrupt
         if self.calls == self.die_at and distributed.rank() == 1:
             os._exit(3)
+        if self.calls == self.hang_at and distributed.rank() == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)  # alive, sockets open, never answering
         return self.loader.next_batch()
 
     def set_shard(self, rank: int, world_size: int) -> None:
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
             progress=False, resume=args.resume,
         )  # fmt: skip
         model = TinyModel(TinyConfig())
-        trainer = Trainer(model, Faulty(loader, args.interrupt_at, args.die_at), config, args.out)
+        faulty = Faulty(loader, args.interrupt_at, args.die_at, args.hang_at)
+        trainer = Trainer(model, faulty, config, args.out)
         try:
             trainer.fit()
         except KeyboardInterrupt:
@@ -115,6 +119,7 @@ def main() -> int:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--interrupt-at", type=int, default=-1)
     parser.add_argument("--die-at", type=int, default=-1)
+    parser.add_argument("--hang-at", type=int, default=-1)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
