@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -259,3 +260,24 @@ def test_parallel_evaluation_equals_serial(tmp_path: Path) -> None:
     assert len(gifs[0]) == 4 and gifs[0] == gifs[1]
     reach = [data for name, data in gifs[0].items() if name.startswith("reach")]
     assert reach[0] != reach[1]  # the episodes differ, so equal GIFs say something
+
+
+def test_sharded_collection_is_the_same_on_one_or_two_workers(tmp_path: Path) -> None:
+    """--shards 2: the dataset depends on the shards, not on how many processes record them."""
+    from nanovla.data.collect import CollectConfig, collect
+
+    datasets = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        config = CollectConfig(
+            task="reach,push", episodes=5, out=out, num_envs=3, image_size=32, shards=2,
+            workers=workers, progress=False,
+        )  # fmt: skip
+        datasets.append(EpisodeDataset(collect(config), progress=False))
+    one, two = datasets
+    assert one.num_episodes == two.num_episodes == 5
+    assert one.tasks == two.tasks
+    for name in ("images", "states", "actions", "episode_bounds"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert one.info["nanovla"]["shards"] == 2
+    assert len(set(one.tasks)) > 1  # the shards hold different scenes and instructions

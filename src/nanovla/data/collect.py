@@ -100,6 +100,11 @@ class CollectConfig:
     """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
     progress: bool = True
     """show a progress bar over kept episodes"""
+    shards: int = 1
+    """record the episodes as this many independently seeded shards (expert only; see
+    nanovla.data.sharded): the dataset depends on --shards, never on --workers"""
+    workers: int = 1
+    """processes that record the shards (with --shards > 1)"""
 
 
 @dataclass
@@ -322,6 +327,10 @@ def check_config(config: CollectConfig) -> None:
         raise InputError(f"--image-size must be >= 8, got {config.image_size}")
     if config.expert_noise < 0:
         raise InputError(f"--expert-noise must be >= 0, got {config.expert_noise}")
+    if config.shards < 1 or config.workers < 1:
+        raise InputError(
+            f"--shards and --workers must be >= 1, got {config.shards}, {config.workers}"
+        )
     if config.max_attempts_per_episode <= 0:
         raise InputError(
             f"--max-attempts-per-episode must be > 0, got {config.max_attempts_per_episode}"
@@ -382,6 +391,14 @@ def collect_with_report(
         source=source,
         video=VideoOptions() if config.video else None,
     )
+    if config.shards > 1:  # over --workers processes (nanovla.data.sharded)
+        from nanovla.data.sharded import record_shards, sharded_source
+
+        if actor is not None:
+            raise InputError("--shards > 1 records the expert only; drop --shards for a policy")
+        writer.source = sharded_source(writer.source, config)
+        report = record_shards(config, writer)
+        return writer.finalize(), report
     max_attempts = int(np.ceil(config.max_attempts_per_episode * config.episodes)) + config.num_envs
     report = record_episodes(
         world,

@@ -138,6 +138,24 @@ class DatasetWriter:
             other._image_shape = self._image_shape
         return other
 
+    def absorb(self, other: DatasetWriter) -> None:
+        """Append `other`'s episodes, already encoded, after this writer's (shards recorded in
+        other processes join one dataset in a fixed order; `nanovla.data.sharded`)."""
+        if other.num_episodes == 0:
+            return
+        if self._pngs and (
+            other._image_shape != self._image_shape
+            or set(other._episode_stats[0]) != set(self._episode_stats[0])
+        ):
+            raise InputError(f"{self.root}: a shard's frames or features differ from the first's")
+        if not self._pngs:
+            self._image_shape = other._image_shape
+        self._pngs += other._pngs
+        for key, chunks in other._vectors.items():
+            self._vectors.setdefault(key, []).extend(chunks)
+        self._tasks += other._tasks
+        self._episode_stats += other._episode_stats
+
     def add_episode(self, episode: Episode) -> int:
         """Encode and keep one episode; returns its episode_index."""
         if self._finalized:
