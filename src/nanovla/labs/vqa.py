@@ -82,6 +82,9 @@ class VQAConfig(LabConfig):
     """share of each batch that is the caption instruction (0: questions only)"""
     eval_scenes: int = 300
     """scenes per held-out set (about 6 questions each)"""
+    init: Path | None = None
+    """continue training a saved VLM directory (its architecture and tokenizer; the
+    architecture options above are then ignored)"""
     probe_every: int = 500
     """print the per-type accuracy on 40 held-out scenes every this many steps (0: never)"""
 
@@ -189,7 +192,10 @@ def run(config: VQAConfig) -> dict[str, object]:
     if config.caption_fraction > 0:
         texts += caption_examples(vqa.EVAL_SEED - 1, 300, config.image_size)[2]
     tokenizer = build_tokenizer(texts, max_length=96)
-    model = build_model(config, tokenizer, 96 if config.caption_fraction > 0 else 48)
+    if config.init is not None:
+        model = VLM.from_pretrained(config.init, argument="--init")
+    else:
+        model = build_model(config, tokenizer, 96 if config.caption_fraction > 0 else 48)
     probe_data = vqa.generate(vqa.EVAL_SEED + 3, 40, config.image_size)
 
     def probe() -> str:
