@@ -53,7 +53,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nanovla.rl.cli",
         "reinforcement learning: `reinforce`, `ppo` (gymnasium ids, the world), `finetune` (BC -> RL)",
     ),
-    "lab": ("nanovla.labs.cli", "curriculum labs: basics, classify, transfer, segment, attention"),
+    "lab": (
+        "nanovla.labs.cli",
+        (
+            "curriculum labs: basics, classify, transfer, segment, attention, clip, detect, translate, "
+            "caption, vqa, memory"
+        ),
+    ),
     "vlm": (
         "nanovla.models.vlm.cli",
         "caption / answer questions about images with a VLM (nanovla, or a local HF BLIP / LLaVA)",
