@@ -211,20 +211,20 @@ def run(config: VQAConfig) -> dict[str, object]:
     _grid(out, model, samples, config.caption_fraction > 0)
     metrics = {
         "accuracy": per_type["heldout_scenes"], "splits": per_type, "languages": per_language,
-        "wall_time_s": result.wall_time_s, "loss": result.losses, "arch": config.arch,
+        "wall_time_s": result.wall_time_s, "loss": result.losses, "arch": model.config.arch,
         "num_parameters": model.num_parameters(), "steps": config.steps,
     }  # fmt: skip
     write_metrics(out, metrics, config)
-    _print_table(per_type, result.wall_time_s, model.num_parameters(), config)
+    _print_table(per_type, result.wall_time_s, model, config)
     print(f"wrote {out}/metrics.json, grid.png, model/")
     return metrics
 
 
-def _print_table(per_type: dict, wall: float, parameters: int, config: VQAConfig) -> None:
+def _print_table(per_type: dict, wall: float, model: VLM, config: VQAConfig) -> None:
     columns = [*vqa.QUESTION_TYPES, "all"]
     print(f"{'split':<18}" + "".join(f"{c:>9}" for c in columns))
     for name, accuracy in per_type.items():
         cells = "".join(f"{accuracy[c]:>9.3f}" if c in accuracy else f"{'-':>9}" for c in columns)
         print(f"{name:<18}{cells}")
-    print(f"{config.arch}-style VLM, {parameters:,} parameters, {config.steps} steps x "
+    print(f"{model.config.arch}-style VLM, {model.num_parameters():,} parameters, {config.steps} steps x "
           f"{config.batch_size}: training {wall:.0f} s wall time")  # fmt: skip
