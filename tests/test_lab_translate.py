@@ -224,3 +224,17 @@ def test_policy_text_side_can_be_the_translation_encoder(lab_run: Path) -> None:
     features = language(["빨간 상자에 닿아", "reach the red box", "빨간 상자에 닿아"])
     assert features.shape == (3, language.out_dim) and not features.requires_grad
     torch.testing.assert_close(features[0], features[2])
+
+
+def test_warm_start_keeps_the_tokenizer_and_reuses_the_corpus(
+    lab_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "warm"
+    args = ["lab", "translate", "--out", str(out), "--corpus", str(lab_run / "corpus.parquet"),
+            "--init", str(lab_run / "model"), "--steps", "2", "--beam-size", "1",
+            "--examples", "0", "--threads", "1"]  # fmt: skip
+    assert cli_main(args) == 0
+    before = json.loads((lab_run / "model" / "tokenizer.json").read_text())
+    assert json.loads((out / "model" / "tokenizer.json").read_text()) == before
+    assert not (out / "corpus.parquet").exists()
+    assert json.loads((out / "metrics.json").read_text())["count"]["test"] == 12
