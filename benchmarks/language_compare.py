@@ -54,6 +54,8 @@ class Args:
     """do not train: print the table of --runs"""
     runs: tuple[Path, ...] = ()
     """run directories for --table-only (default: ROOT/<variant> for each variant)"""
+    eval_file: str = "eval.json"
+    """the result file inside each run directory (e.g. a `nanovla eval --out` of a checkpoint)"""
 
 
 def train(args: Args, name: str) -> Path:
@@ -74,12 +76,12 @@ def _cell(summary: dict) -> str:
     )
 
 
-def table(runs: list[Path]) -> str:
+def table(runs: list[Path], eval_file: str = "eval.json") -> str:
     """One row per run: every split's pooled success, then the logged median samples/s."""
     width = 25
     lines = [f"{'variant':<22}" + "".join(f"{s:>{width}}" for s in SPLITS) + f"{'samples/s':>11}"]
     for run in runs:
-        result = json.loads((run / "eval.json").read_text())
+        result = json.loads((run / eval_file).read_text())
         records = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").open()]
         rates = [r["train/samples_per_s"] for r in records if "train/samples_per_s" in r]
         cells = "".join(
@@ -88,7 +90,7 @@ def table(runs: list[Path]) -> str:
         )
         rate = statistics.median(rates[1:] or rates) if rates else float("nan")
         lines.append(f"{run.name:<22}{cells}{rate:>11.0f}")
-    first = json.loads((runs[0] / "eval.json").read_text())
+    first = json.loads((runs[0] / eval_file).read_text())
     lines.append(
         f"success [95% Wilson CI] successes/episodes, pooled over {', '.join(first['families'])}; "
         f"{first['episodes_per_task']} episodes per family per split, seed {first['seed']}"
@@ -101,7 +103,7 @@ def main(args: Args) -> None:
         runs = list(args.runs) or [args.root / name for name in args.variants]
     else:
         runs = [train(args, name) for name in args.variants]
-    print(table(runs))
+    print(table(runs, args.eval_file))
 
 
 if __name__ == "__main__":
