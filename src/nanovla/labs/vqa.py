@@ -15,6 +15,13 @@ training). metrics.json holds "accuracy" (per type on held-out scenes, and "all"
 "splits" (split -> per type), "languages" (split -> en / ko), the loss curve and the wall time;
 the model is saved under `--out`/model (`VLM.from_pretrained`), and grid.png shows held-out
 scenes with questions, generated answers and the truth (wrong answers in red).
+
+Measured (README, "Captioning and VQA"): from scratch, both architectures were still at chance
+after 500 steps; with the image tower started from a CLIP of the world (`--vision-init`,
+`--arch blip --vision-pool 2`), 6000 steps (three runs chained with `--init`, 2430 s contended)
+reached 0.866 on held-out scenes (colour 0.944, kind 0.969, size 0.959, exists 0.970, bowl
+0.974, count 0.790, position 0.247 = chance), 0.280 on held-out templates and 0.162 on held-out
+combinations.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ class VQAConfig(LabConfig):
     Korean) and score it on held-out scenes, question templates and attribute combinations."""
 
     out: Path = Path("runs/lab-vqa")
-    """directory for metrics.json, grid.png, curves.png and the model (model/)"""
+    """directory for metrics.json, grid.png and the model (model/)"""
     arch: Literal["llava", "blip"] = "llava"
     """"llava": image tokens through a projector, prepended to a causal LM; "blip": image
     tokens feed a text decoder through cross-attention"""
