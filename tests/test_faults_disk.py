@@ -134,30 +134,21 @@ def test_full_disk_and_read_only_run_directory(tmpfs: Path) -> None:
 
 def _full_on_write(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Make every write of a file called `name` through nanovla.io fail as a full disk does:
-    the temporary file is created, the write() raises ENOSPC (and names no file)."""
+    the temporary file is created, writing into it raises ENOSPC (and names no file)."""
     import nanovla.io as nio
 
-    real_write_text = nio.write_text
+    real_write_text, real_path_write = nio.write_text, Path.write_text
 
-    class Full:
-        def __init__(self, fd: int) -> None:
-            self.file = os.fdopen(fd, "w", encoding="utf-8")
-
-        def __enter__(self) -> Full:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.file.close()
-
-        def write(self, text: str) -> int:
+    def full(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(f".{name}."):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_path_write(self, data, *args, **kwargs)
 
     def write_text(path: Any, text: str) -> Path:
         if Path(path).name != name:
             return real_write_text(path, text)
-        fake_os = types.SimpleNamespace(fdopen=lambda fd, *a, **k: Full(fd), replace=os.replace)
         with monkeypatch.context() as patch:
-            patch.setattr(nio, "os", fake_os)
+            patch.setattr(Path, "write_text", full)
             return real_write_text(path, text)
 
     monkeypatch.setattr(nio, "write_text", write_text)

@@ -5,29 +5,48 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from nanovla.errors import InputError, MissingError
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` atomically (temp file in the same directory + rename).
+def _file_mode() -> int:
+    """0666 minus the process's umask: the mode `open()` would give a new file (mkstemp's 0600
+    would make every report, eval.json and dataset file unreadable to other users)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed onto `path` when the block ends
+    without an error, removed otherwise. The parent directory is created if needed.
 
     A crash or an error part-way leaves either the old file or the new one, never half of one,
-    and no temporary file behind. The parent directory is created if needed.
-    """
+    and no temporary file behind; the new file gets a normal file's permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        yield temporary
+        os.chmod(temporary, _file_mode())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (`atomic_path`); returns the path."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -33,8 +33,6 @@ with its columns checked.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nanovla.errors import InputError
+from nanovla.io import atomic_path
 from nanovla.world.instructions import TEMPLATES, instruction_text
 from nanovla.world.scene import allowed_target_combos, sample_scenes
 from nanovla.world.tasks import TASK_FAMILIES
@@ -172,14 +171,8 @@ def write_corpus(path: Path, pairs: list[Pair]) -> Path:
     """Writes `pairs` as one parquet file at `path`, atomically."""
     table = pa.table({name: [getattr(pair, name) for pair in pairs] for name in COLUMNS})
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".corpus-", suffix=".parquet")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

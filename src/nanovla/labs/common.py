@@ -8,9 +8,6 @@ half-written `metrics.json` behind.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 import torch
 
 from nanovla.errors import InputError
+from nanovla.io import write_json
 from nanovla.train.rng import seed_everything
 
 if TYPE_CHECKING:
@@ -87,15 +85,7 @@ def write_metrics(out: Path, metrics: Mapping[str, Any], config: LabConfig) -> P
     "config". Tensors, arrays and paths become plain JSON values."""
     payload = {**_jsonable(metrics), "config": _jsonable(config)}
     path = out / "metrics.json"
-    handle, temporary = tempfile.mkstemp(dir=out, prefix=".metrics-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(payload, file, indent=2, ensure_ascii=False)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json(path, payload)
     return path
 
 
