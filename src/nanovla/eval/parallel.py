@@ -26,8 +26,6 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
 from nanovla.eval.rollout import ActsOnObservations, RolloutResult, run_episodes
 from nanovla.progress import note
 
@@ -43,6 +41,8 @@ def can_ship(policy: Any) -> bool:
 
 def _init_worker(module: str, qualname: str, directory: str) -> None:
     global _worker_policy
+    import torch  # here, not at the top: `nanovla collect` starts without torch
+
     torch.set_num_threads(1)
     cls: Any = importlib.import_module(module)
     for part in qualname.split("."):
@@ -69,6 +69,8 @@ def map_rollouts(
         for call in calls:
             yield run_episodes(policy, **call)
         return
+    import torch.multiprocessing
+
     cls = type(policy)
     context = torch.multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="nanovla-eval-") as directory:
