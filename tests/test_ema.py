@@ -96,3 +96,26 @@ def test_save_and_load_restore_the_average_exactly(tmp_path):
         WeightEMA(policy, 0.5).load(tmp_path)
     with pytest.raises(MissingError, match="ema.json"):
         other.load(tmp_path / "nowhere")
+
+
+def test_the_average_never_serves_stale_cached_text_features() -> None:
+    # The EMA copy stays in eval mode, where the instruction encoder caches features per string;
+    # its weights change in place, so each update must drop that cache (a stale cache froze
+    # the in-run validation of whole runs at their first validation's language features).
+    from nanovla.models.text.tokenizer import Tokenizer
+
+    texts = ["reach the red box"]
+    config = PolicyConfig(image_size=16, vision_widths=(8,), hidden_dim=16, text_dim=8)
+    torch.manual_seed(0)
+    policy = Policy(config, tokenizer=Tokenizer.from_texts(texts))
+    ema = WeightEMA(policy, 0.5)
+    ema.update_parameters(policy)
+    language = ema.module.language
+    before = language(texts).clone()  # eval mode: cached
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.5)
+    ema.update_parameters(policy)
+    after = language(texts)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, language._encode(texts, None))  # = an uncached encoding

@@ -86,6 +86,10 @@ class WeightEMA(AveragedModel):
             for name in self._others:
                 averaged[name].copy_(live[name])
         self.n_averaged += 1
+        for module in self.module.modules():  # weights changed in place: drop cached features
+            clear = getattr(module, "clear_cache", None)  # (the instruction encoder's, computed
+            if callable(clear):  # in eval mode by an earlier validation, would go stale)
+                clear()
 
     def save(self, pretrained_dir: Path) -> Path:
         """Write the average into `pretrained_dir/ema/` (a policy folder + ema.json)."""
