@@ -29,8 +29,8 @@ from typing import Literal
 import numpy as np
 
 from nanovla.data import captions as caption_data
-from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
-from nanovla.labs.vlm_train import Batch, build_model, plot_grid, train, wrap
+from nanovla.labs.common import check_positive, setup, write_metrics
+from nanovla.labs.vlm_train import Batch, VLMLabConfig, build_model, plot_grid, train, wrap
 from nanovla.models.vlm import VLM, build_tokenizer
 from nanovla.models.vlm.text import CAPTION_PROMPTS
 from nanovla.world.instructions import BOWL_KO, COLORS_KO, KINDS_KO, SIZES_KO
@@ -40,7 +40,7 @@ EVAL_SPLITS = ("test", "heldout_combos")
 
 
 @dataclass
-class CaptionConfig(LabConfig):
+class CaptionConfig(VLMLabConfig):
     """Train an image captioner on world scenes (English and Korean) and score BLEU and exact
     attribute recall on unseen scenes and held-out attribute combinations."""
 
@@ -53,25 +53,6 @@ class CaptionConfig(LabConfig):
     """optimizer steps (each on a fresh batch)"""
     batch_size: int = 32
     """captions per step"""
-    lr: float = 1e-3
-    """peak AdamW learning rate (linear warmup, cosine decay to 5 %)"""
-    warmup: int = 200
-    """warmup steps"""
-    d_model: int = 128
-    """text model width"""
-    num_layers: int = 3
-    """text model layers"""
-    vision_widths: tuple[int, ...] = (32, 64, 64)
-    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64, 64)
-    gives 4x4 image tokens at 64x64, (32, 64) 8x8"""
-    vision_init: Path | None = None
-    """initialise the image tower from a CLIP model directory (`nanovla lab clip --out DIR`:
-    DIR/model; a vla_cnn tower), as LLaVA starts from CLIP; its grid is pooled by
-    --vision-pool, and --vision-widths / --image-size come from the CLIP"""
-    vision_pool: int = 1
-    """average-pool the image token grid by this factor per side"""
-    image_size: int = 64
-    """rendered image side in pixels"""
     beam_size: int = 3
     """beam width for the beam-search scores (greedy is always scored too)"""
     eval_images: int = 200

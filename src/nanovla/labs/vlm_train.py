@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from nanovla.errors import InputError
-from nanovla.labs.common import pyplot, save_figure
+from nanovla.labs.common import LabConfig, pyplot, save_figure
 from nanovla.models.text.tokenizer import Tokenizer
 from nanovla.models.vlm import VLM, VLMConfig
 from nanovla.models.vlm.layers import clip_vision_config, load_clip_vision
@@ -30,6 +30,31 @@ from nanovla.train.schedules import build_scheduler
 
 Batch = tuple[np.ndarray, list[str], list[str]]
 """(images (B, H, W, 3) uint8, prompts, targets)"""
+
+
+@dataclass
+class VLMLabConfig(LabConfig):
+    """The options `nanovla lab caption` and `nanovla lab vqa` share: optimisation and model."""
+
+    lr: float = 1e-3
+    """peak AdamW learning rate (linear warmup, cosine decay to 5 %)"""
+    warmup: int = 200
+    """warmup steps"""
+    d_model: int = 128
+    """text model width"""
+    num_layers: int = 3
+    """text model layers"""
+    vision_widths: tuple[int, ...] = (32, 64, 64)
+    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64, 64)
+    gives 4x4 image tokens at 64x64, (32, 64) 8x8"""
+    vision_init: Path | None = None
+    """initialise the image tower from a CLIP model directory (`nanovla lab clip --out DIR`:
+    DIR/model; a vla_cnn tower), as LLaVA starts from CLIP; its grid is pooled by
+    --vision-pool, and --vision-widths / --image-size come from the CLIP"""
+    vision_pool: int = 1
+    """average-pool the image token grid by this factor per side"""
+    image_size: int = 64
+    """rendered image side in pixels"""
 
 
 @dataclass

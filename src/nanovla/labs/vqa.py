@@ -35,8 +35,16 @@ import numpy as np
 
 from nanovla.data import vqa
 from nanovla.errors import InputError
-from nanovla.labs.common import LabConfig, check_positive, setup, write_metrics
-from nanovla.labs.vlm_train import Batch, build_model, exact_match, plot_grid, train, wrap
+from nanovla.labs.common import check_positive, setup, write_metrics
+from nanovla.labs.vlm_train import (
+    Batch,
+    VLMLabConfig,
+    build_model,
+    exact_match,
+    plot_grid,
+    train,
+    wrap,
+)
 from nanovla.models.vlm import VLM, build_tokenizer
 from nanovla.models.vlm.text import CAPTION_PROMPTS
 from nanovla.world.annotate import caption_en, caption_ko
@@ -53,7 +61,7 @@ SPLITS = {  # name -> (seed offset from EVAL_SEED, templates, combos)
 
 
 @dataclass
-class VQAConfig(LabConfig):
+class VQAConfig(VLMLabConfig):
     """Train a vision-language model to answer questions about world scenes (English and
     Korean) and score it on held-out scenes, question templates and attribute combinations."""
 
@@ -66,25 +74,6 @@ class VQAConfig(LabConfig):
     """optimizer steps (each on a fresh batch)"""
     batch_size: int = 64
     """questions per step"""
-    lr: float = 1e-3
-    """peak AdamW learning rate (linear warmup, cosine decay to 5 %)"""
-    warmup: int = 200
-    """warmup steps"""
-    d_model: int = 128
-    """text model width"""
-    num_layers: int = 3
-    """text model layers"""
-    vision_widths: tuple[int, ...] = (32, 64, 64)
-    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64, 64)
-    gives 4x4 image tokens at 64x64, (32, 64) 8x8"""
-    vision_init: Path | None = None
-    """initialise the image tower from a CLIP model directory (`nanovla lab clip --out DIR`:
-    DIR/model; a vla_cnn tower), as LLaVA starts from CLIP; its grid is pooled by
-    --vision-pool, and --vision-widths / --image-size come from the CLIP"""
-    vision_pool: int = 1
-    """average-pool the image token grid by this factor per side"""
-    image_size: int = 64
-    """rendered image side in pixels"""
     caption_fraction: float = 0.0
     """share of each batch that is the caption instruction (0: questions only)"""
     eval_scenes: int = 300
