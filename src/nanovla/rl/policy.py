@@ -150,9 +150,48 @@ class ActorCritic(nn.Module):
         self.register_buffer("low", torch.tensor(config.action_low, dtype=torch.float32))
         self.register_buffer("high", torch.tensor(config.action_high, dtype=torch.float32))
 
+    def mlp_layers(self) -> tuple[list, list] | None:
+        """The (weight, bias) pairs of the actor (its head last) and of the critic (the value
+        head last) for vector observations; None with a CNN."""
+        if self.actor.cnn is not None:
+            return None
+        layers = self.__dict__.get("_mlp_layers")
+        if layers is None:  # parameters are updated in place (optimizer, load_state_dict)
+            pairs = lambda trunk, head: [  # noqa: E731
+                (m.weight, m.bias) for m in [*trunk.mlp, head] if isinstance(m, nn.Linear)
+            ]
+            layers = (pairs(self.actor, self.policy_head), pairs(self.critic, self.value_head))
+            self.__dict__["_mlp_layers"] = layers
+        return layers
+
+    def _run(self, layers: list, x: torch.Tensor) -> torch.Tensor:
+        """An MLP of `layers` as addmm + activation calls (no module dispatch: the rollout
+        calls it once per env step)."""
+        act = torch.tanh if self.config.activation == "tanh" else torch.relu
+        for weight, bias in layers[:-1]:
+            x = act(torch.addmm(bias, x, weight.t()))
+        weight, bias = layers[-1]
+        return torch.addmm(bias, x, weight.t())
+
+    def _fast(self, obs: Any) -> tuple[list, list] | None:
+        layers = self.mlp_layers()
+        return (
+            layers
+            if layers is not None and isinstance(obs, torch.Tensor) and obs.dim() == 2
+            else None
+        )
+
     def dist(self, obs: Any) -> Categorical | DiagGaussian:
         """The action distribution of normalized observations."""
-        out = self.policy_head(self.actor(obs))
+        fast = self._fast(obs)
+        out = self._run(fast[0], obs) if fast else self.policy_head(self.actor(obs))
+        return self._dist(out)
+
+    def dist_value(self, obs: Any) -> tuple[Categorical | DiagGaussian, torch.Tensor]:
+        """`dist(obs)` and `value(obs)` in one call (what the rollout asks each step)."""
+        return self.dist(obs), self.value(obs)
+
+    def _dist(self, out: torch.Tensor) -> Categorical | DiagGaussian:
         if self.config.discrete:
             return Categorical(out)
         if self.log_std is not None:
@@ -165,7 +204,9 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Any) -> torch.Tensor:
         """(B,) state values of normalized observations."""
-        return self.value_head(self.critic(obs)).squeeze(-1)
+        fast = self._fast(obs)
+        out = self._run(fast[1], obs) if fast else self.value_head(self.critic(obs))
+        return out.squeeze(-1)
 
     def env_action(self, raw: torch.Tensor) -> np.ndarray:
         """Raw samples -> env actions: indices; clipped, or tanh-squashed and scaled, to the box."""

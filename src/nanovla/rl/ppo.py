@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from nanovla.errors import InputError
 from nanovla.progress import progress
+from nanovla.rl import mlp_grad
 from nanovla.rl import rollout as ro
 from nanovla.rl.envs import make_vec_env
 from nanovla.rl.normalize import RewardScaler
@@ -174,50 +175,105 @@ def value_loss(
     return torch.max(unclipped, clipped).mean()
 
 
+def minibatch_loss(
+    agent: ActorCriticLike, batch: dict[str, Any], idx: torch.Tensor, cmd: PPOCommand, clip: float
+) -> dict[str, torch.Tensor]:
+    """The PPO loss of the minibatch `idx` of `batch` through autograd (see the module docs):
+    `loss` and its parts `pg_loss`, `v_loss`, `entropy`, with `approx_kl` and `clipfrac`."""
+    obs = ro.index(batch["obs"], idx)
+    dist = agent.dist(obs)
+    new_logp = dist.log_prob(batch["raw"][idx])
+    with torch.set_grad_enabled(cmd.ent_coef != 0):  # only logged when not in the loss
+        entropy = dist.entropy().mean()
+    adv = batch["adv"][idx]
+    if cmd.norm_adv and len(idx) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss, approx_kl, clipfrac = clipped_surrogate(new_logp, batch["logp"][idx], adv, clip)
+    new_v = agent.value(obs)
+    v_clip = clip if cmd.clip_vloss else None
+    v_loss = value_loss(new_v, batch["values"][idx], batch["returns"][idx], v_clip)
+    loss = pg_loss - cmd.ent_coef * entropy + cmd.vf_coef * v_loss
+    return {"loss": loss, "pg_loss": pg_loss, "v_loss": v_loss, "entropy": entropy,
+            "approx_kl": approx_kl, "clipfrac": clipfrac}  # fmt: skip
+
+
 def update(
     agent: ActorCriticLike, optimizer: torch.optim.Optimizer, batch: dict[str, Any],
-    cmd: PPOCommand, clip: float,
+    cmd: PPOCommand, clip: float, autograd: bool = False,
 ) -> dict[str, float]:  # fmt: skip
-    """The PPO epochs over one flattened rollout `batch`; returns the last minibatch's losses."""
+    """The PPO epochs over one flattened rollout `batch`; returns the last minibatch's losses.
+    An MLP `ActorCritic` takes the hand-written gradient (`rl/mlp_grad.py`: the same loss and
+    gradients, 3-4x faster per step) unless `autograd`; any other actor-critic autograd."""
+    if not autograd and mlp_grad.supported(agent):
+        return _update_manual(agent, optimizer, batch, cmd, clip)
     size = batch["logp"].shape[0]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for _ in range(cmd.update_epochs):
         for idx in torch.randperm(size).split(cmd.minibatch_size):
-            obs = ro.index(batch["obs"], idx)
-            dist = agent.dist(obs)
-            new_logp = dist.log_prob(batch["raw"][idx])
-            with torch.set_grad_enabled(cmd.ent_coef != 0):  # only logged when not in the loss
-                entropy = dist.entropy().mean()
-            adv = batch["adv"][idx]
-            if cmd.norm_adv and len(idx) > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            pg_loss, approx_kl, clipfrac = clipped_surrogate(
-                new_logp, batch["logp"][idx], adv, clip
-            )
-            new_v = agent.value(obs)
-            v_clip = clip if cmd.clip_vloss else None
-            v_loss = value_loss(new_v, batch["values"][idx], batch["returns"][idx], v_clip)
-            loss = pg_loss - cmd.ent_coef * entropy + cmd.vf_coef * v_loss
+            out = minibatch_loss(agent, batch, idx, cmd, clip)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            out["loss"].backward()
             torch.nn.utils.clip_grad_norm_(params, cmd.max_grad_norm)
             optimizer.step()
-        if cmd.target_kl is not None and approx_kl > cmd.target_kl:
+        if cmd.target_kl is not None and out["approx_kl"] > cmd.target_kl:
             break
-    return {"losses/policy_loss": float(pg_loss.detach()), "losses/value_loss": float(v_loss.detach()),
-            "losses/entropy": float(entropy.detach()), "losses/approx_kl": float(approx_kl),
-            "losses/clipfrac": float(clipfrac)}  # fmt: skip
+    return _losses(out)
+
+
+def _losses(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {"losses/policy_loss": float(out["pg_loss"].detach()),
+            "losses/value_loss": float(out["v_loss"].detach()),
+            "losses/entropy": float(out["entropy"].detach()),
+            "losses/approx_kl": float(out["approx_kl"]),
+            "losses/clipfrac": float(out["clipfrac"])}  # fmt: skip
+
+
+def _update_manual(
+    agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, Any], cmd: PPOCommand,
+    clip: float,
+) -> dict[str, float]:  # fmt: skip
+    """`update` through `mlp_grad.PPOGrad`: the batch packed into one matrix, shuffled once per
+    epoch (the same permutations as the autograd path), minibatches as slices of it."""
+    grad = _grad_of(agent)
+    packed = grad.pack(batch)
+    size = packed.shape[0]
+    adam_step = mlp_grad.AdamStep(optimizer)
+    for _ in range(cmd.update_epochs):
+        shuffled = packed[torch.randperm(size)]
+        starts = range(0, size, cmd.minibatch_size)
+        for start in starts:
+            last = start == starts[-1]
+            out = grad.step(shuffled[start : start + cmd.minibatch_size], clip, cmd, stats=last)
+            adam_step()
+        if cmd.target_kl is not None and out["approx_kl"] > cmd.target_kl:
+            break
+    return _losses(out)
+
+
+def _grad_of(agent: ActorCritic) -> mlp_grad.PPOGrad:
+    """The agent's `PPOGrad` (built once: it holds the flat gradient buffer)."""
+    grad = getattr(agent, "_ppo_grad", None)
+    if grad is None:
+        grad = mlp_grad.PPOGrad(agent)
+        object.__setattr__(agent, "_ppo_grad", grad)  # not a submodule: no state_dict entry
+    return grad
 
 
 # ----------------------------------------------------------------------------- 2. rollouts
 def collect(agent: ActorCriticLike, env: Any, state: ro.RolloutState, cmd: PPOCommand) -> dict:
     """`num_steps` steps of every env; returns the (T, N) rollout with advantages and returns."""
     steps = []
+    dist_value = getattr(agent, "dist_value", None)
     for _ in range(cmd.num_steps):
         with torch.no_grad():
-            dist = agent.dist(state.obs)
-            raw = dist.sample()
-            logp, value = dist.log_prob(raw), agent.value(state.obs)
+            if dist_value is not None:
+                dist, value = dist_value(state.obs)
+                raw = dist.sample()
+                logp = dist.log_prob(raw)
+            else:
+                dist = agent.dist(state.obs)
+                raw = dist.sample()
+                logp, value = dist.log_prob(raw), agent.value(state.obs)
         reward, done, final = ro.env_step(agent, env, state, agent.env_action(raw), cmd)
         if final is not None:  # bootstrap time-limit truncations from V(final observation)
             cut, final_obs = final
