@@ -52,7 +52,7 @@ from nanovla.errors import InputError
 from nanovla.progress import progress
 from nanovla.rl import mlp_grad
 from nanovla.rl import rollout as ro
-from nanovla.rl.envs import make_vec_env
+from nanovla.rl.envs import VecEnv, make_vec_env
 from nanovla.rl.normalize import RewardScaler
 from nanovla.rl.policy import ActorCritic, ActorCriticLike, config_for
 from nanovla.rl.returns import gae
@@ -291,11 +291,16 @@ def collect(agent: ActorCriticLike, env: Any, state: ro.RolloutState, cmd: PPOCo
 
 
 # ----------------------------------------------------------------------------- 5. the loop
-def train(cmd: PPOCommand) -> dict[str, Any]:
-    """Run PPO as `cmd` says (resolved and checked first); returns the eval.json content."""
+def train(cmd: PPOCommand, env: VecEnv | None = None) -> dict[str, Any]:
+    """Run PPO as `cmd` says (resolved and checked first); returns the eval.json content.
+    `env`: the training envs when the caller built them (`make_vec_env(cmd.env, ...)`, possibly
+    wrapped: `benchmarks/ppo_vs_sb3.py` times episode ends), else built here."""
     resolve(cmd)
     run = ro.Run(cmd)  # checks --out and seeds; the env and the networks check the rest
-    env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
+    if env is None:
+        env = make_vec_env(cmd.env, cmd.num_envs, cmd.world_obs, cmd.world_reward, cmd.image_size)
+    elif env.num_envs != cmd.num_envs:
+        raise InputError(f"--num-envs: {cmd.num_envs}, but the envs given hold {env.num_envs}")
     agent = ActorCritic(config_for(env, cmd.hidden, cmd.activation, cmd.squash, cmd.log_std,
                                    cmd.log_std_init, cmd.normalize_obs))  # fmt: skip
     with run:
