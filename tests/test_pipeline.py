@@ -92,6 +92,61 @@ def test_validation_rollouts_use_their_own_seed_range(monkeypatch):
         pipeline.TrainCommand(seed=command.val_seed)
 
 
+# ------------------------------------------------ --targets train: seen asks only for seen combos
+
+
+class _Still:
+    """A 'policy' that never moves."""
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        return np.zeros((len(obs["state"]), 3), dtype=np.float32)
+
+
+def test_validation_and_evaluation_follow_the_demonstrations_targets(monkeypatch):
+    from nanovla.eval import rollout
+    from nanovla.world.scene import COLORS, HELDOUT_COMBOS, KINDS
+
+    asked: list[str] = []
+    real = rollout.make_world
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("targets", "all"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rollout, "make_world", recording)
+    seen_config = {}
+
+    def fake_evaluate(model, families, config, image_size, progress=True):
+        seen_config["targets"] = config.targets
+        return {"splits": {"seen": {"success": 0.0, "per_task": {}}}}
+
+    monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
+
+    class Model:
+        def reset(self) -> None: ...
+
+    pipeline._validation(pipeline.TrainCommand(targets="train"), [])(Model(), 0)
+    assert seen_config["targets"] == "train"
+    # unset --eval.targets: every split but combos asks for what the policy was trained on
+    config = EvalConfig(episodes=30, splits=("seen", "combos"), gifs=0, targets="train")
+    result = evaluate(_Still(), ("reach",), config, image_size=32, progress=False)
+    assert asked == ["train", "heldout"] and result["splits"]["seen"]["targets"] == "train"
+    assert EvalConfig().targets is None  # resolved from the run (run.json), "all" when unknown
+    unset = evaluate(_Still(), ("reach",), EvalConfig(episodes=2, splits=("seen",),
+                     gifs=0), image_size=32, progress=False)  # fmt: skip
+    assert unset["targets"] == "all"
+    heldout = {(KINDS.index(k), COLORS.index(c)) for k, c in HELDOUT_COMBOS}
+    from nanovla.world import make_world
+
+    world = make_world("reach", num_envs=200, image_size=32, seed=3, targets="train")
+    world.reset(seed=3)
+    state = world.state
+    combos = set(zip(state.obj_kind[:, 0].tolist(), state.obj_color[:, 0].tolist()))
+    assert combos and not combos & heldout
+    with pytest.raises(InputError, match="--eval.targets"):
+        evaluate(_Still(), ("reach",), EvalConfig(targets="some"), progress=False)
+
+
 # ---------------------------------------------------------------- bug 4: --resume and other flags
 
 TINY = (

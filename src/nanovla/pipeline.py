@@ -165,6 +165,7 @@ def _validation(
         splits=("seen",),
         gifs=0,
         seed=command.val_seed,
+        targets=command.targets,  # seen combos only: a held-out one is not what is selected for
     )
 
     def eval_fn(model: Policy, step: int) -> dict[str, float]:
@@ -214,7 +215,7 @@ def _final_evaluation(
         result = evaluate(
             policy,
             command.tasks,
-            command.eval,
+            dataclasses.replace(command.eval, targets=command.eval.targets or command.targets),
             command.image_size,
             video_dir=out / VIDEOS_DIR,
             progress=command.progress,
@@ -281,6 +282,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
             episodes=dataset.num_episodes,
             seed=command.seed,
             expert_version=EXPERT_VERSION,
+            targets=command.targets,
         )
         hooks = RunHooks(command, record, out)
         trainer = Trainer(

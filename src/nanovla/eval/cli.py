@@ -8,7 +8,7 @@ explicit `--out` that exists is refused unless `--overwrite` is given.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +69,12 @@ def trained_families(pretrained: Path) -> tuple[str, ...]:
     return () if record is None else tuple(record.families)
 
 
+def trained_targets(pretrained: Path) -> str:
+    """Target combos of the checkpoint's demonstrations (its run.json), all when not recorded."""
+    record = RunRecord.load(pretrained)
+    return "all" if record is None else record.targets
+
+
 def default_out(pretrained: Path) -> Path:
     """`runs/RUN/eval-<step>.json` for `runs/RUN/checkpoints/<step>/pretrained_model` (and
     `runs/RUN/eval-selected-<step>.json` for the selected weights, `runs/RUN/selection/best`),
@@ -109,10 +115,11 @@ def main(argv: list[str]) -> int:
         )
     out = command.out or default_out(pretrained)
     videos = command.videos or out.with_name(out.stem + "-videos")
+    config = replace(command.eval, targets=command.eval.targets or trained_targets(pretrained))
     result = evaluate(
         policy,
         families,
-        command.eval,
+        config,
         image_size=policy.config.image_size,
         video_dir=videos if command.eval.gifs else None,
         progress=command.progress,

@@ -14,7 +14,7 @@ Splits name which instruction templates the episodes use:
 `combos` asks for the (kind, color) pairs that `targets="train"` demonstrations never use as a
 target (`world.scene.HELDOUT_COMBOS`, e.g. a green ball): a compositional test only for a policy
 trained on such demonstrations (`nanovla train` records them so by default). Every other split
-uses `EvalConfig.targets`.
+uses `EvalConfig.targets` (unset: the targets the policy was trained with).
 
 Every (split, family) pair runs the same number of episodes from fixed seeded initial states.
 The initial states of a family depend on its name and the base seed only (`scene_seed`), never on
@@ -42,6 +42,7 @@ from nanovla.eval.rollout import ActsOnObservations
 from nanovla.eval.stats import wilson_interval
 from nanovla.eval.video import write_video
 from nanovla.progress import progress as progress_bar
+from nanovla.world.scene import TARGET_SPLITS
 from nanovla.world.tasks import TASK_FAMILIES
 
 FAMILY_SEED_STRIDE = 7919
@@ -94,9 +95,11 @@ class EvalConfig:
     from the collection seed and the validation seeds so no scene is seen twice"""
     gifs: int = 2
     """rollout GIFs written per task family (seen split); 0 = none"""
-    targets: str = "all"
+    targets: str | None = None
     """target attribute combinations of every split but `combos` (always heldout): all | train |
-    heldout (compositional test)"""
+    heldout (compositional test); unset = the combos the policy's demonstrations had as targets
+    (its run.json: `nanovla train --targets`), so `seen` never asks for a held-out combo of a
+    policy trained without them; all where the run does not say"""
     workers: int = 1
     """processes the (split, family) batches are spread over (spawned, one torch thread each;
     results equal one process's at one thread); 1 = this process"""
@@ -110,6 +113,10 @@ def _check(config: EvalConfig, families: tuple[str, ...]) -> None:
         raise InputError(f"episodes must be >= 1, got {config.episodes}")
     if config.workers < 1:
         raise InputError(f"--eval.workers must be >= 1, got {config.workers}")
+    if config.targets is not None and config.targets not in TARGET_SPLITS:
+        raise InputError(
+            f"--eval.targets must be one of {list(TARGET_SPLITS)}, got {config.targets!r}"
+        )
     if not families:
         raise InputError("families must name at least one task family")
 
@@ -135,10 +142,11 @@ def evaluate(
     """Run every (split, family) batch and return the `eval.json` dict:
     `{"episodes_per_task", "splits": {split: {"success", "ci95", "per_task", ...}}, ...}`."""
     _check(config, families)
+    targets = config.targets or "all"
     result: dict[str, Any] = {
         "episodes_per_task": config.episodes,
         "seed": config.seed,
-        "targets": config.targets,
+        "targets": targets,
         "families": list(families),
         "splits": {},
         "videos": [],
@@ -152,7 +160,7 @@ def evaluate(
             seed=scene_seed(config.seed, family),
             image_size=image_size,
             record=config.gifs if (video_dir is not None and split == "seen") else 0,
-            targets=SPLIT_TARGETS.get(split, config.targets),
+            targets=SPLIT_TARGETS.get(split, targets),
         )
         for split, family in jobs
     ]  # run_episodes' arguments, over config.workers processes (eval/parallel.py)
@@ -179,7 +187,7 @@ def evaluate(
         all_success = np.concatenate(list(by_family.values()))
         summary = _summary(int(all_success.sum()), all_success.size)
         summary["templates"] = SPLIT_TEMPLATES[split]
-        summary["targets"] = SPLIT_TARGETS.get(split, config.targets)
+        summary["targets"] = SPLIT_TARGETS.get(split, targets)
         summary["per_task"] = {family: float(s.mean()) for family, s in by_family.items()}
         summary["per_task_ci95"] = {
             family: list(wilson_interval(int(s.sum()), s.size)) for family, s in by_family.items()

@@ -36,6 +36,9 @@ class RunRecord:
     """the run's seed (initial weights, batch order, augmentation)"""
     expert_version: int = 0
     """`nanovla.world.experts.EXPERT_VERSION` of the demonstrations (0 = not recorded)"""
+    targets: str = "all"
+    """target (kind, color) combos of the demonstrations (`nanovla train --targets`): all, or
+    train (the held-out combos never a target; evaluation's `seen` then asks for seen ones)"""
 
     def __post_init__(self) -> None:
         unknown = [family for family in self.families if family not in TASK_FAMILIES]
