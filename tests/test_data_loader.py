@@ -190,6 +190,7 @@ def test_memmap_frames_give_the_same_batches_without_a_frame_copy(tmp_path):
         batches[cache] = [loader.next_batch() for _ in range(6)]
         if cache == "memmap":
             assert loader.frames is None  # no anonymous copy of the frames
+            assert loader._frame_file is not None  # read with pread, not through the mapping
     for a, b in zip(batches["memory"], batches["memmap"], strict=True):
         assert a.keys() == b.keys()
         for key in a:

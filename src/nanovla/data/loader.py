@@ -45,6 +45,7 @@ import torch
 
 from nanovla.data.dataset import EpisodeDataset
 from nanovla.data.format import ENV_STATE_KEY
+from nanovla.data.frames import FrameFile, is_frame_file
 from nanovla.errors import InputError
 
 Split = Literal["train", "val", "all"]
@@ -135,6 +136,8 @@ class BatchLoader:
         """Padded channels-first frames of the split (none for memmap frames, which batches
         read directly); per-frame vectors of the whole dataset."""
         self.frames: torch.Tensor | None = None  # (M, 3, H+2s, W+2s) uint8, or None
+        # memmap frames are read per batch with pread (data/frames.py), never mapped in
+        self._frame_file = FrameFile(dataset.images) if is_frame_file(dataset.images) else None
         if not isinstance(dataset.images, np.memmap):
             frames = padded_channels_first(dataset.images, self.augment_shift, self.rows.numpy())
             self.frames = torch.from_numpy(frames)
@@ -253,7 +256,13 @@ class BatchLoader:
         if bool((local < 0).any()):
             raise InputError(f"batch rows include frames outside the {self.split!r} split")
         if self.frames is None:  # memmap frames: pad and transpose this batch's frames only
-            padded = padded_channels_first(self.dataset.images, self.augment_shift, rows.numpy())
+            if self._frame_file is not None:
+                batch = self._frame_file.read(rows.numpy())  # (B, H, W, 3), not mapped in
+                padded = padded_channels_first(batch, self.augment_shift)
+            else:
+                padded = padded_channels_first(
+                    self.dataset.images, self.augment_shift, rows.numpy()
+                )
             frames, local = torch.from_numpy(padded), torch.arange(len(rows))  # (B, 3, Hp, Wp)
             if self.augment_shift == 0:
                 return frames

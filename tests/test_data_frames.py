@@ -1,0 +1,70 @@
+"""`data/frames.FrameFile`: batches of the memmapped frame cache read by pread, not mapped in."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from nanovla.data.frames import FrameFile, is_frame_file
+from nanovla.errors import InputError
+
+
+@pytest.fixture()
+def cache(tmp_path) -> np.memmap:
+    path = tmp_path / "frames.uint8.npy"
+    frames = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(1024, 64, 64, 3))
+    frames[:] = np.random.default_rng(0).integers(0, 256, frames.shape, dtype=np.uint8)
+    frames.flush()
+    del frames
+    return np.load(path, mmap_mode="c")
+
+
+def _rss_file_kb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+def test_reads_equal_indexing_in_any_order_with_repeats(cache):
+    rows = np.array([5, 1023, 0, 5, 17, 512])
+    np.testing.assert_array_equal(FrameFile(cache).read(rows), cache[rows])
+    assert FrameFile(cache).read(np.zeros(0, np.int64)).shape == (0, 64, 64, 3)
+
+
+def test_reading_every_frame_leaves_resident_memory_flat(cache):
+    """12 MiB of frames: through the mapping they become resident; through pread they do not."""
+    reader, rows = FrameFile(cache), np.random.default_rng(1).permutation(len(cache))
+    before = _rss_file_kb()
+    for start in range(0, len(rows), 256):
+        reader.read(rows[start : start + 256])
+    through_pread = _rss_file_kb() - before
+    before = _rss_file_kb()
+    for start in range(0, len(rows), 256):
+        np.ascontiguousarray(cache[np.sort(rows[start : start + 256])])
+    through_mapping = _rss_file_kb() - before
+    assert through_mapping > 10_000  # kB: the file's 12 MiB mapped in
+    assert through_pread < 1_000
+
+
+def test_a_slice_is_not_taken_for_the_file(cache):
+    assert is_frame_file(cache) and not is_frame_file(cache[1:]) and not is_frame_file(cache[::2])
+    assert not is_frame_file(np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="frame cache file"):
+        FrameFile(cache[1:])
+    with pytest.raises(InputError, match=r"\[0, 1024\)"):
+        FrameFile(cache).read(np.array([1024]))
+
+
+def test_survives_pickling_and_fork(cache):
+    reader = FrameFile(cache)
+    reader.read(np.array([3]))  # opens a descriptor in this process
+    again = pickle.loads(pickle.dumps(reader))
+    np.testing.assert_array_equal(again.read(np.array([3, 4])), cache[[3, 4]])
+    pid = os.fork()
+    if pid == 0:  # the child must open its own descriptor, not share the parent's offset
+        ok = np.array_equal(reader.read(np.array([9])), cache[[9]])
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
