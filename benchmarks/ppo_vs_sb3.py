@@ -202,18 +202,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--envs", nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--no-sb3", action="store_true", help="run ours only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # import torch._dynamo before timing
     try:
+        if args.no_sb3:
+            raise ImportError
         import stable_baselines3
 
         have_sb3 = True
         versions = f", stable-baselines3 {stable_baselines3.__version__}"
     except ImportError:
         have_sb3, versions = False, ""
-        print("stable-baselines3 is not installed: running ours only (pip install "
-              "'stable-baselines3==2.9.*' with a torch constraint)")  # fmt: skip
+        if not args.no_sb3:
+            print("stable-baselines3 is not installed: running ours only (pip install "
+                  "'stable-baselines3==2.9.*' with a torch constraint)")  # fmt: skip
     print(f"torch {torch.__version__}{versions}, {torch.get_num_threads()} thread")
     for env_id in args.envs:
         differ = our_defaults_differ(env_id)

@@ -129,3 +129,15 @@ def test_adam_step_falls_back_for_other_optimizers():
     for optimizer in (torch.optim.Adam(net.parameters(), amsgrad=True, fused=True),
                       torch.optim.Adam(net.parameters()), torch.optim.SGD(net.parameters(), 0.1)):  # fmt: skip
         assert not mlp_grad.AdamStep(optimizer).direct
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_addmm_forward_equals_the_modules(case):
+    agent, batch, _ = _setup(case, torch.float32)
+    with torch.no_grad():
+        dist, value = agent.dist_value(batch["obs"])
+        out = agent.policy_head(agent.actor.mlp(batch["obs"]))  # nn.Module dispatch
+        plain_value = agent.value_head(agent.critic.mlp(batch["obs"])).squeeze(-1)
+    plain = agent._dist(out)
+    assert torch.equal(value, plain_value)
+    assert torch.equal(dist.log_prob(batch["raw"]), plain.log_prob(batch["raw"]))

@@ -11,7 +11,13 @@ offer, `ActorCriticLike`):
   sample clipped to the action box, or tanh-squashed and scaled to it);
 - `prepare(obs)`: numpy observations from the env -> the normalized tensors `dist` takes
   (`update_stats=True` also merges them into the running statistics, during training only);
-- `act(obs, deterministic)`: `prepare` + `dist` + sample (or mode) + `env_action`: deployment.
+- `act(obs, deterministic)`: `prepare` + `dist` + sample (or mode) + `env_action`: deployment;
+- optionally `dist_value(obs)`: `dist` and `value` in one call (the rollout uses it when an
+  actor-critic has it).
+
+With vector observations `dist` and `value` run the MLPs as `addmm` + activation calls on the
+layers' own parameters (`mlp_layers`), skipping `nn.Module` dispatch: the rollout calls them
+once per env step on a handful of rows, where the dispatch costs more than the arithmetic.
 
 Architecture as CleanRL's and SB3's defaults: separate actor and critic MLPs (64, 64) with tanh,
 orthogonal initialization (gain sqrt 2 for hidden layers, 0.01 for the policy head, 1 for the
