@@ -54,6 +54,9 @@ class Args:
     """torch intra-op threads"""
     amp: str = TrainCommand().train.amp
     """autocast precision of the step: none | bf16 (default: the default run's)"""
+    frame_cache: str = "memory"
+    """decoded frames in memory (the loader keeps a padded copy) or memmap (a file beside the
+    dataset, batches read by pread: `data/frames.py`)"""
     tasks: tuple[str, ...] = TrainCommand().tasks
     """task families of the recorded dataset (default: the default run's)"""
 
@@ -115,7 +118,7 @@ def main(args: Args) -> None:
             progress=False,
         )
     )
-    dataset = EpisodeDataset(path)
+    dataset = EpisodeDataset(path, cache=args.frame_cache, progress=False)
     config = default_policy_config()  # the default `nanovla train` policy
     loader = BatchLoader(
         dataset, args.batch_size, chunk=config.chunk, augment_shift=args.augment_shift
@@ -141,7 +144,7 @@ def main(args: Args) -> None:
         f"torch {torch.__version__}, {args.threads} thread(s); default policy "
         f"({n_params / 1e3:.0f}k params), batch {args.batch_size}, "
         f"{dataset.image_shape[0]}x{dataset.image_shape[1]}, chunk {config.chunk}, "
-        f"shift {args.augment_shift}, amp {args.amp}; median of {args.rounds} alternating blocks of "
+        f"shift {args.augment_shift}, amp {args.amp}, frames {args.frame_cache}; median of {args.rounds} alternating blocks of "
         f"{args.steps} steps"
     )
     print(f"{'feed':<34}{'samples/s':>12}")

@@ -68,3 +68,20 @@ def test_survives_pickling_and_fork(cache):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_writer_builds_the_same_file_as_a_memmap_without_mapping_it(tmp_path):
+    from nanovla.data.frames import FrameFileWriter
+
+    frames = np.random.default_rng(2).integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)
+    writer = FrameFileWriter(tmp_path / "w.npy", frames.shape)
+    before = _rss_file_kb()
+    for row in np.random.default_rng(3).permutation(len(frames)):
+        writer[row] = frames[row]
+    writer.flush()
+    assert _rss_file_kb() - before < 1_000  # kB: 6 MiB written, none of it resident
+    np.testing.assert_array_equal(np.load(tmp_path / "w.npy"), frames)
+    with pytest.raises(InputError, match="outside"):
+        FrameFileWriter(tmp_path / "x.npy", (2, 4, 4, 3))[2] = frames[0, :4, :4]
+    with pytest.raises(InputError, match="expected"):
+        FrameFileWriter(tmp_path / "y.npy", (2, 4, 4, 3))[0] = frames[0]

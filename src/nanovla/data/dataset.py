@@ -45,6 +45,7 @@ from nanovla.data.format import (
     read_tasks,
     require_feature,
 )
+from nanovla.data.frames import FrameFileWriter
 from nanovla.data.images import decode_image, image_cell_bytes
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
 from nanovla.errors import InputError
@@ -362,9 +363,9 @@ class EpisodeDataset:
                 pass  # a stale or damaged cache is rebuilt below
         staging = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
 
-        def allocate() -> np.ndarray:
+        def allocate() -> FrameFileWriter:  # pwrite, not a w+ memmap: RSS stays flat
             cache_dir.mkdir(exist_ok=True)
-            return np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=full_shape)
+            return FrameFileWriter(staging, full_shape)
 
         try:
             frames = self._decode_into(allocate, progress)
@@ -386,7 +387,9 @@ class EpisodeDataset:
         index = video.read_video_index(self.root, self.image_key, self.num_episodes)
         return self._files + video.video_files(self.root, self.info, self.image_key, index)
 
-    def _decode_into(self, allocate: Callable[[], np.ndarray], progress: bool) -> np.ndarray:
+    def _decode_into(
+        self, allocate: Callable[[], np.ndarray | FrameFileWriter], progress: bool
+    ) -> np.ndarray | FrameFileWriter:
         """Decode every image cell (or a video feature's MP4 frames) into the (N, H, W, 3)
         array `allocate()` returns, in row order; a PNG array is allocated only after the first
         frame proved the declared shape."""

@@ -89,3 +89,40 @@ class FrameFile:
             if got != size:
                 raise InputError(f"{self.path}: short read at frame {row} ({got} of {size} bytes)")
         return out
+
+
+class FrameFileWriter:
+    """Writes frames into a new (N, H, W, C) uint8 `.npy` file with `pwrite`, row by row
+    (`writer[row] = frame`), so decoding a large cache never maps the file into the process
+    (a `w+` memmap would hold every written page resident until it is unmapped)."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...]) -> None:
+        self.path, self.shape = Path(path), tuple(int(n) for n in shape)
+        header = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.uint8, shape=self.shape)
+        self.offset = int(header.offset)  # the .npy header is written; the data is sparse
+        del header
+        self.frame_bytes = int(np.prod(self.shape[1:]))
+        self._fd = os.open(self.path, os.O_WRONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, row: int, frame: np.ndarray) -> None:
+        if not 0 <= row < self.shape[0]:
+            raise InputError(f"{self.path}: frame row {row} outside [0, {self.shape[0]})")
+        data = np.ascontiguousarray(frame, dtype=np.uint8)
+        if data.shape != self.shape[1:]:
+            raise InputError(f"{self.path}: frame of shape {data.shape}, expected {self.shape[1:]}")
+        os.pwrite(self._fd, data, self.offset + row * self.frame_bytes)
+
+    def flush(self) -> None:
+        """Write everything to disk and close the file (the writer cannot be used after)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
+            self._fd = -1
