@@ -22,10 +22,11 @@ TINY = ("--steps", "2", "--batch-size", "8", "--d-model", "16", "--num-layers", 
 @pytest.fixture(scope="module")
 def vqa_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vqa")
-    result = nanovla("lab", "vqa", "--out", "run", *TINY, "--eval-scenes", "3",
+    result = nanovla("lab", "vqa", "--out", "run", *TINY, "--eval-scenes", "3", "--tag-steps", "2",
                      "--probe-every", "1", "--caption-fraction", "0.25", cwd=root)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heldout_templates" in result.stdout and "wall time" in result.stdout
+    assert "image tower on cell tags" in result.stdout
     return root / "run"
 
 

@@ -31,11 +31,11 @@ def test_count_answers_match_the_scene():
     data = vqa.generate(1, 40, languages=("en",), types=("count",))
     state_counts = {}
     for question, answer, scene in zip(data.questions, data.answers, data.scene):
-        match = re.match(r"(?:how many|count the) (\w+)(?: objects)?", question)
+        match = re.search(r"(?:how many|count the|number of) (\w+)(?: objects)?", question)
         assert match, question
         state_counts.setdefault(int(scene), []).append((question, int(answer)))
     # "how many objects": 3..5, as the world samples scenes
-    totals = [a for q, a in sum(state_counts.values(), []) if re.match(r"(how many|count the) objects", q)]  # fmt: skip
+    totals = [a for q, a in sum(state_counts.values(), []) if re.search(r"(how many|count the|number of) objects", q)]  # fmt: skip
     assert totals and all(3 <= a <= 5 for a in totals)
 
 
@@ -70,6 +70,53 @@ def test_heldout_templates_are_disjoint_from_training_templates():
     seen = set(vqa.generate(4, 40).questions)
     unseen = vqa.generate(4, 40, templates="heldout").questions
     assert seen.isdisjoint(unseen)
+
+
+def _words(template: str) -> list[str]:
+    return re.sub(r"([.,?!])", r" \1", template).split()
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[:], i
+        for j, y in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
+    return row[-1]
+
+
+def test_heldout_templates_stay_paraphrases_of_training_ones():
+    """At least 8 training templates per type and language, and every held-out template at
+    least two word edits from every training template of any type (the distance the first
+    three training templates per type already had: "what kind of object is {ref}?" ->
+    "which kind of thing is {ref}?")."""
+    for lang in vqa.LANGUAGES:
+        train = vqa.TEMPLATES[lang]["train"]
+        assert all(len(set(train[t])) >= 8 for t in vqa.QUESTION_TYPES)
+        for heldout in vqa.TEMPLATES[lang]["heldout"].values():
+            for template in heldout:
+                nearest = min(_edit_distance(_words(template), _words(t)) for ts in train.values() for t in ts)  # fmt: skip
+                assert nearest >= 2, template
+
+
+def _matcher(templates) -> re.Pattern:
+    slot = r"\{(?:ref|things)\}(?:을|를|이|가|은|는)?"
+    patterns = [re.sub(slot, ".+", re.escape(t).replace(r"\{", "{").replace(r"\}", "}")) for t in templates]  # fmt: skip
+    patterns = [re.sub(r"\{(?:ref|things)\}(?:을|를|이|가|은|는)?", ".+", p) for p in patterns]
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def test_the_vqa_lab_trains_on_training_templates_only():
+    from nanovla.labs.vqa import VQAConfig, make_batches
+
+    by_split = {split: _matcher([t for lang in vqa.LANGUAGES for ts in vqa.TEMPLATES[lang][split].values() for t in ts])
+                for split in ("train", "heldout")}  # fmt: skip
+    next_batch = make_batches(VQAConfig(batch_size=16))
+    questions = [q for step in range(3) for q in next_batch(step)[1]]
+    assert len(questions) == 48
+    for question in questions:
+        assert by_split["train"].fullmatch(question), question
+        assert not by_split["heldout"].fullmatch(question), question
 
 
 def test_same_seed_same_set_and_parquet_round_trip(tmp_path):

@@ -153,8 +153,10 @@ def run(config: CaptionConfig) -> dict[str, object]:
                    beam_size=config.beam_size, eval_images=config.eval_images)  # fmt: skip
     out = setup(config)
     texts = caption_batch("train", 400, 999_999, config.image_size)[2]
-    tokenizer = build_tokenizer(texts, max_length=64)
-    model = build_model(config, tokenizer, 64)
+    # the model the README's caption figures were measured with: word tokenizer, learned image
+    # positions only, no cell tags (the VQA lab's BPE / sine-cosine / tag changes are untested here)
+    tokenizer = build_tokenizer(texts, max_length=64, kind="word")
+    model = build_model(config, tokenizer, 64, image_position="learned", cell_tags=False)
     result = train(model, make_batches(config), config.steps, config.lr,
                    min(config.warmup, config.steps - 1), desc="lab caption")  # fmt: skip
     scores, samples = evaluate(model, config)

@@ -20,16 +20,15 @@ import torch
 
 from nanovla.errors import InputError
 from nanovla.labs.common import LabConfig, pyplot, save_figure
-from nanovla.models.text.tokenizer import Tokenizer
 from nanovla.models.vlm import VLM, VLMConfig
 from nanovla.models.vlm.layers import clip_vision_config, load_clip_vision
-from nanovla.models.vlm.text import normalize
+from nanovla.models.vlm.text import VLMTokenizer, normalize
 from nanovla.progress import note, progress
 from nanovla.train.optim import build_optimizer
 from nanovla.train.schedules import build_scheduler
 
-Batch = tuple[np.ndarray, list[str], list[str]]
-"""(images (B, H, W, 3) uint8, prompts, targets)"""
+Batch = tuple[np.ndarray, list[str], list[str]] | tuple[np.ndarray, list[str], list[str], Any]
+"""(images (B, H, W, 3) uint8, prompts, targets[, cell tags (B, h*w, 4) long or None])"""
 
 
 @dataclass
@@ -74,9 +73,11 @@ def train(
     desc: str = "train",
     probe: Callable[[], str] | None = None,
     probe_every: int = 0,
+    tag_weight: float = 1.0,
 ) -> TrainResult:
     """`steps` AdamW steps of `model.loss` on `next_batch(step)`; returns the loss curve.
-    Every `probe_every` steps (0: never) `probe()` runs in eval mode and its line is printed."""
+    Every `probe_every` steps (0: never) `probe()` runs in eval mode and its line is printed.
+    A batch's fourth item (cell tags, or None) goes to the loss with `tag_weight`."""
     optimizer = build_optimizer(model, lr, weight_decay, (0.9, 0.98))
     scheduler = build_scheduler(optimizer, "cosine", steps, min(warmup, steps - 1), 0.05)
     model.train()
@@ -84,8 +85,9 @@ def train(
     start = time.perf_counter()
     bar = progress(range(steps), desc=desc, unit="step")
     for step in bar:
-        images, prompts, targets = next_batch(step)
-        loss, _ = model.loss(images, prompts, targets)
+        images, prompts, targets, *rest = next_batch(step)
+        tags = rest[0] if rest else None
+        loss, _ = model.loss(images, prompts, targets, tags=tags, tag_weight=tag_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -105,12 +107,13 @@ def train(
     return TrainResult(losses, time.perf_counter() - start)
 
 
-def build_model(config: Any, tokenizer: Tokenizer, max_text_len: int) -> VLM:
-    """The lab's VLM from its options (arch, sizes, vision widths / pool, --vision-init)."""
+def build_model(config: Any, tokenizer: VLMTokenizer, max_text_len: int, **fixed: Any) -> VLM:
+    """The lab's VLM from its options (arch, sizes, vision widths / pool, --vision-init);
+    `fixed`: further `VLMConfig` fields."""
     fields: dict[str, Any] = dict(
         arch=config.arch, image_size=config.image_size, vision_widths=config.vision_widths,
         vision_pool=config.vision_pool, d_model=config.d_model, num_layers=config.num_layers,
-        max_text_len=max_text_len,
+        max_text_len=max_text_len, **fixed,
     )  # fmt: skip
     if config.vision_init is not None:
         tower = clip_vision_config(str(config.vision_init))

@@ -46,14 +46,19 @@ class BlipStyle(nn.Module):
         )  # fmt: skip
         self.head = nn.Linear(d, config.vocab_size)
 
-    def memory(self, pixels: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, N, d) image tokens the decoder attends to."""
-        return self.image_proj(self.image(pixels))
+    def memory(self, pixels: Tensor | None, image: Tensor | None = None) -> Tensor:
+        """(B, 3, H, W) (or the image tokens `image` (B, N, C) already computed) -> (B, N, d)
+        image tokens the decoder attends to."""
+        return self.image_proj(self.image(pixels) if image is None else image)
 
-    def forward(self, pixels: Tensor, ids: Tensor, attend: Tensor | None = None) -> Tensor:
+    def forward(
+        self, pixels: Tensor | None, ids: Tensor, attend: Tensor | None = None,
+        image: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """Logits (B, T, V) for text `ids` (B, T). attend: (B, T) True = real token, for
-        left-padded prompts; None = right-padded training rows (plain causal mask)."""
-        memory = self.memory(pixels)
+        left-padded prompts; None = right-padded training rows (plain causal mask). image:
+        the image encoder's tokens when the caller has them (then `pixels` is not read)."""
+        memory = self.memory(pixels, image)
         if attend is None:
             positions = torch.arange(ids.shape[1], device=ids.device)[None]
             x = self.embed(ids) + self.pos(positions)

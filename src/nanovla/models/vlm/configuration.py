@@ -34,12 +34,21 @@ class VLMConfig:
     """vla_cnn stride-1 conv blocks at the last width"""
     vision_pool: int = 1
     """average-pool the image token grid by this factor per side (2: a 16x16 grid -> 8x8)"""
+    image_position: Literal["sincos", "learned"] = "sincos"
+    """where each image token lies: "sincos" adds a fixed 2-D sine-cosine table (row and column,
+    as MAE) at the features' own scale, plus a learned embedding; "learned" only the learned
+    embedding, initialised at std 0.02 (models saved before "sincos" existed: a CNN grid's
+    features are ~20x larger, and such models never learned "where")"""
     image_size: int = 64
     """side of the square RGB input images"""
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     """per-channel mean of the [0, 1] pixels (a CLIP tower brings its own)"""
     image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     """per-channel std of the [0, 1] pixels"""
+    cell_tags: bool = True
+    """a linear head on the image tokens that names what each grid cell holds (object kind,
+    colour, size, bowl colour; `VLM.loss(..., tags=)`): dense supervision that grounds a tower
+    trained from scratch (models saved before it: False)"""
     d_model: int = 128
     """width of the text model (and of the projected image tokens)"""
     num_layers: int = 3
@@ -56,6 +65,8 @@ class VLMConfig:
     """tokenizer vocabulary size (filled in from the tokenizer)"""
 
     def __post_init__(self) -> None:
+        if self.image_position not in ("sincos", "learned"):
+            raise InputError(f"VLMConfig.image_position: unknown {self.image_position!r}; choose 'sincos' or 'learned'")  # fmt: skip
         if self.arch not in ARCHS:
             raise InputError(f"VLMConfig.arch: unknown {self.arch!r}; choose one of {ARCHS}")
         if self.d_model % self.num_heads != 0:

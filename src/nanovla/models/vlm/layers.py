@@ -3,8 +3,14 @@ key/value-cached step through `nanovla.nn`'s encoder layer used as a causal LM l
 
 Image encoder: `create_model(config.vision, num_classes=0)` and its `forward_features`: a
 (B, C, h, w) feature map (vla_cnn) is read as h*w tokens of width C, a ViT's (B, 1 + N, C)
-tokens are taken as they are; a learned position embedding per token is added (a CNN grid has
-no notion of where a cell is once flattened).
+tokens are taken as they are. A CNN grid has no notion of where a cell is once flattened, so a
+position code is added to each grid token: a fixed 2-D sine-cosine table (`sincos_2d`, half the
+channels for the row, half for the column, as MAE) at the scale of the features themselves,
+plus a learned embedding (`image_position="sincos"`, the default). Models saved before it have
+only the learned embedding, initialised at std 0.02 (`image_position="learned"`): beside
+BatchNorm-ReLU features of RMS ~0.5 that is a 4 % signal, and those models answered "where is
+the red box?" at chance (0.247 on held-out scenes after 6000 steps, their learned table's std
+only 0.043) while every other question type reached 0.79-0.97.
 
 KV cache: in training, a layer sees the whole sequence at once (`nanovla.nn`'s layers, fused
 attention). In generation, every new token would recompute the keys and values of all earlier
@@ -77,6 +83,25 @@ class ImageEncoder(nn.Module):
         self.num_tokens, self.width = probe.shape[1], probe.shape[2]
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, self.width))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        grid = self._grid(config)
+        self.grid = grid
+        """(h, w) of the token grid (row-major tokens), None for a ViT"""
+        table = torch.zeros(1, self.num_tokens, self.width)
+        if config.image_position == "sincos" and grid is not None:
+            table = sincos_2d(*grid, self.width)[None]
+        self.register_buffer("pos_table", table, persistent=False)
+
+    def _grid(self, config: VLMConfig) -> tuple[int, int] | None:
+        """(h, w) of a CNN token grid, None for a ViT (its tokens carry their own positions)."""
+        with torch.no_grad():
+            self.backbone.eval()
+            pixels = torch.zeros(1, 3, config.image_size, config.image_size)
+            features = self.backbone.forward_features(pixels)
+            self.backbone.train()
+        if features.dim() != 4:
+            return None
+        h, w = features.shape[2:]
+        return (h // self.pool, w // self.pool) if self.pool > 1 else (h, w)
 
     def _tokens(self, pixels: Tensor) -> Tensor:
         features = self.backbone.forward_features((pixels - self.mean) / self.std)
@@ -86,8 +111,31 @@ class ImageEncoder(nn.Module):
             return features.flatten(2).transpose(1, 2)
         return features  # (B, N, C) tokens
 
+    def position(self, features: Tensor) -> Tensor:
+        """Tokens (B, N, C) from `features` (B, N, C) = `_tokens(pixels)`: the position code added."""
+        return features + self.pos_table + self.pos_embed
+
     def forward(self, pixels: Tensor) -> Tensor:
-        return self._tokens(pixels) + self.pos_embed
+        return self.position(self._tokens(pixels))
+
+
+def sincos_2d(height: int, width: int, channels: int) -> Tensor:
+    """(height * width, channels) fixed position code of a row-major grid: the first half of the
+    channels are sines and cosines of the row index at `channels // 4` frequencies (1 to 1/100
+    radian per cell, geometrically spaced), the second half the same of the column; channels
+    beyond 4 * (channels // 4) stay zero. Values lie in [-1, 1] (RMS 0.71, as BatchNorm-ReLU features' ~0.6)."""
+    quarter = channels // 4
+    table = torch.zeros(height, width, channels)
+    if quarter == 0:
+        return table.reshape(height * width, channels)
+    frequencies = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter - 1, 1))
+    rows = torch.arange(height, dtype=torch.float32)[:, None] * frequencies  # (h, q)
+    cols = torch.arange(width, dtype=torch.float32)[:, None] * frequencies  # (w, q)
+    table[:, :, :quarter] = rows.sin()[:, None, :]
+    table[:, :, quarter : 2 * quarter] = rows.cos()[:, None, :]
+    table[:, :, 2 * quarter : 3 * quarter] = cols.sin()[None, :, :]
+    table[:, :, 3 * quarter : 4 * quarter] = cols.cos()[None, :, :]
+    return table.reshape(height * width, channels)
 
 
 def step_mask(attend: Tensor, queries: int) -> Tensor:

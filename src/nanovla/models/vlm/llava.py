@@ -43,8 +43,10 @@ class LlavaStyle(nn.Module):
         )  # fmt: skip
         self.head = nn.Linear(d, config.vocab_size)
 
-    def _sequence(self, pixels: Tensor, ids: Tensor, positions: Tensor) -> Tensor:
-        image = self.projector(self.image(pixels))  # (B, N, d)
+    def _sequence(
+        self, pixels: Tensor | None, ids: Tensor, positions: Tensor, image: Tensor | None = None
+    ) -> Tensor:
+        image = self.projector(self.image(pixels) if image is None else image)  # (B, N, d)
         return torch.cat([image, self.embed(ids) + self.pos(positions)], dim=1)  # (B, N + T, d)
 
     def _full_attend(self, attend: Tensor) -> Tensor:
@@ -52,15 +54,19 @@ class LlavaStyle(nn.Module):
                            device=attend.device)  # fmt: skip
         return torch.cat([image, attend], dim=1)
 
-    def forward(self, pixels: Tensor, ids: Tensor, attend: Tensor | None = None) -> Tensor:
+    def forward(
+        self, pixels: Tensor | None, ids: Tensor, attend: Tensor | None = None,
+        image: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """Logits (B, T, V) on the text positions. attend: (B, T) True = real token (left-
-        padded prompts); None = right-padded training rows (plain causal mask)."""
+        padded prompts); None = right-padded training rows (plain causal mask). image: the
+        image encoder's tokens when the caller has them (then `pixels` is not read)."""
         n = self.image.num_tokens
         if attend is None:
             positions = torch.arange(ids.shape[1], device=ids.device)[None]
-            hidden = self.lm(self._sequence(pixels, ids, positions), is_causal=True)
+            hidden = self.lm(self._sequence(pixels, ids, positions, image), is_causal=True)
         else:
-            x = self._sequence(pixels, ids, text_positions(attend))
+            x = self._sequence(pixels, ids, text_positions(attend), image)
             full = self._full_attend(attend)
             hidden = self.lm(x, mask=step_mask(full, full.shape[1]))
         return self.head(hidden[:, n:])

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from nanovla.errors import InputError, MissingError
 from nanovla.io import read_json_object, write_json
 from nanovla.models.policy.pretrained import DIGEST_KEY, read_safetensors, tensors_digest
-from nanovla.models.text.tokenizer import PAD_ID, Tokenizer
+from nanovla.models.text.tokenizer import PAD_ID
 from nanovla.models.vlm.blip import BlipStyle
 from nanovla.models.vlm.configuration import VLM_TYPE, VLMConfig
 from nanovla.models.vlm.layers import check_images
@@ -42,15 +42,22 @@ from nanovla.models.vlm.text import (
     CAPTION_PROMPTS,
     EOS_ID,
     SPECIAL_IDS,
+    VLMTokenizer,
     check_tokenizer,
     decode,
     encode_prompt,
     left_padded,
+    load_tokenizer,
     training_batch,
 )
 from nanovla.nn.decoding import StepFn, beam_search, greedy_decode
 
 CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME = "config.json", "model.safetensors", "tokenizer.json"
+TAG_CLASSES: tuple[tuple[str, int], ...] = (
+    ("kind", 3), ("colour", 6), ("size", 4), ("bowl", 6),
+)  # fmt: skip
+"""the cell-tag heads and their classes: 0 = nothing there, then the object's kind (box, ball),
+colour (COLORS), size (SIZES), and the colour of a bowl centred in the cell"""
 GENERATION_CHUNK = 256
 """images decoded at once (bounds the KV cache's memory)"""
 
@@ -58,7 +65,7 @@ GENERATION_CHUNK = 256
 class VLM(nn.Module):
     """Image + prompt -> text, BLIP-style (`arch="blip"`) or LLaVA-style (`arch="llava"`)."""
 
-    def __init__(self, config: VLMConfig, tokenizer: Tokenizer) -> None:
+    def __init__(self, config: VLMConfig, tokenizer: VLMTokenizer) -> None:
         super().__init__()
         check_tokenizer(tokenizer, "tokenizer")
         if config.vocab_size not in (0, tokenizer.vocab_size):
@@ -66,6 +73,8 @@ class VLM(nn.Module):
         config.vocab_size = tokenizer.vocab_size
         self.config, self.tokenizer = config, tokenizer
         self.net = BlipStyle(config) if config.arch == "blip" else LlavaStyle(config)
+        if config.cell_tags:
+            self.tagger = nn.Linear(self.net.image.width, sum(n for _, n in TAG_CLASSES))
         blocked = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
         blocked[[i for i in SPECIAL_IDS if i != EOS_ID]] = True
         self.register_buffer("blocked", blocked, persistent=False)
@@ -76,14 +85,46 @@ class VLM(nn.Module):
         return pixels.to(self.blocked.device)
 
     def loss(
-        self, images: object, prompts: Sequence[str], targets: Sequence[str]
+        self,
+        images: object,
+        prompts: Sequence[str],
+        targets: Sequence[str],
+        tags: Tensor | None = None,
+        tag_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Mean next-token cross-entropy on `targets` (+ <eos>) given images and prompts."""
+        """Mean next-token cross-entropy on `targets` (+ <eos>) given images and prompts; with
+        `tags` (B, h*w, 4) long (classes of `TAG_CLASSES` per grid cell, -100 = ignore) and
+        `config.cell_tags`, plus `tag_weight` x the tag heads' mean cross-entropy."""
         ids, labels = training_batch(self.tokenizer, prompts, targets, self.config.max_text_len)
         device = self.blocked.device
-        logits = self.net(self.pixels(images), ids.to(device))  # (B, T, V)
+        encoder = self.net.image
+        features = encoder._tokens(self.pixels(images))  # (B, N, C)
+        logits = self.net(None, ids.to(device), image=encoder.position(features))  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten(), ignore_index=-100)
-        return loss, {"loss": float(loss.detach())}
+        metrics = {"text_loss": float(loss.detach())}
+        if tags is not None and self.config.cell_tags and tag_weight > 0:
+            tagged = self.tag_loss(features, tags)
+            metrics["tag_loss"] = float(tagged.detach())
+            loss = loss + tag_weight * tagged
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics
+
+    def tag_loss(self, features: Tensor, tags: Tensor) -> Tensor:
+        """Mean cross-entropy of the cell-tag heads on image features (B, N, C) (the encoder's
+        `_tokens`) against `tags` (B, N, 4) long (-100 = ignore). "Nothing there" (class 0)
+        counts a quarter: most cells are empty, and the rare occupied ones are what to learn."""
+        if not self.config.cell_tags:
+            raise InputError("tags: this model has no cell-tag head (config cell_tags is false)")
+        if tags.shape != (*features.shape[:2], len(TAG_CLASSES)):
+            raise InputError(f"tags: shape {tuple(tags.shape)}, expected {(*features.shape[:2], len(TAG_CLASSES))}")  # fmt: skip
+        heads = self.tagger(features).split([n for _, n in TAG_CLASSES], dim=-1)
+        total = features.new_zeros(())
+        for k, (head, (_, classes)) in enumerate(zip(heads, TAG_CLASSES)):
+            weight = torch.ones(classes, device=features.device)
+            weight[0] = 0.25
+            target = tags[..., k].to(features.device).flatten()
+            total = total + F.cross_entropy(head.flatten(0, 1), target, weight, ignore_index=-100)
+        return total / len(heads)
 
     def _log_probs(self, logits: Tensor) -> Tensor:
         return F.log_softmax(logits.float().masked_fill(self.blocked, float("-inf")), dim=-1)
@@ -180,8 +221,11 @@ class VLM(nn.Module):
         kind = data.get("type", data.get("model_type"))
         if kind != VLM_TYPE:
             raise InputError(f"{argument}: {directory} holds a {kind or 'unknown'} model, not a nanovla VLM ({CONFIG_NAME} needs \"type\": \"{VLM_TYPE}\")")  # fmt: skip
-        config = VLMConfig.from_dict({k: v for k, v in data.items() if k != "type"}, str(directory / CONFIG_NAME))  # fmt: skip
-        tokenizer = Tokenizer.load(directory / TOKENIZER_NAME)
+        fields = {k: v for k, v in data.items() if k != "type"}
+        fields.setdefault("image_position", "learned")  # saved before the sine-cosine table
+        fields.setdefault("cell_tags", False)  # saved before the cell-tag head
+        config = VLMConfig.from_dict(fields, str(directory / CONFIG_NAME))
+        tokenizer = load_tokenizer(directory / TOKENIZER_NAME)
         check_tokenizer(tokenizer, str(directory / TOKENIZER_NAME))
         model = cls(config, tokenizer)
         state = read_safetensors(directory / WEIGHTS_NAME)
