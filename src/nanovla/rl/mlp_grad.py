@@ -1,13 +1,20 @@
 """The PPO loss of the MLP `ActorCritic` with its gradient written out by hand (no autograd).
 
 PPO's minibatches are tiny (64-256 samples through two 64-64 MLPs), so a gradient step is
-dominated by per-operation overhead, not arithmetic: autograd records ~60 nodes per step and
-runs them back one by one. `PPOGrad` computes the same loss and the same gradients with about
-half the operations, writes the gradients straight into one flat buffer (the parameters' `.grad`
-are views of it), so the gradient norm and the clipping are one operation each, and takes its
-minibatches as slices of one packed, once-per-epoch shuffled matrix (`pack`). The optimizer is
-untouched (its state and checkpoints are those of the autograd path). `tests/test_rl_mlp_grad.py`
-checks loss and gradients against autograd on `rl.ppo`'s loss within 1e-6.
+dominated by per-operation overhead, not arithmetic: autograd records a node per operation of
+the loss and runs them back one by one, and `clip_grad_norm_` and `optimizer.step()` loop over
+the parameters in Python. `PPOGrad` computes the same loss and gradients with fewer operations
+(fused ones: `tanh_backward`, `addmm`; no graph), writes the gradients straight into one flat
+buffer (the parameters' `.grad` are views of it), so the gradient norm and the clipping are one
+operation each, and takes its minibatches as slices of one packed, once-per-epoch shuffled
+matrix (`pack`); `AdamStep` calls the fused Adam kernel directly. The optimizer's state and the
+checkpoints are those of the autograd path. `tests/test_rl_mlp_grad.py` checks loss and
+gradients against autograd on `rl.ppo`'s loss (float32 within 1e-6, float64 within 1e-10);
+`benchmarks/ppo_step.py` times the variants.
+
+Measured, not kept: actor and critic hidden layers stacked into one (2, out, in) weight per
+layer (one `baddbmm` for both trunks, forward and backward) cost the same CPU time per step as
+the two MLPs at Pendulum's minibatch of 64 and more at CartPole's 256.
 
 The derivatives (B samples, per-sample terms, L = L_clip - c_H mean(H) + c_V L_V):
 
@@ -206,7 +213,7 @@ class PPOGrad:
 class AdamStep:
     """`optimizer.step()` of a fused `torch.optim.Adam` (one parameter group) as the two kernel
     calls that step makes (`_foreach_add_` of the step counts, `_fused_adam_`), without its
-    per-call Python (grouping, hooks, state look-ups: ~100 us of a ~200 us gradient step here).
+    per-call Python (grouping, hooks, state look-ups; `benchmarks/ppo_step.py` times both).
     The first call goes through `optimizer.step()` (it creates the state, and the LR scheduler
     sees the step); optimizers this does not cover always do. Bit-identical to
     `optimizer.step()` (tested)."""

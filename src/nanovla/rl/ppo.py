@@ -27,7 +27,7 @@ Read top to bottom:
    takes `rl/mlp_grad.py` instead: the same loss with its gradient written out by hand (tested
    against autograd), minibatches sliced from one packed matrix shuffled once per epoch, and
    the fused Adam kernel called directly (bit-identical to `optimizer.step()`). A gradient step
-   of the 64-64 networks is overhead-bound (tiny matrices), so this is 3-4x faster per step.
+   of the 64-64 networks is overhead-bound (tiny matrices); `benchmarks/ppo_step.py` times both.
 5. `train`: the loop with learning-rate (and optionally clip-range) annealing to 0, logs with
    CleanRL's keys, checkpoints every `save_every` updates, exact `--resume`, `eval.json`.
 
@@ -216,7 +216,8 @@ def update(
 ) -> dict[str, float]:  # fmt: skip
     """The PPO epochs over one flattened rollout `batch`; returns the last minibatch's losses.
     An MLP `ActorCritic` takes the hand-written gradient (`rl/mlp_grad.py`: the same loss and
-    gradients, 3-4x faster per step) unless `autograd`; any other actor-critic autograd."""
+    gradients; `benchmarks/ppo_step.py` times both) unless `autograd`; any other actor-critic
+    autograd."""
     if not autograd and mlp_grad.supported(agent):
         return _update_manual(agent, optimizer, batch, cmd, clip)
     size = batch["logp"].shape[0]
