@@ -111,7 +111,7 @@ def test_the_vqa_lab_trains_on_training_templates_only():
 
     by_split = {split: _matcher([t for lang in vqa.LANGUAGES for ts in vqa.TEMPLATES[lang][split].values() for t in ts])
                 for split in ("train", "heldout")}  # fmt: skip
-    next_batch = make_batches(VQAConfig(batch_size=16))
+    next_batch = make_batches(VQAConfig(batch_size=16, question_noise=0.0))
     questions = [q for step in range(3) for q in next_batch(step)[1]]
     assert len(questions) == 48
     for question in questions:
@@ -137,3 +137,69 @@ def test_bad_arguments_name_themselves(tmp_path):
         vqa.generate(0, 2, types=("colour", "mood"))
     with pytest.raises(InputError, match="not found"):
         vqa.read_parquet(tmp_path / "missing.parquet")
+
+
+def test_cell_tags_sit_on_the_pixels_of_their_objects():
+    """The item table's (x, y) are image columns and rows: the pixel at a box's centre has the
+    box's colour, and the VQA lab's cell tags put its kind, colour and size in that cell."""
+    from nanovla.labs.vqa import cell_tags
+    from nanovla.world.render import COLOR_RGB
+
+    data = vqa.generate(5, 40, types=("count",))
+    tags = cell_tags(data.items, (8, 8)).numpy()
+    checked = 0
+    for image, items, tag in zip(data.images, data.items, tags):
+        for row, (x, y, kind, colour, size) in enumerate(items):
+            if kind < 0:
+                continue
+            cell = int(y * 8) * 8 + int(x * 8)
+            on_top = not any(
+                int(o[1] * 8) * 8 + int(o[0] * 8) == cell and o[2] >= 0 and o[2] != vqa.BOWL_KIND
+                for o in items[row + 1 :]
+            )  # fmt: skip
+            if kind == vqa.BOWL_KIND:
+                assert tag[cell, 3] == colour + 1
+            elif on_top:
+                assert list(tag[cell, :3]) == [kind + 1, colour + 1, size + 1]
+            if kind == KINDS.index("box"):
+                pixel = image[int(y * 64), int(x * 64)]
+                assert (pixel == COLOR_RGB[int(colour)].astype(np.uint8)).all()
+                checked += 1
+        occupied = int((tag[:, 0] > 0).sum())
+        assert occupied <= int(((items[:, 2] >= 0) & (items[:, 2] != vqa.BOWL_KIND)).sum())
+    assert checked > 20
+
+
+def test_question_noise_inserts_made_up_words_only():
+    from nanovla.labs.vqa import add_noise
+
+    rng = np.random.default_rng(0)
+    for question, language in [("what colour is the small ball?", "en"), ("작은 공은 무슨 색이야?", "ko")]:  # fmt: skip
+        noisy = add_noise(question, language, rng).split()
+        assert len(question.split()) + 1 <= len(noisy) <= len(question.split()) + 2
+        kept = iter(noisy)
+        assert all(word in kept for word in question.split())  # the question's words, in order
+
+
+def test_count_and_position_are_oversampled_in_training(monkeypatch):
+    from nanovla.labs import vqa as lab
+
+    def shares() -> Counter:
+        next_batch = lab.make_batches(lab.VQAConfig(batch_size=64, question_noise=0.0))
+        questions = [q for step in range(30) for q in next_batch(step)[1]]  # one draw of scenes
+        return Counter(qtype for q in questions for qtype, lang in _types_of(q))
+
+    weighted = shares()
+    monkeypatch.setattr(lab, "TYPE_WEIGHTS", {})
+    plain = shares()
+    assert (
+        weighted["count"] > 1.3 * plain["count"] and weighted["position"] > 1.3 * plain["position"]
+    )
+
+
+def _types_of(question: str):
+    for lang in vqa.LANGUAGES:
+        for qtype, templates in vqa.TEMPLATES[lang]["train"].items():
+            if _matcher(templates).fullmatch(question):
+                yield qtype, lang
+                return

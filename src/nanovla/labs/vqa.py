@@ -55,6 +55,10 @@ SCENES_PER_DRAW = 640
 """scenes drawn at once for training (at most 10 per batch row)"""
 QUESTIONS_PER_SCENE = 3
 """training questions kept per scene (each in a different batch)"""
+TYPE_WEIGHTS = {"count": 2.0, "position": 3.0}
+"""how much likelier than the other types (1) a type is among a scene's kept questions: count
+and position are the slowest to learn (and a position is only asked when the object is clear of
+the midlines, in ~2 scenes of 3)"""
 SPLITS = {  # name -> (seed offset from EVAL_SEED, templates, combos)
     "heldout_scenes": (0, "train", "train"),
     "heldout_templates": (1, "heldout", "train"),
@@ -69,10 +73,14 @@ class VQAConfig(VLMLabConfig):
 
     out: Path = Path("runs/lab-vqa")
     """directory for metrics.json, grid.png and the model (model/)"""
-    arch: Literal["llava", "blip"] = "llava"
+    arch: Literal["llava", "blip"] = "blip"
     """"llava": image tokens through a projector, prepended to a causal LM; "blip": image
     tokens feed a text decoder through cross-attention"""
-    steps: int = 3000
+    vision_widths: tuple[int, ...] = (32, 64)
+    """vla_cnn widths: a stride-4 stem, then one stride-2 stage per further width; (32, 64)
+    gives 8x8 image tokens at 64x64 (8-pixel cells: two objects' centres rarely share one),
+    (32, 64, 64) 4x4"""
+    steps: int = 7000
     """optimizer steps (each on a fresh batch)"""
     batch_size: int = 64
     """questions per step"""
@@ -88,6 +96,10 @@ class VQAConfig(VLMLabConfig):
     tag_weight: float = 1.0
     """weight of the cell-tag loss (the image tower names the kind, colour and size of the
     object centred in each grid cell, and the colour of a bowl there; 0: off)"""
+    question_noise: float = 0.5
+    """share of training questions that get one or two made-up words inserted (random Latin
+    letters, or random Hangul syllables that the tokenizer mostly spells as bytes), so the
+    answer comes to depend on the words that matter and not on a template's exact wording"""
     tag_steps: int = 1000
     """steps that train the image tower alone on the cell tags before the VQA steps (a tower
     trained from scratch otherwise takes ~750 VQA steps before answers depend on the image)"""
@@ -152,6 +164,21 @@ def _caption(state: vqa.SceneState, env: int, language: str) -> str:
     return caption_ko(state, env) if language == "ko" else caption_en(state, env)
 
 
+def junk_word(rng: np.random.Generator, language: str) -> str:
+    """A made-up word: 2-6 random Latin letters, or 1-3 random Hangul syllables."""
+    if language == "ko":
+        return "".join(chr(0xAC00 + int(c)) for c in rng.integers(0, 11172, rng.integers(1, 4)))
+    return "".join(chr(ord("a") + int(c)) for c in rng.integers(0, 26, rng.integers(2, 7)))
+
+
+def add_noise(question: str, language: str, rng: np.random.Generator) -> str:
+    """`question` with one or two `junk_word`s inserted at random word boundaries."""
+    words = question.split()
+    for _ in range(int(rng.integers(1, 3))):
+        words.insert(int(rng.integers(0, len(words) + 1)), junk_word(rng, language))
+    return " ".join(words)
+
+
 def make_batches(config: VQAConfig, grid: tuple[int, int] | None = None) -> Callable[[int], Batch]:
     """`next_batch(step)`: fresh training questions (and captions) for every step, with the
     cell-tag targets (`cell_tags`) of the images for a token grid `grid` (None: no tags).
@@ -169,15 +196,21 @@ def make_batches(config: VQAConfig, grid: tuple[int, int] | None = None) -> Call
         seed = config.seed * 1000 + chunk  # < EVAL_SEED for seed < 999 and < 1000 draws
         scenes = min(SCENES_PER_DRAW, 10 * config.batch_size)
         data = vqa.generate(seed % vqa.EVAL_SEED, scenes, config.image_size)
-        rows = [rng.permutation(np.flatnonzero(data.scene == s)) for s in range(scenes)]
+        weight = np.array([TYPE_WEIGHTS.get(t, 1.0) for t in data.types])
+        rows = []
+        for s in range(scenes):
+            mine = np.flatnonzero(data.scene == s)
+            rows.append(rng.choice(mine, len(mine), replace=False, p=weight[mine] / weight[mine].sum()))  # fmt: skip
         for turn in range(QUESTIONS_PER_SCENE):
             order = [r[turn] for r in rows if len(r) > turn]
             order = [order[i] for i in rng.permutation(len(order))]
             for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
                 index = np.array(order[start : start + config.batch_size])
                 tags = cell_tags(data.items[index], grid) if grid is not None else None
-                pool.append((data.images[index], [data.questions[i] for i in index],
-                             [data.answers[i] for i in index], tags))  # fmt: skip
+                noisy = rng.random(len(index)) < config.question_noise
+                questions = [add_noise(data.questions[i], data.languages[i], rng) if n else data.questions[i]
+                             for i, n in zip(index, noisy)]  # fmt: skip
+                pool.append((data.images[index], questions, [data.answers[i] for i in index], tags))
         chunk += 1
 
     def next_batch(step: int) -> Batch:
@@ -251,6 +284,8 @@ def run(config: VQAConfig) -> dict[str, object]:
                    eval_scenes=config.eval_scenes)  # fmt: skip
     if not 0.0 <= config.caption_fraction < 1.0:
         raise InputError(f"--caption-fraction: must be in [0, 1), got {config.caption_fraction}")  # fmt: skip
+    if not 0.0 <= config.question_noise <= 1.0:
+        raise InputError(f"--question-noise: must be in [0, 1], got {config.question_noise}")
     if config.tag_steps < 0 or config.tag_weight < 0:
         raise InputError(f"--tag-steps and --tag-weight: must be >= 0, got {config.tag_steps}, {config.tag_weight}")  # fmt: skip
     out = setup(config)
