@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from cli_run import nanovla
+from safetensors.torch import load_file
 
 from nanovla.data import EpisodeDataset
 from nanovla.data.collect import Mixing, record_episodes
@@ -167,6 +168,9 @@ def test_bad_options_are_refused_by_name(tmp_path) -> None:
         ({"tasks": ("fly",)}, "--tasks"),
         ({"seed": -1}, "--seed"),
         ({"seed": 49_999}, "--seed"),
+        ({"ema_decay": 1.0}, "--ema-decay"),
+        ({"select_every": -1}, "--select-every"),
+        ({"final_steps": 0}, "--final-steps"),
     ):
         with pytest.raises(InputError, match=name):
             small_command(tmp_path, **changes)
@@ -213,6 +217,11 @@ def test_command_runs_rounds_writes_its_files_and_resumes_after_a_kill(tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     finished = json.loads((killed / "rounds.json").read_text())
     assert _without_seconds(finished) == _without_seconds(rounds)
+    ema = Path("checkpoints", "last", "pretrained_model", "ema", "model.safetensors")
+    assert json.loads((killed / "eval.json").read_text())["checkpoint"] == str(killed / ema.parent)
+    straight_ema, killed_ema = load_file(str(straight / ema)), load_file(str(killed / ema))
+    for name, tensor in straight_ema.items():  # round 1's EMA restored, so round 2's is the same
+        assert torch.equal(killed_ema[name], tensor), name
 
     changed = run_cli(tmp_path, killed, "--rounds", "3", "--resume")
     assert changed.returncode == 2 and "--rounds" in changed.stderr

@@ -67,7 +67,14 @@ from nanovla.errors import ExistsError
 from nanovla.eval.evaluate import format_table
 from nanovla.il.dagger_command import COMMAND_FILE, DaggerCommand
 from nanovla.il.dagger_report import format_rounds, plot_rounds
-from nanovla.il.training import TrainSpec, load_policy, new_policy, seen_summary, train_and_evaluate
+from nanovla.il.training import (
+    TrainSpec,
+    judged_checkpoint,
+    load_policy,
+    new_policy,
+    seen_summary,
+    train_and_evaluate,
+)
 from nanovla.io import read_json, write_json
 from nanovla.progress import note
 from nanovla.train.checkpoint import replace_symlink
@@ -208,7 +215,8 @@ def _round_dir(out: Path, round_index: int) -> Path:
     return Path(out) / ROUNDS_DIR / f"r{round_index:02d}"
 
 
-def _spec(command: DaggerCommand) -> TrainSpec:
+def _spec(command: DaggerCommand, final: bool = False) -> TrainSpec:
+    """How every round trains; `final` (the last round, the BC baseline) adds --select-every."""
     return TrainSpec(
         tasks=tuple(command.tasks),
         image_size=command.image_size,
@@ -219,6 +227,9 @@ def _spec(command: DaggerCommand) -> TrainSpec:
         augment_shift=command.augment_shift,
         num_threads=command.num_threads,
         progress=command.progress,
+        ema_decay=command.ema_decay,
+        select_every=command.select_every if final else 0,
+        select_episodes=command.select_episodes,
     )
 
 
@@ -226,7 +237,7 @@ def _initial_policy(command: DaggerCommand, round_index: int, dataset: Any) -> A
     """Round 0: --checkpoint or new seeded weights; later rounds: the last round's weights
     (from disk, so a resumed run starts where a straight one would), or new ones."""
     if round_index > 0 and not command.from_scratch:
-        last = _round_dir(Path(command.out), round_index - 1) / CHECKPOINTS_DIR / LAST_LINK
+        last = judged_checkpoint(_round_dir(Path(command.out), round_index - 1))
         return load_policy(last, f"round {round_index - 1} checkpoint", command.image_size)
     if command.checkpoint is not None and round_index == 0:
         return load_policy(command.checkpoint, "--checkpoint", command.image_size)
@@ -240,7 +251,7 @@ def _rollout_actor(command: DaggerCommand, round_index: int) -> Any:
         if command.checkpoint is None:
             return None
         return load_policy(command.checkpoint, "--checkpoint", command.image_size)
-    last = _round_dir(Path(command.out), round_index - 1) / CHECKPOINTS_DIR / LAST_LINK
+    last = judged_checkpoint(_round_dir(Path(command.out), round_index - 1))
     return load_policy(last, f"round {round_index - 1} checkpoint", command.image_size)
 
 
@@ -269,7 +280,7 @@ def run_round(
     dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
     policy = _initial_policy(command, round_index, dataset)
     _, result, seconds = train_and_evaluate(
-        _spec(command),
+        _spec(command, final=round_index == command.rounds),
         _round_dir(out, round_index),
         policy,
         dataset,
@@ -329,7 +340,7 @@ def bc_baseline(command: DaggerCommand, frames: int, steps: int, mean_length: fl
     dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
     policy = new_policy(command.policy, command.image_size, dataset, command.seed)
     _, result, seconds = train_and_evaluate(
-        _spec(command), out / "train", policy, dataset, command.seed, steps
+        _spec(command, final=True), out / "train", policy, dataset, command.seed, steps
     )
     write_json(out / EVAL_FILE, result)
     seen = seen_summary(result)
@@ -397,7 +408,7 @@ def run(command: DaggerCommand) -> dict[str, Any]:
             )
             write_json(path, state)
         result = read_json(_round_dir(out, command.rounds) / EVAL_FILE)
-        result["checkpoint"] = str(out / CHECKPOINTS_DIR / LAST_LINK)
+        result["checkpoint"] = str(judged_checkpoint(out))
         result["timing_s"] = {"total": round(time.perf_counter() - started, 1)}
         write_json(out / EVAL_FILE, result)
         plot_rounds(state, out / PLOTS_DIR / PLOT_FILE)

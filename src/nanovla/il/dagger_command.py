@@ -82,6 +82,17 @@ class DaggerCommand:
     compare_bc: bool = True
     """also train BC from scratch on expert demonstrations with as many frames as the final
     round labelled (and as many gradient steps as all rounds together)"""
+    ema_decay: float = 0.999
+    """weight EMA after every step of every round and of the BC baseline (train/ema.py, as
+    `nanovla train`): evaluation, the next round's rollouts and warm start use the EMA weights
+    (`pretrained_model/ema/` in each checkpoint); 0 = the raw weights"""
+    select_every: int = 0
+    """validate the last round's and the BC baseline's EMA weights every this many steps (and
+    at their last step) on validation scenes (seen instructions, seeds from 50000, never the
+    evaluation's) and judge the best (eval/select.py, as `nanovla train --select`); 0 = the
+    last weights"""
+    select_episodes: int = 50
+    """validation episodes per family of each --select-every validation"""
     lr: float = 2e-3
     """peak learning rate of each round's schedule (warmup + cosine)"""
     batch_size: int = 64
@@ -105,12 +116,16 @@ class DaggerCommand:
 
     def __post_init__(self) -> None:
         for name, least in (("demos", 1), ("rounds", 1), ("rollouts", 1), ("steps", 1),
-                            ("final_steps", 1)):  # fmt: skip
+                            ("final_steps", 1), ("select_every", 0),
+                            ("select_episodes", 1)):  # fmt: skip
             if getattr(self, name) < least:
-                raise InputError(f"--{name} must be >= {least}, got {getattr(self, name)}")
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be >= {least}, got {getattr(self, name)}")
         unknown = [task for task in self.tasks if task not in TASK_FAMILIES]
         if unknown or not self.tasks:
             raise InputError(f"--tasks: unknown task {unknown}; choose from {list(TASK_FAMILIES)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.beta0 <= 1.0 or not 0.0 <= self.decay <= 1.0:
             raise InputError(
                 f"--beta0 and --decay must be in [0, 1], got {self.beta0} and {self.decay}"

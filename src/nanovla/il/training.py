@@ -5,6 +5,14 @@ It composes the layers as `nanovla train` does (`BatchLoader` -> `Trainer` with 
 in each checkpoint -> `evaluate`), so every directory it trains into is a normal run: its
 `checkpoints/last` evaluates with `nanovla eval`, drives `nanovla collect --policy`, and resumes
 exactly when the process was killed (the engine's resume).
+
+As `nanovla train` does (`pipeline.RunHooks`), the engine keeps a weight EMA (`train/ema.py`,
+`TrainSpec.ema_decay`, the main job's 0.999 with its warmup d_n = min(decay, (1+n)/(10+n)))
+updated after every optimizer step and saved in every checkpoint as `pretrained_model/ema/`;
+the evaluation judges the EMA weights, and `judged_checkpoint(run_dir)` names the folder that
+holds them (`nanovla eval RUN/checkpoints/last/pretrained_model/ema` judges the same weights).
+A resumed run restores the saved average exactly. `ema_decay=0` trains and judges the raw
+weights.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanovla.constants import CHECKPOINTS_DIR, LAST_LINK
+from nanovla.constants import CHECKPOINTS_DIR, LAST_LINK, PRETRAINED_DIR
 from nanovla.errors import InputError, MissingError
-from nanovla.eval.evaluate import EvalConfig, evaluate
+from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig, evaluate
+from nanovla.eval.select import BestCheckpoint
 
 
 @dataclass
@@ -32,6 +41,13 @@ class TrainSpec:
     augment_shift: int = 2
     num_threads: int = 0
     progress: bool = True
+    ema_decay: float = 0.999
+    """weight EMA decay (train/ema.py); the EMA weights are the ones evaluated; 0 = off"""
+    select_every: int = 0
+    """validate every this many steps (and at the last) and judge the best-validating weights
+    (`eval/select.py`); 0 = judge the last ones"""
+    select_episodes: int = 50
+    """validation episodes per family (seen instructions, validation seeds)"""
 
 
 def load_policy(path: Path, option: str, image_size: int) -> Any:
@@ -84,6 +100,7 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
         raise InputError(f"{dataset.root}: {error} (--batch-size {spec.batch_size})") from error
     config = TrainConfig(
         steps=steps,
+        eval_every=spec.select_every,
         lr=spec.lr,
         warmup_steps=min(200, steps - 1),
         batch_size=spec.batch_size,
@@ -103,20 +120,101 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
         expert_version=EXPERT_VERSION,
     )
     resume = (out_dir / CHECKPOINTS_DIR / LAST_LINK).exists()
-    return Trainer(policy.train(), loader, config, out_dir, on_save=record.save, resume=resume)
+    hooks = _EmaHooks(record, spec.ema_decay)
+    best = BestCheckpoint(out_dir, on_save=record.save) if spec.select_every > 0 else None
+    trainer = Trainer(
+        policy.train(),
+        loader,
+        config,
+        out_dir,
+        eval_fn=None if best is None else _validation(spec, hooks, best),
+        on_save=hooks.on_save,
+        resume=resume,
+    )
+    hooks.attach(trainer)
+    trainer.best = best
+    return trainer
+
+
+def _validation(spec: TrainSpec, hooks: _EmaHooks, best: BestCheckpoint) -> Any:
+    """eval_fn: seen success of the judged (EMA) weights on validation scenes
+    (`VALIDATION_SEED`, never the final evaluation's), the best of them kept by `best`."""
+    config = EvalConfig(
+        episodes=spec.select_episodes, splits=("seen",), gifs=0, seed=VALIDATION_SEED
+    )
+
+    def eval_fn(model: Any, step: int) -> dict[str, float]:
+        judged = model if hooks.ema is None else hooks.ema.module
+        result = evaluate(judged, tuple(spec.tasks), config, spec.image_size, progress=False)
+        judged.reset()
+        seen = result["splits"]["seen"]
+        metrics = {"success": seen["success"]}
+        metrics.update({f"success_{family}": rate for family, rate in seen["per_task"].items()})
+        best.consider(judged, step, metrics["success"], metrics)
+        return metrics
+
+    return eval_fn
+
+
+class _EmaHooks:
+    """The run record and the weight EMA in every checkpoint, the EMA update after every step
+    (what `pipeline.RunHooks` adds to the main job's Trainer, without its selection)."""
+
+    def __init__(self, record: Any, decay: float) -> None:
+        self.record, self.decay = record, decay
+        self.ema: Any = None
+
+    def attach(self, trainer: Any) -> None:
+        """Start the EMA from the trainer's model (a resumed run restores the saved average)."""
+        from nanovla.train.ema import WeightEMA
+
+        trainer.ema = None
+        if self.decay <= 0:
+            return
+        self.ema = trainer.ema = WeightEMA(trainer.model, self.decay)
+        if trainer.resumed_from is not None:
+            self.ema.load(trainer.resumed_from / PRETRAINED_DIR)
+        trainer.on_step = lambda step: self.ema.update_parameters(trainer.model)
+
+    def on_save(self, pretrained: Path) -> None:
+        self.record.save(pretrained)
+        if self.ema is not None:
+            self.ema.save(pretrained)
+
+
+def judged_checkpoint(run_dir: Path) -> Path:
+    """The weights a run trained by `train_and_evaluate` into `run_dir` was judged on: the
+    selected ones (`selection/best/pretrained_model`) when it validated, else its last
+    checkpoint's EMA policy folder when it kept an EMA, else the last checkpoint."""
+    from nanovla.train.ema import EMA_DIR
+
+    best = BestCheckpoint(run_dir).path
+    if best is not None and best.is_dir():
+        return best
+    last = Path(run_dir) / CHECKPOINTS_DIR / LAST_LINK
+    ema = last / PRETRAINED_DIR / EMA_DIR
+    return ema if ema.is_dir() else last
 
 
 def train_and_evaluate(
     spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: int, steps: int
 ) -> tuple[Any, dict[str, Any], dict[str, float]]:
     """Train `policy` on every episode of `dataset` for `steps` steps into `out_dir` (resuming
-    its checkpoint), then evaluate it: returns (policy in eval mode, eval dict, seconds)."""
+    its checkpoint), then evaluate the weights it keeps (the EMA's when `spec.ema_decay` > 0):
+    returns (that policy in eval mode, eval dict with its "checkpoint", seconds)."""
+    from nanovla.models.policy import Policy
+
     started = time.perf_counter()
     trainer = _trainer(spec, out_dir, policy, dataset, seed, steps)
     trainer.fit()
     trained = time.perf_counter()
-    policy = trainer.model.eval()
+    policy = (trainer.model if trainer.ema is None else trainer.ema.module).eval()
+    if trainer.best is not None and trainer.best.path is not None:
+        policy = Policy.from_pretrained(trainer.best.path).eval()
     result = evaluate(policy, tuple(spec.tasks), spec.eval, spec.image_size, progress=spec.progress)
+    result["checkpoint"] = str(judged_checkpoint(out_dir))
+    if trainer.best is not None and trainer.best.best is not None:
+        result["selected_step"] = int(trainer.best.best["step"])
     policy.reset()
     seconds = {
         "train": round(trained - started, 1),
