@@ -85,3 +85,34 @@ def test_writer_builds_the_same_file_as_a_memmap_without_mapping_it(tmp_path):
         FrameFileWriter(tmp_path / "x.npy", (2, 4, 4, 3))[2] = frames[0, :4, :4]
     with pytest.raises(InputError, match="expected"):
         FrameFileWriter(tmp_path / "y.npy", (2, 4, 4, 3))[0] = frames[0]
+
+
+def test_a_killed_builds_staging_file_is_removed_and_a_live_ones_kept(tmp_path):
+    from nanovla.data.frames import cached_frames
+
+    array_path = tmp_path / "cache" / "img.uint8.npy"
+    array_path.parent.mkdir()
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)  # a pid that no longer exists
+    dead = array_path.with_name(f"{array_path.name}.tmp-{child}")
+    live = array_path.with_name(f"{array_path.name}.tmp-{os.getppid()}")
+    dead.write_bytes(b"half a cache")
+    live.write_bytes(b"being built")
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x")
+    frames = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+
+    def decode(allocate):
+        writer = allocate()
+        for row, frame in enumerate(frames):
+            writer[row] = frame
+        return writer
+
+    got = cached_frames(array_path, frames.shape, [source], tmp_path, decode)
+    np.testing.assert_array_equal(got, frames)
+    assert not dead.exists() and live.exists()
+    assert sorted(p.name for p in array_path.parent.iterdir()) == sorted(
+        ["img.uint8.npy", "img.uint8.json", live.name]
+    )

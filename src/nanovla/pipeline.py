@@ -262,7 +262,10 @@ def run(command: TrainCommand) -> dict[str, Any]:
         with distributed.main_first():  # rank 0 records the demonstrations, the others wait
             data_path = ensure_dataset(command)
         collected = time.perf_counter()
-        dataset = EpisodeDataset(data_path, cache=command.frame_cache, progress=command.progress)
+        cache = command.frame_cache
+        if cache == "auto":  # frames for the GPU must be in memory; otherwise keep RSS flat
+            cache = "memory" if command.gpu_frames else "memmap"
+        dataset = EpisodeDataset(data_path, cache=cache, progress=command.progress)
         command = reconcile_dataset(command, dataset)
         policy = build_policy(command, dataset)
         loader, val_batches = _loaders(command, dataset)

@@ -15,9 +15,6 @@ CPU, so batches are built from these arrays by tensor indexing in `BatchLoader` 
 
 from __future__ import annotations
 
-import json
-import os
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +42,7 @@ from nanovla.data.format import (
     read_tasks,
     require_feature,
 )
-from nanovla.data.frames import FrameFileWriter
+from nanovla.data.frames import FrameFileWriter, cached_frames
 from nanovla.data.images import decode_image, image_cell_bytes
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
 from nanovla.errors import InputError
@@ -340,42 +337,14 @@ class EpisodeDataset:
         return self._memmap_images(full_shape, progress)
 
     def _memmap_images(self, full_shape: tuple[int, ...], progress: bool) -> np.ndarray:
-        """Decode into `<root>/cache/<key>.uint8.npy` once; reuse it while the sources are
-        unchanged and the file still has the CRC-32 recorded when it was written (a damaged
-        cache is rebuilt, never trusted)."""
-        cache_dir = self.root / "cache"
-        array_path = cache_dir / f"{self.image_key}.uint8.npy"
-        record_path = cache_dir / f"{self.image_key}.uint8.json"
-        record = {
-            "shape": list(full_shape),
-            "sources": [_source_record(p, self.root) for p in self._frame_sources()],
-        }
-        if array_path.is_file() and record_path.is_file():
-            try:
-                saved = json.loads(record_path.read_text())
-                crc = saved.pop("crc32", None) if isinstance(saved, dict) else None
-                if saved == record and crc == _file_crc32(array_path):
-                    # Copy-on-write: writable for torch, the file itself stays untouched.
-                    cached = np.load(array_path, mmap_mode="c")
-                    if cached.shape == full_shape and cached.dtype == np.uint8:
-                        return cached
-            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, OSError):
-                pass  # a stale or damaged cache is rebuilt below
-        staging = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
-
-        def allocate() -> FrameFileWriter:  # pwrite, not a w+ memmap: RSS stays flat
-            cache_dir.mkdir(exist_ok=True)
-            return FrameFileWriter(staging, full_shape)
-
-        try:
-            frames = self._decode_into(allocate, progress)
-            frames.flush()
-            del frames
-            os.replace(staging, array_path)
-        finally:
-            staging.unlink(missing_ok=True)
-        record_path.write_text(json.dumps({**record, "crc32": _file_crc32(array_path)}))
-        return np.load(array_path, mmap_mode="c")
+        """The frames decoded once into `<root>/cache/<key>.uint8.npy` (`data/frames.py`)."""
+        return cached_frames(
+            self.root / "cache" / f"{self.image_key}.uint8.npy",
+            full_shape,
+            self._frame_sources(),
+            self.root,
+            lambda allocate: self._decode_into(allocate, progress),
+        )
 
     def _is_video(self) -> bool:
         return self.features[self.image_key]["dtype"] == "video"
@@ -428,23 +397,3 @@ class EpisodeDataset:
                 f"{self.frame_index[row]}: {error} ({self._info_path} declares "
                 f"{list(self._image_shape)})"
             ) from error
-
-
-def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:
-    """CRC-32 of a file, read in 16 MiB chunks (plain reads: page cache, not this process's RSS)."""
-    crc = 0
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as file:
-        while count := file.readinto(buffer):
-            crc = zlib.crc32(view[:count], crc)
-    return crc
-
-
-def _source_record(path: Path, root: Path) -> dict[str, Any]:
-    status = path.stat()
-    return {
-        "path": str(path.relative_to(root)),
-        "size": status.st_size,
-        "mtime_ns": status.st_mtime_ns,
-    }

@@ -1,4 +1,5 @@
-"""Reading rows of the memmapped frame cache without mapping them into this process.
+"""The memmapped frame cache: built once, reused while its sources are unchanged, and read
+and written without mapping its pages into this process.
 
 `EpisodeDataset(cache="memmap")` keeps its decoded frames in `<root>/cache/<key>.uint8.npy` and
 exposes them as an `np.memmap`. Indexing that array maps the pages it touches into the process:
@@ -15,8 +16,12 @@ millisecond on this machine next to a training step of ~100 ms (`benchmarks/trai
 
 from __future__ import annotations
 
+import json
 import os
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +131,82 @@ class FrameFileWriter:
         if getattr(self, "_fd", -1) >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def cached_frames(
+    array_path: Path,
+    shape: tuple[int, ...],
+    sources: list[Path],
+    root: Path,
+    decode_into: Callable[[Callable[[], FrameFileWriter]], FrameFileWriter],
+) -> np.memmap:
+    """The (N, H, W, C) uint8 frame cache at `array_path`, decoded once by `decode_into(allocate)`
+    (which fills the writer `allocate()` returns) and reused while the `sources` (paths under
+    `root`) keep their size and modification time and the file still has the CRC-32 recorded
+    when it was written (a damaged cache is rebuilt, never trusted). The record lies beside it
+    (`<key>.uint8.json`); a build goes to `<name>.tmp-<pid>` and is renamed into place, so a
+    reader never sees half a cache, and the leftovers of killed builds are removed."""
+    record_path = array_path.with_name(array_path.name.removesuffix(".npy") + ".json")
+    record = {"shape": list(shape), "sources": [_source_record(p, root) for p in sources]}
+    if array_path.is_file() and record_path.is_file():
+        try:
+            saved = json.loads(record_path.read_text())
+            crc = saved.pop("crc32", None) if isinstance(saved, dict) else None
+            if saved == record and crc == _file_crc32(array_path):
+                # Copy-on-write: writable for torch, the file itself stays untouched.
+                cached = np.load(array_path, mmap_mode="c")
+                if cached.shape == tuple(shape) and cached.dtype == np.uint8:
+                    return cached
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, OSError):
+            pass  # a stale or damaged cache is rebuilt below
+    _remove_stale_staging(array_path)
+    staging = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
+
+    def allocate() -> FrameFileWriter:  # pwrite, not a w+ memmap: RSS stays flat
+        array_path.parent.mkdir(exist_ok=True)
+        return FrameFileWriter(staging, shape)
+
+    try:
+        frames = decode_into(allocate)
+        frames.flush()
+        del frames
+        os.replace(staging, array_path)
+    finally:
+        staging.unlink(missing_ok=True)
+    record_path.write_text(json.dumps({**record, "crc32": _file_crc32(array_path)}))
+    return np.load(array_path, mmap_mode="c")
+
+
+def _remove_stale_staging(array_path: Path) -> None:
+    """Delete `<cache>.tmp-<pid>` files whose process is gone (a build killed by a signal never
+    reached its `finally`); a build still running in another process keeps its file."""
+    for stale in array_path.parent.glob(f"{array_path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:
+    """CRC-32 of a file, read in 16 MiB chunks (plain reads: page cache, not this process's RSS)."""
+    crc = 0
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while count := file.readinto(buffer):
+            crc = zlib.crc32(view[:count], crc)
+    return crc
+
+
+def _source_record(path: Path, root: Path) -> dict[str, Any]:
+    status = path.stat()
+    return {
+        "path": str(path.relative_to(root)),
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+    }
