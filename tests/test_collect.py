@@ -250,7 +250,7 @@ def test_train_demonstration_cache_key_tracks_collection_options_and_expert_vers
     assert key.parent == Path("data") and key.name.startswith("reach-push-pick_place-6000ep-")
     assert pipeline.dataset_dir(pipeline.TrainCommand()) == key  # deterministic
     assert pipeline.dataset_dir(pipeline.TrainCommand(expert_noise=0.0)) != key
-    assert pipeline.dataset_dir(pipeline.TrainCommand(targets="train")) != key
+    assert pipeline.dataset_dir(pipeline.TrainCommand(targets="all")) != key
     assert pipeline.dataset_dir(pipeline.TrainCommand(seed=1)) != key
     # A changed expert must not reuse demonstrations recorded by the old one.
     monkeypatch.setattr(experts, "EXPERT_VERSION", experts.EXPERT_VERSION + 1)

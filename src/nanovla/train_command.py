@@ -140,10 +140,10 @@ class TrainCommand:
     only --train.steps, the logging/saving/validation intervals and --eval.* may be given again"""
     instructions: str = "train+ko"
     """instruction templates of the demonstrations: train | ko | train+ko | heldout | ko_heldout"""
-    targets: str = "all"
-    """target (kind, color) combos of the demonstrations: all | train (never the held-out combos,
-    so the evaluation's `combos` split is a compositional test; validation and every other split
-    then ask only for seen combos, unless --eval.targets says otherwise)"""
+    targets: str = "train"
+    """target (kind, color) combos of the demonstrations: train (never the held-out combos, e.g.
+    a green ball, so the evaluation's `combos` split is a compositional test; validation and the
+    other splits then ask only for seen combos unless --eval.targets says otherwise) | all"""
     image_size: int = 64
     """camera images are image_size x image_size RGB"""
     quick: bool = False
