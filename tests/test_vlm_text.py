@@ -137,3 +137,22 @@ def test_image_tokens_know_where_they_are():
     assert table.shape == (64, 64) and float(table.abs().max()) <= 1.0
     distances = torch.cdist(table, table) + torch.eye(64) * 10
     assert float(distances.min()) > 0.5  # every cell has its own code
+
+
+def test_cell_tag_loss_checks_its_input_and_lab_options(tmp_path):
+    from nanovla.labs.vqa import VQAConfig, run
+
+    torch.manual_seed(0)
+    model = VLM(VLMConfig(arch="blip", **TINY), build_tokenizer(["red"], kind="word"))
+    features = model.net.image._tokens(model.pixels(np.zeros((2, 16, 16, 3), dtype=np.uint8)))
+    tags = torch.zeros(2, features.shape[1], 4, dtype=torch.long)
+    assert float(model.tag_loss(features, tags)) > 0
+    with pytest.raises(InputError, match=r"tags: shape \(2, 1, 4\)"):
+        model.tag_loss(features, tags[:, :1])
+    plain = VLM(VLMConfig(arch="blip", cell_tags=False, **TINY), model.tokenizer)
+    with pytest.raises(InputError, match="no cell-tag head"):
+        plain.tag_loss(features, tags)
+    for option, value, name in (("tag_steps", -1, "--tag-steps"), ("question_noise", 1.5, "--question-noise")):  # fmt: skip
+        with pytest.raises(InputError, match=name):
+            run(VQAConfig(out=tmp_path / "x", **{option: value}))
+    assert not (tmp_path / "x").exists()

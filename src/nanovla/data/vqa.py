@@ -22,6 +22,14 @@ quadrant of the table the object's centre lies in, and is only asked when the ce
 `POSITION_MARGIN` (4 px at 64 x 64) from both midlines, so the answer is never a coin toss.
 "is there" questions are yes half the time.
 
+Training templates: 9 per type in English and 8 in Korean (the first three of each were the
+original set); every held-out template is at least two word edits from every training one
+(tests/test_vlm_data.py), and the VQA lab never draws a held-out one.
+
+Each row also carries its image's item table (`VQASet.items`, `item_table`: position, kind,
+colour and size of every bowl and object), from which `nanovla lab vqa` derives per-cell
+targets for its image tower.
+
 Three generalization splits (`generate(..., templates=..., combos=...)`):
 - held-out scenes: new seeds; the evaluation seeds start at `EVAL_SEED` so no training scene is
   ever drawn again (training uses seeds below it);
