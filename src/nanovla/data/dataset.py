@@ -32,18 +32,16 @@ from nanovla.data.format import (
     STATE_KEY,
     STATS_PATH,
     check_declared_columns,
-    data_files,
     int_column,
     parquet_schema,
-    read_episodes,
     read_info,
     read_json,
     read_parquet,
-    read_tasks,
     require_feature,
 )
 from nanovla.data.frames import FrameFileWriter, cached_frames
 from nanovla.data.images import decode_image, image_cell_bytes
+from nanovla.data.meta import data_files, read_episodes, read_tasks
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
 from nanovla.errors import InputError
 from nanovla.progress import progress as progress_bar

@@ -29,15 +29,13 @@ from nanovla.data.format import (
     ACTION_KEY,
     STATE_KEY,
     STATS_PATH,
-    data_files,
     int_column,
-    read_episodes,
     read_info,
     read_json,
     read_parquet,
-    read_tasks,
     require_feature,
 )
+from nanovla.data.meta import data_files, read_episodes, read_tasks
 from nanovla.data.stats import Stats, stats_from_json, vector_stats
 from nanovla.data.writer import DatasetWriter, Episode, _hf_features
 from nanovla.errors import InputError

@@ -160,7 +160,8 @@ def dataset_path(run: Path, command: dict[str, Any] | None, record: dict[str, An
 
 def summarize_dataset(root: Path) -> DatasetSummary:
     """Episodes, frames, tasks and instruction examples of a LeRobot v3.0 dataset (meta only)."""
-    from nanovla.data.format import read_episodes, read_info, read_tasks
+    from nanovla.data.format import read_info
+    from nanovla.data.meta import read_episodes, read_tasks
 
     info = read_info(root)
     tasks = read_tasks(root, info.get("total_tasks"))
