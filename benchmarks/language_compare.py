@@ -31,6 +31,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "dropout": ("--policy.word-dropout", "0.1"),
     "char": ("--policy.tokenizer-level", "char"),
     "minilm": ("--policy.text", "minilm"),
+    "attention": ("--policy.readout", "attention"),
+    "minilm-attention": ("--policy.text", "minilm", "--policy.readout", "attention"),
 }
 """variant name -> the `nanovla train` options that make it"""
 SPLITS = ("seen", "heldout", "user", "ko", "ko_heldout", "combos")
@@ -43,11 +45,15 @@ class Args:
     steps: int = 2000
     """training steps of every variant"""
     variants: tuple[str, ...] = tuple(VARIANTS)
-    """variants to run: word, dropout, char, minilm"""
+    """variants to run: word, dropout, char, minilm, attention (the instruction's query attends
+    over the grid cells instead of FiLM + keypoints choosing the object), minilm-attention"""
     root: Path = Path("runs/language-compare")
     """runs go to ROOT/<variant>"""
     threads: int = 1
     """torch threads per run"""
+    targets: str = "train"
+    """`nanovla train --targets` of every variant: train keeps the held-out (kind, color) combos
+    out of the demonstrations, so the `combos` split is a compositional test"""
     extra: tuple[str, ...] = ()
     """further `nanovla train` options for every variant (e.g. --dataset DIR)"""
     table_only: bool = False
@@ -63,7 +69,7 @@ def train(args: Args, name: str) -> Path:
     command = [
         sys.executable, "-m", "nanovla.cli", "train", "--out", str(out), "--no-progress",
         "--train.steps", str(args.steps), "--train.num-threads", str(args.threads),
-        *VARIANTS[name], *args.extra,
+        "--targets", args.targets, *VARIANTS[name], *args.extra,
     ]  # fmt: skip
     subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return out
