@@ -218,7 +218,8 @@ def test_command_runs_rounds_writes_its_files_and_resumes_after_a_kill(tmp_path)
     finished = json.loads((killed / "rounds.json").read_text())
     assert _without_seconds(finished) == _without_seconds(rounds)
     ema = Path("checkpoints", "last", "pretrained_model", "ema", "model.safetensors")
-    assert json.loads((killed / "eval.json").read_text())["checkpoint"] == str(killed / ema.parent)
+    judged = Path(json.loads((killed / "eval.json").read_text())["checkpoint"])
+    assert judged == killed / "rounds" / "r02" / ema.parent  # the last round's EMA weights
     straight_ema, killed_ema = load_file(str(straight / ema)), load_file(str(killed / ema))
     for name, tensor in straight_ema.items():  # round 1's EMA restored, so round 2's is the same
         assert torch.equal(killed_ema[name], tensor), name
@@ -241,3 +242,15 @@ def test_bad_checkpoints_fail_in_one_line_before_anything_is_written(tmp_path) -
     wrong = run_cli(tmp_path, tmp_path / "b", "--expert", str(other))
     assert wrong.returncode == 2 and "--expert" in wrong.stderr and "48x48" in wrong.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_select_every_judges_the_last_rounds_selected_weights(tmp_path) -> None:
+    out = tmp_path / "sel"
+    done = run_cli(tmp_path, out, "--rounds", "1", "--select-every", "3", "--select-episodes", "1")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "eval.json").read_text())
+    assert Path(result["checkpoint"]).parent.parent == out / "rounds" / "r01" / "selection"
+    assert result["selected_step"] in (3, 6)
+    assert not (out / "rounds" / "r00" / "selection").exists()  # earlier rounds: no validation
+    bc = json.loads((out / "bc" / "eval.json").read_text())
+    assert Path(bc["checkpoint"]).parent.parent == out / "bc" / "train" / "selection"

@@ -32,8 +32,11 @@ stays in step); round i > 0 warm-starts from round i - 1's weights with a fresh 
 learning-rate schedule (`--from-scratch` retrains from new weights, as the paper's analysis
 assumes); rounds run a fixed number of gradient steps instead of training to convergence, the
 last round longest (`--final-steps`: the earlier policies only choose which states get labelled,
-the last one is the result). The
-paper returns the best policy on validation; we report every round and keep the last.
+the last one is the result). Every round and the BC baseline train with the main job's
+weight EMA (`--ema-decay`, `il/training.py`): the EMA weights are evaluated, drive the next
+round's rollouts and warm-start it. The paper returns the best policy on validation; we report
+every round and keep the last, or with `--select-every N` the best-validating EMA weights of
+the last round (and of the BC baseline), validated on seeds the evaluation never uses.
 
 Resume: the state of a run is its files. A round whose rollouts are in `data/` but not in
 `rounds.json` is trained (the engine resumes its checkpoint) and evaluated again; nothing that
@@ -408,7 +411,7 @@ def run(command: DaggerCommand) -> dict[str, Any]:
             )
             write_json(path, state)
         result = read_json(_round_dir(out, command.rounds) / EVAL_FILE)
-        result["checkpoint"] = str(judged_checkpoint(out))
+        result.setdefault("checkpoint", str(judged_checkpoint(out)))  # the round's judged weights
         result["timing_s"] = {"total": round(time.perf_counter() - started, 1)}
         write_json(out / EVAL_FILE, result)
         plot_rounds(state, out / PLOTS_DIR / PLOT_FILE)

@@ -8,18 +8,24 @@ from typing import Any
 
 
 def format_rounds(state: dict[str, Any]) -> str:
-    """The rounds table, then the BC baselines."""
-    lines = [
-        f"{'':<7}{'round':>6}{'beta':>7}{'episodes':>10}{'frames':>9}   seen success [95% CI]",
-    ]
+    """The rounds table, then the BC baselines: seen success with its interval, per family."""
     rows = [("dagger", r) for r in state["rounds"]] + [("bc", b) for b in state["bc"]]
+    families = list(rows[0][1]["per_task"]) if rows else []
+    lines = [
+        f"{'':<7}{'round':>6}{'beta':>7}{'episodes':>10}{'frames':>9}   "
+        f"{'seen success [95% CI]':<34}" + "".join(f"{name:>11}" for name in families)
+    ]
     for method, row in rows:
         lo, hi = row["ci95"]
         number = str(row["round"]) if method == "dagger" else "-"
         beta = f"{row['beta']:.3f}" if method == "dagger" else "-"
+        judged = (
+            f"{row['success']:.2f} [{lo:.2f}, {hi:.2f}] ({row['successes']}/{row['eval_episodes']})"
+        )
+        per_task = "".join(f"{row['per_task'].get(name, float('nan')):>11.2f}" for name in families)
         lines.append(
             f"{method:<7}{number:>6}{beta:>7}{row['episodes']:>10}{row['labelled_frames']:>9}"
-            f"   {row['success']:.2f} [{lo:.2f}, {hi:.2f}] ({row['successes']}/{row['eval_episodes']})"
+            f"   {judged:<34}{per_task}"
         )
     return "\n".join(lines)
 
