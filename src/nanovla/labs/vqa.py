@@ -16,12 +16,18 @@ training). metrics.json holds "accuracy" (per type on held-out scenes, and "all"
 the model is saved under `--out`/model (`VLM.from_pretrained`), and grid.png shows held-out
 scenes with questions, generated answers and the truth (wrong answers in red).
 
-Measured (README, "Captioning and VQA"): from scratch, both architectures were still at chance
-after 500 steps; with the image tower started from a CLIP of the world (`--vision-init`,
-`--arch blip --vision-pool 2`), 6000 steps (three runs chained with `--init`, 2430 s contended)
-reached 0.866 on held-out scenes (colour 0.944, kind 0.969, size 0.959, exists 0.970, bowl
-0.974, count 0.790, position 0.247 = chance), 0.280 on held-out templates and 0.162 on held-out
-combinations.
+Image tower: with `--tag-steps` > 0 the tower and a linear cell-tag head first train alone on
+the world's item table (`cell_tags`: kind, colour and size of the object centred in each grid
+cell, colour of a bowl there), then the tag loss stays beside the answers (`--tag-weight`);
+trained from scratch without it, the towers had not started to ground after 1000 VQA steps.
+Half the training questions get made-up words inserted (`--question-noise`), and count and
+position are oversampled (`TYPE_WEIGHTS`).
+
+Measured (README, "Captioning and VQA"): `nanovla lab vqa --out runs/h13/final --threads 1`
+(the defaults: BLIP-style, 8x8 tokens, 1000 tower steps + 7000 steps, 2019 s on the shared
+2-core machine) reached 0.990 on held-out scenes and 0.991 on held-out question templates,
+every type >= 0.960 on both, and 0.646 on held-out attribute combinations (kind 0.181, bowl
+0.066: green and purple objects are given the kind training paired with their colour).
 """
 
 from __future__ import annotations
