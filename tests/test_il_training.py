@@ -55,6 +55,8 @@ def test_the_round_checkpoint_holds_the_ema_and_the_evaluation_judges_it(tmp_pat
     last = run / "checkpoints" / "last" / "pretrained_model"
     ema_dir = last / "ema"
     assert judged_checkpoint(run) == ema_dir and result["checkpoint"] == str(ema_dir)
+    record = (last / "run.json").read_text()
+    assert (ema_dir / "run.json").read_text() == record  # `nanovla eval` of it: the same families
     raw, ema = _weights(last), _weights(ema_dir)
     assert raw.keys() == ema.keys()
     differing = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], ema[k])]

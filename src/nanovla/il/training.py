@@ -178,8 +178,8 @@ class _EmaHooks:
 
     def on_save(self, pretrained: Path) -> None:
         self.record.save(pretrained)
-        if self.ema is not None:
-            self.ema.save(pretrained)
+        if self.ema is not None:  # the record beside the EMA too: `nanovla eval` of that folder
+            self.record.save(self.ema.save(pretrained))  # judges the run's families and targets
 
 
 def judged_checkpoint(run_dir: Path) -> Path:
