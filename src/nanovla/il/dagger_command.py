@@ -7,6 +7,7 @@ the run's command, and only `--progress` may be given differently.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,12 @@ action.executed, dagger.round), retrains (warm start) and evaluates. Then BC is 
 expert demonstrations with as many frames, for comparison. Writes OUT/rounds.json,
 OUT/eval.json, OUT/plots/dagger.png and checkpoints under OUT/checkpoints/ (round-KK, last).
 --resume continues a killed run at the round it was in."""
+
+
+def _default_policy() -> PolicyOptions:
+    """`nanovla train`'s policy without its word dropout (0.1 there since it was measured for
+    held-out instructions): the DAgger figures were measured with 0.0 and judge seen ones."""
+    return dataclasses.replace(default_policy_config(), word_dropout=0.0)
 
 
 def _default_eval() -> EvalConfig:
@@ -109,7 +116,7 @@ class DaggerCommand:
     """torch intra-op CPU threads; 0 = torch's default"""
     progress: bool = True
     """progress bars"""
-    policy: PolicyOptions = field(default_factory=default_policy_config)
+    policy: PolicyOptions = field(default_factory=_default_policy)
     """the policy architecture (round 0 without --checkpoint)"""
     eval: EvalConfig = field(default_factory=_default_eval)
     """the evaluation after every round"""
