@@ -207,6 +207,13 @@ def test_eval_writes_beside_the_runs_result(tiny_run):
     assert (run / "eval.json").read_bytes() == before
 
 
+def test_the_ema_weights_carry_the_runs_record(tiny_run):
+    """`nanovla eval` of `pretrained_model/ema` judges the run's families and targets, as the
+    raw weights' folder does (without run.json beside them it judged all four families)."""
+    pretrained = tiny_run / "run/checkpoints/last/pretrained_model"
+    assert (pretrained / "ema" / "run.json").read_bytes() == (pretrained / "run.json").read_bytes()
+
+
 # ---------------------------------------------------------------- resume through the CLI, exact
 
 

@@ -146,8 +146,8 @@ class RunHooks:
 
     def on_save(self, pretrained: Path) -> None:
         self.record.save(pretrained)
-        if self.ema is not None:
-            self.ema.save(pretrained)
+        if self.ema is not None:  # a policy folder of its own, with the run's record beside it
+            self.record.save(self.ema.save(pretrained))
 
     def judged(self, model: Policy) -> Policy:
         """The weights validation and the final evaluation judge: the EMA's, else `model`."""
