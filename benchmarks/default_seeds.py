@@ -97,7 +97,8 @@ def print_table(args: Args, results: dict[int, dict]) -> None:
     families = first["families"]
     splits = [s for s in args.splits if s in first["splits"]]
     names = [f"seen:{f}" for f in families] + splits + ["wall_s", "rss_GB", "anon_GB"]
-    print(f"{'seed':<6}" + "".join(f"{name:>{max(9, len(name) + 1)}}" for name in names))
+    width = {name: max(11, len(name) + 2) for name in names}  # a range "0.94-0.97" fits
+    print(f"{'seed':<6}" + "".join(f"{name:>{width[name]}}" for name in names))
     rows = {}
     for seed, result in results.items():
         seen = result["splits"]["seen"]["per_task"]
@@ -106,13 +107,14 @@ def print_table(args: Args, results: dict[int, dict]) -> None:
         values += [bench["wall_s"], bench["peak_rss_gb"], bench["peak_anon_gb"]]
         rows[seed] = values
         cells = "".join(
-            f"{v:>{max(9, len(n) + 1)}.{0 if n == 'wall_s' else 2}f}"
+            f"{v:>{width[n]}.{0 if n == 'wall_s' else 2}f}"
             for n, v in zip(names, values, strict=True)
         )
         print(f"{seed:<6}" + cells)
     columns = list(zip(*rows.values(), strict=True))
+    digits = {name: 0 if name == "wall_s" else 2 for name in names}
     span = "".join(
-        f"{f'{min(c):.2f}-{max(c):.2f}':>{max(9, len(n) + 1)}}"
+        f"{f'{min(c):.{digits[n]}f}-{max(c):.{digits[n]}f}':>{width[n]}}"
         for n, c in zip(names, columns, strict=True)
     )
     print(f"{'range':<6}" + span)
