@@ -16,6 +16,7 @@ from nanovla import pipeline
 from nanovla.data import EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
 from nanovla.errors import InputError
+from nanovla.eval import select
 from nanovla.eval.evaluate import EvalConfig, evaluate, seed_range
 
 
@@ -76,7 +77,7 @@ def test_validation_rollouts_use_their_own_seed_range(monkeypatch):
         seen.append(config.seed)
         return {"splits": {"seen": {"success": 0.0, "per_task": {}}}}
 
-    monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
+    monkeypatch.setattr(select, "evaluate", fake_evaluate)  # validation rollouts go through it
     command = pipeline.TrainCommand()
 
     class Model:
@@ -120,7 +121,7 @@ def test_validation_and_evaluation_follow_the_demonstrations_targets(monkeypatch
         seen_config["targets"] = config.targets
         return {"splits": {"seen": {"success": 0.0, "per_task": {}}}}
 
-    monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
+    monkeypatch.setattr(select, "evaluate", fake_evaluate)  # validation rollouts go through it
 
     class Model:
         def reset(self) -> None: ...

@@ -34,11 +34,12 @@ from nanovla.eval.evaluate import (
     evaluate,
     format_table,
 )
-from nanovla.eval.select import BestCheckpoint
+from nanovla.eval.select import BestCheckpoint, validate
 from nanovla.io import write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train import distributed
 from nanovla.train.config import TrainConfig
+from nanovla.train.ema import EMAHooks
 from nanovla.train.run_record import RunRecord
 from nanovla.train_command import (
     RESUMABLE,
@@ -120,38 +121,17 @@ def _build_loaders(command: TrainCommand, dataset: Any) -> tuple[Any, list[dict[
     return loader, [val_loader.next_batch() for _ in range(min(8, len(val_loader)))]
 
 
-class RunHooks:
-    """What the pipeline adds to the Trainer: the run record (and the weight EMA) in every
-    checkpoint, the EMA update after every step, and the success-based selection of the weights
-    the run keeps (`eval/select.py`)."""
+class RunHooks(EMAHooks):
+    """What the pipeline adds to the Trainer: the run record and the weight EMA in every
+    checkpoint, the EMA update after every step (`train/ema.EMAHooks`), and the success-based
+    selection of the weights the run keeps (`eval/select.py`)."""
 
     def __init__(self, command: TrainCommand, record: RunRecord, out: Path) -> None:
-        self.record, self.decay = record, command.ema_decay
-        self.ema: Any = None  # a WeightEMA once `attach` has seen the trainer's model
+        super().__init__(record, command.ema_decay)
         validating = command.train.eval_every > 0 and command.eval_every_episodes > 0
         self.best = (
             BestCheckpoint(out, on_save=record.save) if command.select and validating else None
         )
-
-    def attach(self, trainer: Any) -> None:
-        """Start the EMA from the trainer's model (a resumed run restores the saved average)."""
-        from nanovla.train.ema import WeightEMA
-
-        if self.decay <= 0:
-            return
-        self.ema = WeightEMA(trainer.model, self.decay)
-        if trainer.resumed_from is not None:
-            self.ema.load(trainer.resumed_from / PRETRAINED_DIR)
-        trainer.on_step = lambda step: self.ema.update_parameters(trainer.model)
-
-    def on_save(self, pretrained: Path) -> None:
-        self.record.save(pretrained)
-        if self.ema is not None:  # a policy folder of its own, with the run's record beside it
-            self.record.save(self.ema.save(pretrained))
-
-    def judged(self, model: Policy) -> Policy:
-        """The weights validation and the final evaluation judge: the EMA's, else `model`."""
-        return model if self.ema is None else self.ema.module
 
 
 def _validation(
@@ -178,13 +158,8 @@ def _validation(
                 losses = [float(judged(batch)[0]) for batch in val_batches]
             metrics["val_loss"] = sum(losses) / len(losses)
         if command.eval_every_episodes > 0:
-            result = evaluate(judged, command.tasks, config, command.image_size, progress=False)
-            judged.reset()
-            metrics["success"] = result["splits"]["seen"]["success"]
-            for family, rate in result["splits"]["seen"]["per_task"].items():
-                metrics[f"success_{family}"] = rate
-            if hooks is not None and hooks.best is not None:
-                hooks.best.consider(judged, step, metrics["success"], metrics)
+            best = None if hooks is None else hooks.best
+            metrics.update(validate(judged, command.tasks, config, command.image_size, step, best))
         return metrics
 
     return eval_fn

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nanovla.constants import PRETRAINED_DIR
+from nanovla.eval.evaluate import evaluate
 from nanovla.io import read_json, write_json
 from nanovla.train.checkpoint import replace_symlink, step_dir_name
 
@@ -86,3 +87,23 @@ class BestCheckpoint:
         if previous is not None and int(previous["step"]) != int(step):
             shutil.rmtree(self.root / step_dir_name(int(previous["step"])), ignore_errors=True)
         return True
+
+
+def validate(
+    judged: Any,
+    families: tuple[str, ...],
+    config: Any,
+    image_size: int,
+    step: int,
+    best: BestCheckpoint | None,
+) -> dict[str, float]:
+    """Validation rollouts of `judged` (seen split of `config`, an `EvalConfig` on validation
+    seeds): {"success", "success_<family>"}; `best` (if any) considers the weights."""
+    result = evaluate(judged, families, config, image_size, progress=False)
+    judged.reset()
+    seen = result["splits"]["seen"]
+    metrics = {"success": seen["success"]}
+    metrics.update({f"success_{family}": rate for family, rate in seen["per_task"].items()})
+    if best is not None:
+        best.consider(judged, step, metrics["success"], metrics)
+    return metrics

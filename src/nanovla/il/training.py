@@ -20,12 +20,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanovla.constants import CHECKPOINTS_DIR, LAST_LINK, PRETRAINED_DIR
 from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig, evaluate
-from nanovla.eval.select import BestCheckpoint
+from nanovla.eval.select import BestCheckpoint, validate
+
+if TYPE_CHECKING:
+    from nanovla.train.ema import EMAHooks
 
 
 @dataclass
@@ -83,6 +86,7 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
     """The engine on `dataset`, resuming `out_dir`'s checkpoint when there is one."""
     from nanovla.data import BatchLoader
     from nanovla.train.config import TrainConfig
+    from nanovla.train.ema import EMAHooks
     from nanovla.train.engine import Trainer
     from nanovla.train.run_record import RunRecord
     from nanovla.world.experts import EXPERT_VERSION
@@ -120,7 +124,7 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
         expert_version=EXPERT_VERSION,
     )
     resume = (out_dir / CHECKPOINTS_DIR / LAST_LINK).exists()
-    hooks = _EmaHooks(record, spec.ema_decay)
+    hooks = EMAHooks(record, spec.ema_decay)
     best = BestCheckpoint(out_dir, on_save=record.save) if spec.select_every > 0 else None
     trainer = Trainer(
         policy.train(),
@@ -132,11 +136,11 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
         resume=resume,
     )
     hooks.attach(trainer)
-    trainer.best = best
+    trainer.ema, trainer.best = hooks.ema, best
     return trainer
 
 
-def _validation(spec: TrainSpec, hooks: _EmaHooks, best: BestCheckpoint) -> Any:
+def _validation(spec: TrainSpec, hooks: EMAHooks, best: BestCheckpoint) -> Any:
     """eval_fn: seen success of the judged (EMA) weights on validation scenes
     (`VALIDATION_SEED`, never the final evaluation's), the best of them kept by `best`."""
     config = EvalConfig(
@@ -144,42 +148,9 @@ def _validation(spec: TrainSpec, hooks: _EmaHooks, best: BestCheckpoint) -> Any:
     )
 
     def eval_fn(model: Any, step: int) -> dict[str, float]:
-        judged = model if hooks.ema is None else hooks.ema.module
-        result = evaluate(judged, tuple(spec.tasks), config, spec.image_size, progress=False)
-        judged.reset()
-        seen = result["splits"]["seen"]
-        metrics = {"success": seen["success"]}
-        metrics.update({f"success_{family}": rate for family, rate in seen["per_task"].items()})
-        best.consider(judged, step, metrics["success"], metrics)
-        return metrics
+        return validate(hooks.judged(model), tuple(spec.tasks), config, spec.image_size, step, best)
 
     return eval_fn
-
-
-class _EmaHooks:
-    """The run record and the weight EMA in every checkpoint, the EMA update after every step
-    (what `pipeline.RunHooks` adds to the main job's Trainer, without its selection)."""
-
-    def __init__(self, record: Any, decay: float) -> None:
-        self.record, self.decay = record, decay
-        self.ema: Any = None
-
-    def attach(self, trainer: Any) -> None:
-        """Start the EMA from the trainer's model (a resumed run restores the saved average)."""
-        from nanovla.train.ema import WeightEMA
-
-        trainer.ema = None
-        if self.decay <= 0:
-            return
-        self.ema = trainer.ema = WeightEMA(trainer.model, self.decay)
-        if trainer.resumed_from is not None:
-            self.ema.load(trainer.resumed_from / PRETRAINED_DIR)
-        trainer.on_step = lambda step: self.ema.update_parameters(trainer.model)
-
-    def on_save(self, pretrained: Path) -> None:
-        self.record.save(pretrained)
-        if self.ema is not None:  # the record beside the EMA too: `nanovla eval` of that folder
-            self.record.save(self.ema.save(pretrained))  # judges the run's families and targets
 
 
 def judged_checkpoint(run_dir: Path) -> Path:

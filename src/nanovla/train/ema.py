@@ -126,3 +126,36 @@ def _changing(model: nn.Module, names: Any = None) -> dict[str, torch.Tensor]:
     tensors = {name: p for name, p in model.named_parameters() if p.requires_grad}
     tensors.update(dict(model.named_buffers()))
     return tensors
+
+
+class EMAHooks:
+    """What a run adds to its `Trainer` for the EMA: the run record (anything with
+    `.save(directory)`, e.g. `RunRecord`) in every checkpoint and beside the EMA policy folder
+    (so `nanovla eval` of `pretrained_model/ema` judges the run's families and targets), the
+    EMA update after every step, and a resumed run's saved average restored. `decay` <= 0: no
+    EMA, the raw weights are judged. Used by `nanovla train` (`pipeline.RunHooks`) and by the
+    imitation commands (`il/training.py`)."""
+
+    def __init__(self, record: Any, decay: float) -> None:
+        self.record, self.decay = record, decay
+        self.ema: WeightEMA | None = None  # set by `attach` once the trainer's model exists
+
+    def attach(self, trainer: Any) -> None:
+        """Start the EMA from the trainer's model (a resumed run restores the saved average)."""
+        from nanovla.constants import PRETRAINED_DIR
+
+        if self.decay <= 0:
+            return
+        ema = self.ema = WeightEMA(trainer.model, self.decay)
+        if trainer.resumed_from is not None:
+            ema.load(trainer.resumed_from / PRETRAINED_DIR)
+        trainer.on_step = lambda step: ema.update_parameters(trainer.model)
+
+    def on_save(self, pretrained: Path) -> None:
+        self.record.save(pretrained)
+        if self.ema is not None:
+            self.record.save(self.ema.save(pretrained))
+
+    def judged(self, model: nn.Module) -> nn.Module:
+        """The weights validation and evaluation judge: the EMA's, else `model`."""
+        return model if self.ema is None else self.ema.module
