@@ -48,20 +48,7 @@ from nanovla.rl.run import RunOptions, evaluate
 
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 WINDOW = 10
-RL_ZOO: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(
-        total_steps=100_000, num_envs=8, num_steps=32, minibatch_size=256, update_epochs=20,
-        learning_rate=1e-3, anneal_lr=True, anneal_clip=True, gamma=0.98, gae_lambda=0.8,
-        ent_coef=0.0, normalize_obs=False, normalize_reward=False,
-    ),
-    "Pendulum-v1": dict(
-        total_steps=100_000, num_envs=4, num_steps=1024, minibatch_size=64, update_epochs=10,
-        learning_rate=1e-3, anneal_lr=False, anneal_clip=False, gamma=0.9, gae_lambda=0.95,
-        ent_coef=0.0, normalize_obs=False, normalize_reward=False,
-    ),
-}  # fmt: skip
-"""rl-zoo's ppo.yml (lin_x: anneal to 0), in our option names (SB3: n_envs, n_steps, batch_size,
-n_epochs, ...); clip range 0.2, vf_coef 0.5, max_grad_norm 0.5 on both sides"""
+RL_ZOO = ppo.RL_ZOO  # rl-zoo's ppo.yml in our option names: what SB3 and `ours=` run
 
 
 def crossing(episodes: list[tuple[int, float, float]], threshold: float) -> tuple | None:

@@ -72,18 +72,25 @@ from nanovla.rl.run import (
     run_command,
 )
 
-DEFAULTS: dict[str, dict[str, Any]] = {
+RL_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         total_steps=100_000, num_envs=8, num_steps=32, minibatch_size=256, update_epochs=20,
         learning_rate=1e-3, anneal_lr=True, anneal_clip=True, gamma=0.98, gae_lambda=0.8,
         ent_coef=0.0, normalize_obs=False, normalize_reward=False,
     ),
     "Pendulum-v1": dict(
-        total_steps=100_000, num_envs=4, num_steps=512, minibatch_size=64, update_epochs=10,
-        learning_rate=1e-3, anneal_lr=True, anneal_clip=False, gamma=0.9, gae_lambda=0.95,
+        total_steps=100_000, num_envs=4, num_steps=1024, minibatch_size=64, update_epochs=10,
+        learning_rate=1e-3, anneal_lr=False, anneal_clip=False, gamma=0.9, gae_lambda=0.95,
         ent_coef=0.0, normalize_obs=False, normalize_reward=False,
     ),
 }  # fmt: skip
+"""rl-zoo's ppo.yml (lin_x: anneal to 0), in our option names (SB3: n_envs, n_steps, batch_size,
+n_epochs, ...); clip range 0.2, vf_coef 0.5, max_grad_norm 0.5 (`benchmarks/ppo_vs_sb3.py` gives
+them to SB3)"""
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": RL_ZOO["CartPole-v1"],
+    "Pendulum-v1": {**RL_ZOO["Pendulum-v1"], "num_steps": 512, "anneal_lr": True},
+}
 """per-env defaults of the options left unset: rl-zoo's ppo.yml, except Pendulum-v1's
 num_steps 512 (rl-zoo: 1024) and anneal_lr True (rl-zoo: a constant 1e-3). Half-size rollouts
 with the same epochs and minibatch size make as many gradient steps per env step, twice as
