@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -160,18 +160,23 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer written by `save`; missing or corrupt file -> error naming it."""
-        path = Path(path)
-        if not path.is_file():
-            raise MissingError(f"tokenizer file not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-            message = " ".join(str(error).split())
-            raise InputError(f"{path}: corrupt tokenizer JSON ({message})") from error
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_tokenizer_json(path), source=str(path))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
         return f"Tokenizer(level={self.level!r}, vocab_size={self.vocab_size})"
+
+
+def read_tokenizer_json(path: str | os.PathLike) -> Any:
+    """The parsed JSON of a tokenizer file; missing -> MissingError, unreadable -> InputError,
+    both naming the file (every tokenizer's `load` reads through this)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingError(f"tokenizer file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        message = " ".join(str(error).split())
+        raise InputError(f"{path}: corrupt tokenizer JSON ({message})") from error

@@ -28,7 +28,6 @@ tokens, BPE spells it as pieces), so a prompt cannot inject one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -37,11 +36,19 @@ from typing import Literal
 
 import torch
 
-from nanovla.errors import InputError, MissingError
+from nanovla.errors import InputError
 from nanovla.io import write_json
 from nanovla.models.text import subword
 from nanovla.models.text.subword import SubwordTokenizer
-from nanovla.models.text.tokenizer import PAD, PAD_ID, UNK, UNK_ID, Tokenizer, split_text
+from nanovla.models.text.tokenizer import (
+    PAD,
+    PAD_ID,
+    UNK,
+    UNK_ID,
+    Tokenizer,
+    read_tokenizer_json,
+    split_text,
+)
 
 BOS, SEP, EOS = "<bos>", "<sep>", "<eos>"
 BOS_ID, SEP_ID, EOS_ID = 2, 3, 4
@@ -134,14 +141,7 @@ def load_tokenizer(path: str | os.PathLike) -> VLMTokenizer:
     """Read a VLM's tokenizer.json: BPE, or the word-level one of models saved before BPE; a
     missing, corrupt or foreign file -> one error naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingError(f"tokenizer file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise InputError(
-            f"{path}: corrupt tokenizer JSON ({' '.join(str(error).split())})"
-        ) from error
+    data = read_tokenizer_json(path)
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == BPE_TYPE:
         max_length = data.get("max_length")
