@@ -63,18 +63,6 @@ def resolve_pretrained(checkpoint: Path) -> Path:
     )
 
 
-def trained_families(pretrained: Path) -> tuple[str, ...]:
-    """Task families the checkpoint was trained on (its run.json), or () when not recorded."""
-    record = RunRecord.load(pretrained)
-    return () if record is None else tuple(record.families)
-
-
-def trained_targets(pretrained: Path) -> str:
-    """Target combos of the checkpoint's demonstrations (its run.json), all when not recorded."""
-    record = RunRecord.load(pretrained)
-    return "all" if record is None else record.targets
-
-
 def default_out(pretrained: Path) -> Path:
     """`runs/RUN/eval-<step>.json` for `runs/RUN/checkpoints/<step>/pretrained_model` (and
     `runs/RUN/eval-selected-<step>.json` for the selected weights, `runs/RUN/selection/best`),
@@ -104,7 +92,8 @@ def main(argv: list[str]) -> int:
     if command.out is not None and command.out.exists() and not command.overwrite:
         raise ExistsError(f"{command.out} already exists; pass --overwrite to replace it")
     policy = Policy.from_pretrained(pretrained)
-    trained = trained_families(pretrained)
+    record = RunRecord.load(pretrained)  # what the checkpoint was trained on, when it says
+    trained = () if record is None else tuple(record.families)
     families = command.tasks or trained or tuple(TASK_FAMILIES)
     unseen = [family for family in families if trained and family not in trained]
     if unseen:
@@ -115,7 +104,9 @@ def main(argv: list[str]) -> int:
         )
     out = command.out or default_out(pretrained)
     videos = command.videos or out.with_name(out.stem + "-videos")
-    config = replace(command.eval, targets=command.eval.targets or trained_targets(pretrained))
+    # unset --eval.targets: the combos the demonstrations had as targets (all when unrecorded)
+    trained_targets = "all" if record is None else record.targets
+    config = replace(command.eval, targets=command.eval.targets or trained_targets)
     result = evaluate(
         policy,
         families,
