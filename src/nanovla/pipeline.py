@@ -39,7 +39,7 @@ from nanovla.io import write_json
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.train import distributed
 from nanovla.train.config import TrainConfig
-from nanovla.train.ema import EMAHooks
+from nanovla.train.ema import EMA_DIR, EMAHooks
 from nanovla.train.run_record import RunRecord
 from nanovla.train_command import (
     RESUMABLE,
@@ -171,7 +171,7 @@ def _final_policy(policy: Policy, hooks: RunHooks, last: Path) -> tuple[Policy, 
         chosen = {"checkpoint": str(hooks.best.path), "selected_step": hooks.best.best["step"]}
         return Policy.from_pretrained(hooks.best.path), chosen
     if hooks.ema is not None:
-        return hooks.ema.module, {"checkpoint": str(last / PRETRAINED_DIR / "ema")}
+        return hooks.ema.module, {"checkpoint": str(last / PRETRAINED_DIR / EMA_DIR)}
     return policy.eval(), {"checkpoint": str(last)}
 
 
