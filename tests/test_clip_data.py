@@ -10,9 +10,8 @@ from nanovla.data.captions import (
     STYLES,
     TEMPLATES,
     make_captions,
-    read_captions,
-    write_captions,
 )
+from nanovla.data.captions_parquet import read_captions, write_captions
 from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.world.scene import COLORS, KINDS, SIZES, allowed_target_combos
 
