@@ -11,7 +11,7 @@ from cli_run import nanovla
 
 from nanovla.errors import InputError
 from nanovla.labs.clip import ClipConfig, run
-from nanovla.labs.clip_eval import recall_at_k
+from nanovla.labs.clip_eval import _attribute_prompts, recall_at_k
 from nanovla.labs.pca import gram_schmidt, jacobi_eigh, pca
 
 
@@ -25,6 +25,18 @@ def test_pca_matches_numpy_svd():
     np.testing.assert_allclose(result.explained_variance, s[:4] ** 2 / 299, rtol=1e-8)
     np.testing.assert_allclose(result.scores, result.transform(x), atol=1e-9)
     np.testing.assert_allclose(result.components @ result.components.T, np.eye(4), atol=1e-10)
+
+
+def test_attribute_prompts_name_only_the_attribute_and_the_noun():
+    kind = _attribute_prompts("kind", 1, "en")  # ball
+    assert "a photo of a ball" in kind and "a large ball" in kind
+    assert not any(w in t for t in kind for w in ("red", "green", "box"))
+    size = _attribute_prompts("size", 0, "en")  # small
+    assert set(size) >= {"a small box", "a small ball", "there is a small ball on the table"}
+    assert not any(w in t for t in size for w in ("medium", "large", "red", "purple"))
+    color = _attribute_prompts("color", 4, "ko")  # purple, both kinds, a particle after batchim
+    assert "보라 상자 사진" in color and "테이블 위에 보라 공이 있다" in color
+    assert not any(w in t for t in color for w in ("빨간", "작은", "큰", "초록"))
 
 
 def test_jacobi_and_gram_schmidt_against_numpy():
@@ -115,3 +127,26 @@ def test_pair_sampler_batches_distinct_captions_and_colourless_grey_images():
     for is_grey, text in zip(grey, texts, strict=True):
         if is_grey:
             assert not any(color in text.split() for color in COLORS)
+
+
+def test_colour_free_captions_come_with_grey_images():
+    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.world.instructions import COLORS_KO
+    from nanovla.world.scene import COLORS
+
+    def grey(images):
+        return (images.max(axis=-1) == images.min(axis=-1)).all(axis=(1, 2))
+
+    words = (*COLORS, *COLORS_KO)
+    for flag in (True, False):
+        config = ClipConfig(train_images=80, batch_size=64, grayscale=0.0,
+                            grey_when_colour_free=flag)  # fmt: skip
+        sampler = PairSampler(training_sets(config), config)
+        seen = {True: 0, False: 0}
+        for _ in range(5):
+            images, texts = sampler.sample()
+            for is_grey, text in zip(grey(images), texts, strict=True):
+                colour_free = not any(word in text for word in words)
+                seen[colour_free] += 1
+                assert bool(is_grey) == (flag and colour_free)
+        assert seen[True] and seen[False]
