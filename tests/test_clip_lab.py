@@ -150,3 +150,21 @@ def test_colour_free_captions_come_with_grey_images():
                 seen[colour_free] += 1
                 assert bool(is_grey) == (flag and colour_free)
         assert seen[True] and seen[False]
+
+
+def test_grey_by_channel_keeps_one_colour_channel_and_luminance_weights_them():
+    from nanovla.labs.clip import PairSampler, training_sets
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    for mode in ("channel", "luminance"):
+        config = ClipConfig(train_images=8, grey=mode)
+        grey = PairSampler(training_sets(config), config)._grey(images)
+        assert grey.shape == images.shape and grey.dtype == np.uint8
+        assert (grey == grey[..., :1]).all()
+        if mode == "channel":
+            assert all(any((g[..., 0] == im[..., c]).all() for c in range(3))
+                       for g, im in zip(grey, images, strict=True))  # fmt: skip
+        else:
+            expected = np.round(images.astype(np.float32) @ np.array([0.299, 0.587, 0.114]))
+            np.testing.assert_array_equal(grey[..., 0], expected.astype(np.uint8))

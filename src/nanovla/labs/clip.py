@@ -102,6 +102,10 @@ class ClipConfig(LabConfig):
     grayscale: float = 0.2
     """probability that a single-object training image is shown grey with a colour-free
     caption (see PairSampler); 0 = off"""
+    grey: Literal["luminance", "channel"] = "luminance"
+    """how an image is made grey: "luminance" (0.299 R + 0.587 G + 0.114 B) or "channel" (one of
+    R, G, B drawn per image: the world's green is visible against the table in R and G, not
+    in luminance)"""
     grey_when_colour_free: bool = False
     """show the image grey whenever its drawn caption names no colour ("a photo of a small
     ball"), so a kind or size word is only ever paired with the shape, never with the colours
@@ -180,6 +184,7 @@ class PairSampler:
         self.kind = np.concatenate([s.labels["kind"] for s in sets])
         self.size = np.concatenate([s.labels["size"] for s in sets])
         self.grayscale = config.grayscale
+        self.grey_mode = config.grey
         self.languages = config.languages
         self.texts = [
             [t for s in sets for t in s.captions[style][lang]]
@@ -206,10 +211,18 @@ class PairSampler:
             pairs = zip(which.tolist(), index.tolist(), strict=True)
             grey |= np.array([bool(self.colour_free[w][i]) for w, i in pairs])
         if grey.any():
-            luminance = images[grey].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
-            images[grey] = np.round(luminance).astype(np.uint8)[..., None]
+            images[grey] = self._grey(images[grey])
         keep = sorted({text: i for i, text in reversed(list(enumerate(texts)))}.values())
         return images[keep], [texts[i] for i in keep]
+
+    def _grey(self, images: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 -> grey (all three channels equal), by `--grey`."""
+        if self.grey_mode == "luminance":
+            weights = np.tile(np.array([0.299, 0.587, 0.114]), (len(images), 1))
+        else:
+            weights = np.eye(3)[self.rng.integers(0, 3, len(images))]
+        grey = np.einsum("nhwc,nc->nhw", images.astype(np.float32), weights)
+        return np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=-1)
 
     def _colourless(self, image: int) -> str:
         """A caption of a single-object image that names its size and kind, or its kind."""
