@@ -51,7 +51,11 @@ DAgger beats BC at equal labels on pick_place (0.91 vs 0.69), not on push (0.83 
 issue's >= 0.95 is not reached. The EMA made no difference at the end of the cosine schedule
 (`nanovla eval` of the last round's raw weights: 0.88, its EMA: 0.87; BC 0.74 / 0.75). The same
 with `--decay 0.5 --select-every 1000` (more of the rollouts driven by the weak early learners):
-0.61 [0.54, 0.67] with 102059 frames, the validation picking the last step. Wall time on the
+0.61 [0.54, 0.67] with 102059 frames, the validation picking the last step. A longer last round
+does not change it (`--steps 1000 --final-steps 10000 --num-threads 1`, runs/dagger-f10k,
+3936 s at one thread beside another job): DAgger 0.87 [0.82, 0.91] (push 0.81, pick_place
+0.93) against BC 0.80 [0.74, 0.85] (push 0.84, pick_place 0.76) at 77332 frames and 14000
+steps; DAgger's gain is all pick_place, and push does not move with DAgger's data. Wall time on the
 shared 2-core machine at one thread, with other jobs: 2953 s; an idle machine at 2 threads ran
 this schedule without the EMA in 810 s (runs/dagger-default), and the EMA's cost per step is
 within the noise (`benchmarks/il_ema_step.py`: 67.7, 49.2, 51.2 ms without, 49.6, 51.5, 51.7
