@@ -130,3 +130,17 @@ def test_parquet_round_trip(tmp_path):
 def test_bad_arguments_name_themselves(kwargs, name):
     with pytest.raises(InputError, match=name):
         make_captions(**kwargs)
+
+
+def test_recolouring_never_runs_out_of_colours():
+    # seed 0, 600 test scenes holds a scene whose objects left no colour free at one size
+    # (an IndexError before): the object shrinks instead, and every triple stays distinct
+    from nanovla.data.captions import sample_caption_scenes
+
+    state = sample_caption_scenes("test", 600, seed=0)
+    allowed = allowed_target_combos("train")
+    for env in range(600):
+        active = state.obj_active[env]
+        combo = _combos(state, np.ones_like(state.obj_active)).reshape(600, -1)[env][active]
+        assert allowed[combo].all()
+        assert len(set(combo.tolist())) == len(combo)

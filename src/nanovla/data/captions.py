@@ -140,17 +140,26 @@ def _recolor(
 ) -> None:
     """Gives every active object in `slots` whose combo is not `allowed` a new colour that makes
     an allowed combo and keeps the scene's (kind, color, size) triples distinct. Sizes stay, so
-    the sampled layout (which depends on sizes only) stays valid."""
+    the sampled layout (which depends on sizes only) stays valid, unless no colour is left at
+    that size (e.g. five medium boxes and four box colours): then the object shrinks to the
+    largest smaller size that has one (its clearance only grows), and if none has, it keeps
+    its size and shares a triple with another object."""
     combo = state.obj_kind * 15 + state.obj_color * 3 + state.obj_size  # (N, M)
     bad = ~allowed[combo] & state.obj_active
     bad[:, [m for m in range(MAX_OBJECTS) if m not in slots]] = False
     for env, slot in zip(*np.nonzero(bad), strict=True):
         kind, size = state.obj_kind[env, slot], state.obj_size[env, slot]
         taken = set(combo[env][state.obj_active[env]].tolist())
-        options = [c for c in rng.permutation(len(COLORS)) if allowed[kind * 15 + c * 3 + size]]
-        options = [c for c in options if kind * 15 + c * 3 + size not in taken]
-        state.obj_color[env, slot] = options[0]
-        combo[env, slot] = kind * 15 + options[0] * 3 + size
+        colours = rng.permutation(len(COLORS)).tolist()
+        choice = next(
+            ((c, s) for s in range(size, -1, -1) for c in colours
+             if allowed[kind * 15 + c * 3 + s] and kind * 15 + c * 3 + s not in taken),
+            None,
+        )  # fmt: skip
+        if choice is None:  # every allowed triple of this kind is taken: share one
+            choice = (next(c for c in colours if allowed[kind * 15 + c * 3 + size]), size)
+        state.obj_color[env, slot], state.obj_size[env, slot] = choice
+        combo[env, slot] = kind * 15 + choice[0] * 3 + choice[1]
 
 
 def sample_caption_scenes(
