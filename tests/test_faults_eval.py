@@ -46,10 +46,12 @@ class Recorder:
 
     def __init__(self, policy: Policy) -> None:
         self.policy, self.digest, self.calls = policy, hashlib.sha256(), 0
+        self.actions: list[np.ndarray] = []
 
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
         action = self.policy.select_action(obs)
         self.digest.update(np.ascontiguousarray(action, dtype=np.float32).tobytes())
+        self.actions.append(np.array(action, dtype=np.float32))
         self.calls += 1
         return action
 
@@ -57,8 +59,8 @@ class Recorder:
         self.policy.reset(env_ids)
 
 
-def _evaluate(checkpoint: Path, threads: int) -> tuple[str, str, int]:
-    """(eval result as JSON text, hash of every action, number of policy calls)."""
+def _evaluate(checkpoint: Path, threads: int) -> tuple[str, str, int, np.ndarray]:
+    """(eval result as JSON text, hash of every action, number of policy calls, the actions)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -66,7 +68,8 @@ def _evaluate(checkpoint: Path, threads: int) -> tuple[str, str, int]:
         result = evaluate(recorder, FAMILIES, CONFIG, image_size=32, progress=False)
     finally:
         torch.set_num_threads(previous)
-    return json.dumps(result, sort_keys=True), recorder.digest.hexdigest(), recorder.calls
+    actions = np.concatenate(recorder.actions)
+    return json.dumps(result, sort_keys=True), recorder.digest.hexdigest(), recorder.calls, actions
 
 
 def test_same_checkpoint_and_seed_give_the_same_eval_under_1_and_2_threads(checkpoint) -> None:
@@ -74,8 +77,12 @@ def test_same_checkpoint_and_seed_give_the_same_eval_under_1_and_2_threads(check
     again = _evaluate(checkpoint, threads=1)
     two = _evaluate(checkpoint, threads=2)
     assert first[2] > 10  # the rollouts really asked the policy
-    assert first == again, "two runs with 1 thread differ"
-    assert first == two, "1 and 2 threads differ"
+    assert first[:3] == again[:3], "two runs with 1 thread differ"  # bit for bit
+    # Across thread counts PyTorch does not promise the same bits (a kernel may split its sums
+    # by thread: on an AMD EPYC 1 and 2 threads differ in the last bits), so the result must
+    # match and the actions agree to float32 rounding.
+    assert first[0] == two[0] and first[2] == two[2], "1 and 2 threads give another result"
+    np.testing.assert_allclose(two[3], first[3], rtol=0, atol=1e-5)
 
 
 def test_nanovla_eval_writes_identical_files_under_1_and_2_threads(checkpoint, tmp_path) -> None:
