@@ -132,9 +132,11 @@ def zero_shot(
     labels: dict[str, np.ndarray],
     lang: str = "en",
     reading: str = "attribute",
+    features: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Accuracy per attribute of the prompt-ensemble classifiers on `images`."""
-    features = embed_images(clip, images)
+    """Accuracy per attribute of the prompt-ensemble classifiers on `images` (`features`:
+    their embeddings, when the caller has them already)."""
+    features = embed_images(clip, images) if features is None else features
     scores = {}
     for attribute in ATTRIBUTES:
         classifiers = zero_shot_classifiers(clip, attribute, lang, reading)
@@ -145,7 +147,11 @@ def zero_shot(
 
 @torch.no_grad()
 def zero_shot_by_combo(
-    clip: CLIP, images: np.ndarray, labels: dict[str, np.ndarray], lang: str = "en"
+    clip: CLIP,
+    images: np.ndarray,
+    labels: dict[str, np.ndarray],
+    lang: str = "en",
+    features: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The other reading of zero-shot: one prompt-ensemble classifier per (kind, color, size)
     combo (30 classes, held-out combos included); each attribute is read off the predicted
@@ -156,7 +162,8 @@ def zero_shot_by_combo(
         values = {"color": color, "kind": kind, "size": size}
         embedding = embed_texts(clip, [_prompt(t, values, lang) for t in PROMPTS[lang]]).mean(0)
         rows.append(embedding / embedding.norm())
-    predicted = (embed_images(clip, images) @ torch.stack(rows).t()).argmax(dim=1).numpy()
+    features = embed_images(clip, images) if features is None else features
+    predicted = (features @ torch.stack(rows).t()).argmax(dim=1).numpy()
     table = np.array(combos)[predicted]  # (N, 3) kind, color, size
     scores = {"kind": table[:, 0] == labels["kind"], "color": table[:, 1] == labels["color"]}
     scores["size"] = table[:, 2] == labels["size"]
@@ -186,12 +193,16 @@ def evaluate(clip: CLIP, count: int, seed: int, gallery: int) -> dict[str, objec
     metrics: dict[str, object] = {}
     for name, split in (("zero_shot", "test"), ("zero_shot_heldout_combos", "heldout_combos")):
         pairs = make_captions(split, count, seed=seed, single_object=True)
-        metrics[name] = zero_shot(clip, pairs.images, pairs.labels, "en")
-        metrics[name + "_ko"] = zero_shot(clip, pairs.images, pairs.labels, "ko")
+        images, labels = pairs.images, pairs.labels
+        features = embed_images(clip, images)  # one embedding for every reading below
+        metrics[name] = zero_shot(clip, images, labels, "en", features=features)
+        metrics[name + "_ko"] = zero_shot(clip, images, labels, "ko", features=features)
         metrics[name + "_all_attributes"] = zero_shot(
-            clip, pairs.images, pairs.labels, "en", reading="all"
+            clip, images, labels, "en", reading="all", features=features
         )
-        metrics[name + "_by_combo"] = zero_shot_by_combo(clip, pairs.images, pairs.labels, "en")
+        metrics[name + "_by_combo"] = zero_shot_by_combo(
+            clip, images, labels, "en", features=features
+        )
     held = make_captions("test", gallery, seed=seed, templates="heldout")
     table = {}
     for style in ("scene", "relation"):
