@@ -72,7 +72,8 @@ class FrameFile:
 
     def close(self) -> None:
         """Close this process's descriptor (reads reopen it)."""
-        if self._fd is not None and self._pid == os.getpid():
+        # getattr: __del__ also runs on an instance whose __init__ raised before setting _fd
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
             os.close(self._fd)
         self._fd = None
 
