@@ -23,6 +23,7 @@ instruction verbs' ids (their embeddings are only trained there).
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +103,13 @@ class ClipConfig(LabConfig):
     grayscale: float = 0.2
     """probability that a single-object training image is shown grey with a colour-free
     caption (see PairSampler); 0 = off"""
-    grey: Literal["luminance", "channel"] = "luminance"
-    """how an image is made grey: "luminance" (0.299 R + 0.587 G + 0.114 B) or "channel" (one of
-    R, G, B drawn per image: the world's green is visible against the table in R and G, not
-    in luminance)"""
+    grey: Literal["luminance", "channel", "permute"] = "luminance"
+    """how the colour-free view is made: grey by "luminance" (0.299 R + 0.587 G + 0.114 B), grey
+    by "channel" (one of R, G, B drawn per image: the world's green is visible against the
+    table in R and G, not in luminance), or "permute": not grey, the R, G, B channels swapped
+    by one of the five non-identity permutations drawn per image (a red ball turns green-ish,
+    a green box red-ish), so the shape keeps its full contrast while its colour says nothing
+    about its kind"""
     grey_when_colour_free: bool = False
     """show the image grey whenever its drawn caption names no colour ("a photo of a small
     ball"), so a kind or size word is only ever paired with the shape, never with the colours
@@ -216,7 +220,11 @@ class PairSampler:
         return images[keep], [texts[i] for i in keep]
 
     def _grey(self, images: np.ndarray) -> np.ndarray:
-        """(n, H, W, 3) uint8 -> grey (all three channels equal), by `--grey`."""
+        """(n, H, W, 3) uint8 -> the colour-free view of `--grey` (grey, or channels permuted)."""
+        if self.grey_mode == "permute":
+            orders = np.array(list(itertools.permutations(range(3)))[1:])  # no identity
+            picked = orders[self.rng.integers(0, len(orders), len(images))]  # (n, 3)
+            return np.take_along_axis(images, picked[:, None, None, :], axis=-1)
         if self.grey_mode == "luminance":
             weights = np.tile(np.array([0.299, 0.587, 0.114]), (len(images), 1))
         else:
