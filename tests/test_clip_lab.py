@@ -139,7 +139,7 @@ def test_colour_free_captions_come_with_grey_images():
 
     words = (*COLORS, *COLORS_KO)
     for flag in (True, False):
-        config = ClipConfig(train_images=80, batch_size=64, grayscale=0.0,
+        config = ClipConfig(train_images=80, batch_size=64, grayscale=0.0, hard_negatives=0.0,
                             grey_when_colour_free=flag)  # fmt: skip
         sampler = PairSampler(training_sets(config), config)
         seen = {True: 0, False: 0}
@@ -168,3 +168,46 @@ def test_grey_by_channel_keeps_one_colour_channel_and_luminance_weights_them():
         else:
             expected = np.round(images.astype(np.float32) @ np.array([0.299, 0.587, 0.114]))
             np.testing.assert_array_equal(grey[..., 0], expected.astype(np.uint8))
+
+
+def test_permute_and_hue_views_keep_brightness_and_grey():
+    from nanovla.labs.clip import PairSampler, hue_rotate, training_sets
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (12, 6, 6, 3), dtype=np.uint8)
+    config = ClipConfig(train_images=8, grey="permute")
+    permuted = PairSampler(training_sets(config), config)._grey(images)
+    for out, image in zip(permuted, images, strict=True):
+        orders = [p for p in ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+                  if (out == image[..., list(p)]).all()]  # fmt: skip
+        assert orders, "every view is a non-identity channel permutation"
+    # hue: 120 degrees cycles the channels, grey pixels stay, brightness (mean of RGB) is kept
+    cycled = hue_rotate(images, np.full(len(images), 2 * np.pi / 3))
+    np.testing.assert_array_equal(cycled, images[..., [2, 0, 1]])
+    angles = rng.uniform(0, 2 * np.pi, len(images))
+    grey = np.repeat(images[..., :1], 3, axis=-1)
+    np.testing.assert_array_equal(hue_rotate(grey, angles), grey)
+    mid = rng.integers(60, 196, (12, 6, 6, 3), dtype=np.uint8)  # far from clipping
+    rotated = hue_rotate(mid, np.full(len(mid), 0.3)).astype(float)
+    assert np.abs(rotated.mean(-1) - mid.astype(float).mean(-1)).max() <= 1.0
+
+
+def test_hard_negative_groups_differ_in_one_attribute_and_match_their_images():
+    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.world.scene import COLORS, KINDS, SIZES
+
+    config = ClipConfig(train_images=300, batch_size=40, hard_negatives=0.5, grayscale=0.0,
+                        languages=("en",))  # fmt: skip
+    sampler = PairSampler(training_sets(config), config)
+    index, texts = sampler._groups(60)
+    assert len(index) == len(texts) == 60 and sampler.single[index].all()
+    for row, text in zip(index.tolist(), texts, strict=True):
+        words = text.split()
+        assert KINDS[sampler.kind[row]] in words
+        named_size = [s for s in SIZES if s in words]
+        named_color = [c for c in COLORS if c in words]
+        assert named_size in ([], [SIZES[sampler.size[row]]])
+        assert named_color in ([], [COLORS[sampler.color[row]]])
+    # the batch keeps its size, distinct captions, and about half of it comes from groups
+    images, batch = sampler.sample()
+    assert len(batch) == len(set(batch)) == len(images) <= 40
