@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from nanovla.data.captions import make_captions
 from nanovla.errors import InputError, MissingError
 from nanovla.models.clip import CLIP, EOS_ID, CLIPConfig, clip_tokenizer
-from nanovla.nn.losses import info_nce
+from nanovla.nn.losses import info_nce, info_nce_shared
 
 TINY = dict(text_width=32, text_layers=1, text_heads=2, text_ff=64, embed_dim=16, max_text_len=48)
 VIT = dict(
@@ -55,6 +55,18 @@ def test_loss_is_infonce_of_scaled_cosine_similarities(pairs):
     assert clip.loss(captions.images, texts).item() == pytest.approx(
         info_nce(logits).item(), rel=1e-4
     )
+
+
+def test_repeated_texts_are_encoded_once_and_share_their_images(pairs):
+    captions, tokenizer = pairs
+    clip = _clip(tokenizer)
+    texts = ["a red box", "a blue ball", "a red box", "a small ball"] * 2
+    images = captions.images
+    distinct = ["a red box", "a blue ball", "a small ball"]
+    logits = clip(images, distinct)[0]  # (8, 3)
+    text_of_image = torch.tensor([0, 1, 0, 2] * 2)
+    expected = info_nce_shared(logits, text_of_image)
+    assert clip.loss(images, texts).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_temperature_is_clamped_at_100(pairs):

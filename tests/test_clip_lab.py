@@ -211,3 +211,34 @@ def test_hard_negative_groups_differ_in_one_attribute_and_match_their_images():
     # the batch keeps its size, distinct captions, and about half of it comes from groups
     images, batch = sampler.sample()
     assert len(batch) == len(set(batch)) == len(images) <= 40
+
+
+def test_decorrelate_names_the_colour_of_objects_whose_colour_gives_their_kind():
+    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.world.instructions import COLORS_KO
+    from nanovla.world.scene import COLORS
+
+    words = (*COLORS, *COLORS_KO)
+    for flag in (True, False):
+        config = ClipConfig(train_images=300, decorrelate=flag, styles=("object",))
+        sampler = PairSampler(training_sets(config), config)
+        # counted from the training labels: green comes only as a box, purple only as a ball
+        assert sampler.confounded.tolist() == [False, True, False, False, True]
+        rows = np.arange(len(sampler.images))
+        for w in range(len(sampler.texts)):
+            texts, named = sampler.captions(np.full(len(rows), w), rows)
+            free = np.array([not any(word in t for word in words) for t in texts])
+            confounded = sampler.confounded[sampler.color]
+            assert (free & confounded).any() != flag
+            assert free[~confounded].any()  # other colours keep their colour-free captions
+            assert named.any() == flag and not (named & ~confounded).any()
+
+
+def test_shared_captions_keep_every_image_of_the_batch():
+    from nanovla.labs.clip import PairSampler, training_sets
+
+    for shared in (True, False):
+        config = ClipConfig(train_images=40, batch_size=64, shared_captions=shared)
+        images, texts = PairSampler(training_sets(config), config).sample()
+        assert len(images) == len(texts)
+        assert (len(texts) == 64 > len(set(texts))) if shared else len(texts) == len(set(texts))

@@ -8,6 +8,7 @@ from nanovla.models.policy.loss import masked_binned_loss, masked_regression_los
 from nanovla.nn.losses import (
     SmoothL1Loss,
     info_nce,
+    info_nce_shared,
     masked_weighted_mean,
     masked_weighted_regression,
     smooth_l1_loss,
@@ -182,3 +183,19 @@ def test_info_nce_prefers_matching_pairs() -> None:
     assert info_nce(aligned.flip(0)) > 5.0
     with pytest.raises(ValueError, match="square"):
         info_nce(torch.zeros(3, 4))
+
+
+def test_info_nce_shared_against_hand_computation_and_info_nce() -> None:
+    torch.manual_seed(5)
+    logits = torch.randn(4, 4) * 2
+    torch.testing.assert_close(info_nce_shared(logits, torch.arange(4)), info_nce(logits))
+    # images 0 and 2 share text 0, image 1 has text 1, image 3 text 2
+    shared = torch.randn(4, 3) * 2
+    text = torch.tensor([0, 1, 0, 2])
+    rows = shared.log_softmax(dim=1)[torch.arange(4), text].mean()
+    cols = shared.log_softmax(dim=0)  # (images, texts): p(image | text)
+    per_text = torch.stack([(cols[0, 0] + cols[2, 0]) / 2, cols[1, 1], cols[3, 2]])
+    expected = -(rows + per_text.mean()) / 2
+    torch.testing.assert_close(info_nce_shared(shared, text), expected)
+    with pytest.raises(ValueError, match="at least one image"):
+        info_nce_shared(torch.zeros(2, 3), torch.tensor([0, 0]))

@@ -47,7 +47,7 @@ from nanovla.codec import from_json, to_json
 from nanovla.errors import InputError, MissingError
 from nanovla.models.registry import create_model, model_arguments
 from nanovla.models.text.tokenizer import PAD, UNK, UNK_ID, Tokenizer
-from nanovla.nn.losses import info_nce
+from nanovla.nn.losses import info_nce, info_nce_shared
 from nanovla.nn.transformer import TransformerEncoder
 
 BOS, EOS = "<bos>", "<eos>"
@@ -315,10 +315,18 @@ class CLIP(nn.Module):
         return logits_per_image, logits_per_image.t()
 
     def loss(self, images: np.ndarray | Tensor, texts: Sequence[str]) -> Tensor:
-        """Symmetric InfoNCE of N matching (image, text) pairs."""
+        """Symmetric InfoNCE of N matching (image, text) pairs. Where texts repeat, each
+        distinct text is encoded once and every image of a text is its positive
+        (`nanovla.nn.losses.info_nce_shared`); with distinct texts that is `info_nce`."""
         if len(texts) != len(images):
             raise InputError(f"texts: {len(texts)} captions for {len(images)} images")
-        return info_nce(*self(images, texts))
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == len(texts):
+            return info_nce(*self(images, texts))
+        position = {text: i for i, text in enumerate(distinct)}
+        text_of_image = torch.tensor([position[t] for t in texts], device=self.image_mean.device)
+        logits, _ = self(images, distinct)  # (N, U)
+        return info_nce_shared(logits, text_of_image)
 
     # ------------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

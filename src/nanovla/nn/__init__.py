@@ -14,6 +14,7 @@ from nanovla.nn.attention import (
 from nanovla.nn.losses import (
     SmoothL1Loss,
     info_nce,
+    info_nce_shared,
     masked_weighted_mean,
     masked_weighted_regression,
     smooth_l1_loss,
@@ -54,6 +55,7 @@ __all__ = [
     "convert_torch_layer_state_dict",
     "convert_torch_mha_state_dict",
     "info_nce",
+    "info_nce_shared",
     "lengths_to_padding_mask",
     "load_from_torch_layer",
     "load_from_torch_mha",

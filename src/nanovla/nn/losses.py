@@ -193,3 +193,32 @@ def info_nce(logits_per_image: Tensor, logits_per_text: Tensor | None = None) ->
     loss_image = F.cross_entropy(logits_per_image, labels)  # image -> its text
     loss_text = F.cross_entropy(logits_per_text, labels)  # text -> its image
     return (loss_image + loss_text) / 2
+
+
+def info_nce_shared(logits_per_image: Tensor, text_of_image: Tensor) -> Tensor:
+    """Symmetric InfoNCE when several images share one caption text (templated captions).
+
+    N images, U distinct texts; image i's text is `text_of_image[i]`. Image -> text is the usual
+    cross-entropy over the U texts. Text -> image treats every image of a text as a positive:
+    the target of text u is uniform over its images P_u, so its loss is the mean of -log p(i | u)
+    over i in P_u (SupCon's "out" form, Khosla et al. 2020, arXiv:2004.11362). With one image
+    per text (U = N, text_of_image = arange) it is `info_nce` exactly; unlike dropping the
+    duplicates, no image is lost and no image of the same text is pushed away as a negative.
+
+    Args:
+        logits_per_image: (N, U) logits (already times the logit scale).
+        text_of_image: (N,) int64 in [0, U), every text used at least once.
+    """
+    if logits_per_image.dim() != 2 or text_of_image.shape != logits_per_image.shape[:1]:
+        raise ValueError(
+            f"logits_per_image must be (N, U) and text_of_image (N,), got "
+            f"{tuple(logits_per_image.shape)} and {tuple(text_of_image.shape)}"
+        )
+    count = logits_per_image.shape[1]
+    positives = F.one_hot(text_of_image, count).t().to(logits_per_image.dtype)  # (U, N)
+    if bool((positives.sum(dim=1) == 0).any()):
+        raise ValueError("text_of_image: every one of the U texts needs at least one image")
+    loss_image = F.cross_entropy(logits_per_image, text_of_image)
+    targets = positives / positives.sum(dim=1, keepdim=True)  # uniform over each text's images
+    loss_text = F.cross_entropy(logits_per_image.t(), targets)
+    return (loss_image + loss_text) / 2
