@@ -113,7 +113,8 @@ def test_lab_refuses_bad_options_in_one_line(tmp_path):
 
 
 def test_pair_sampler_batches_distinct_captions_and_colourless_grey_images():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
     from nanovla.world.scene import COLORS
 
     config = ClipConfig(train_images=60, batch_size=48, grayscale=1.0, languages=("en",))
@@ -130,7 +131,8 @@ def test_pair_sampler_batches_distinct_captions_and_colourless_grey_images():
 
 
 def test_colour_free_captions_come_with_grey_images():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
     from nanovla.world.instructions import COLORS_KO
     from nanovla.world.scene import COLORS
 
@@ -153,7 +155,8 @@ def test_colour_free_captions_come_with_grey_images():
 
 
 def test_grey_by_channel_keeps_one_colour_channel_and_luminance_weights_them():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
@@ -171,7 +174,8 @@ def test_grey_by_channel_keeps_one_colour_channel_and_luminance_weights_them():
 
 
 def test_permute_and_hue_views_keep_brightness_and_grey():
-    from nanovla.labs.clip import PairSampler, hue_rotate, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler, hue_rotate
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (12, 6, 6, 3), dtype=np.uint8)
@@ -193,7 +197,8 @@ def test_permute_and_hue_views_keep_brightness_and_grey():
 
 
 def test_hard_negative_groups_differ_in_one_attribute_and_match_their_images():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
     from nanovla.world.scene import COLORS, KINDS, SIZES
 
     config = ClipConfig(train_images=300, batch_size=40, hard_negatives=0.5, grayscale=0.0,
@@ -214,7 +219,8 @@ def test_hard_negative_groups_differ_in_one_attribute_and_match_their_images():
 
 
 def test_decorrelate_names_the_colour_of_objects_whose_colour_gives_their_kind():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
     from nanovla.world.instructions import COLORS_KO
     from nanovla.world.scene import COLORS
 
@@ -235,7 +241,8 @@ def test_decorrelate_names_the_colour_of_objects_whose_colour_gives_their_kind()
 
 
 def test_shared_captions_keep_every_image_of_the_batch():
-    from nanovla.labs.clip import PairSampler, training_sets
+    from nanovla.labs.clip import training_sets
+    from nanovla.labs.clip_pairs import PairSampler
 
     for shared in (True, False):
         config = ClipConfig(train_images=40, batch_size=64, shared_captions=shared)
