@@ -117,7 +117,8 @@ def test_pair_sampler_batches_distinct_captions_and_colourless_grey_images():
     from nanovla.labs.clip_pairs import PairSampler
     from nanovla.world.scene import COLORS
 
-    config = ClipConfig(train_images=60, batch_size=48, grayscale=1.0, languages=("en",))
+    config = ClipConfig(train_images=60, batch_size=48, grayscale=1.0, languages=("en",),
+                        shared_captions=False)  # fmt: skip
     sampler = PairSampler(training_sets(config), config)
     images, texts = sampler.sample()
     assert len(texts) == len(set(texts)) == len(images) <= 48
@@ -202,7 +203,7 @@ def test_hard_negative_groups_differ_in_one_attribute_and_match_their_images():
     from nanovla.world.scene import COLORS, KINDS, SIZES
 
     config = ClipConfig(train_images=300, batch_size=40, hard_negatives=0.5, grayscale=0.0,
-                        languages=("en",))  # fmt: skip
+                        languages=("en",), shared_captions=False)  # fmt: skip
     sampler = PairSampler(training_sets(config), config)
     index, texts = sampler._groups(60)
     assert len(index) == len(texts) == 60 and sampler.single[index].all()

@@ -121,9 +121,11 @@ class ClipConfig(LabConfig):
     only balls); such a caption names the colour too ("a small green box"). Counted from the
     training labels, not from the held-out list. Measured, it does not help: held-out combos'
     kind 0.524 with it and without (runs/clip-dc against runs/clip-n25)"""
-    shared_captions: bool = False
+    shared_captions: bool = True
     """keep the images of a batch whose drawn captions are the same text, each a positive of
-    that text (`info_nce_shared`), instead of dropping all but the first (see PairSampler)"""
+    that text (`info_nce_shared`), instead of dropping all but the first (see PairSampler);
+    measured: per-attribute size on held-out scenes 0.986 with it (runs/clip-sc) against 0.958
+    without (runs/clip-n25)"""
     progress: bool = True
     """progress bar while training"""
 
