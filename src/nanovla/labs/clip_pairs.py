@@ -55,8 +55,9 @@ class PairSampler:
     decorrelated captions, shared captions, nor hue views with them (runs/clip-sch, `--grey
     hue --grayscale 0.5`: kind on hue-rotated held-out scenes 0.69, i.e. the tower does not
     learn a colour-free shape feature even for the views it trains on). A linear probe on the
-    tower's features that is also trained on green balls reads them at 0.955, so the features
-    can tell them apart; a probe trained on the training combos only reads them at 0.0."""
+    tower's features that is also fitted on green balls reads them at 0.960, so the features
+    can tell them apart; one fitted on the training combos only reads them at 0.000
+    (`benchmarks/clip_probe.py --clip runs/clip-sc/model`)."""
 
     def __init__(self, sets: list[CaptionSet], config: ClipConfig) -> None:
         self.images = np.concatenate([s.images for s in sets])
