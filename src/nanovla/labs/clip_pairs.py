@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nanovla.data.captions import TEMPLATES, CaptionSet, fill_caption
+from nanovla.data.captions import TEMPLATES, CaptionSet, combo_index, fill_caption
 from nanovla.world.instructions import COLORS_KO, KINDS_KO, SIZES_KO
 from nanovla.world.scene import COLORS, KINDS, SIZES
 
@@ -67,7 +67,7 @@ class PairSampler:
         self.size = np.concatenate([s.labels["size"] for s in sets])
         self.color = np.concatenate([s.labels["color"] for s in sets])
         singles = np.flatnonzero(self.single)
-        combo = (self.kind * len(COLORS) + self.color) * len(SIZES) + self.size
+        combo = combo_index(self.kind, self.color, self.size)
         self.by_combo = {int(c): singles[combo[singles] == c] for c in np.unique(combo[singles])}
         self.hard_negatives = config.hard_negatives
         self.shared_captions = config.shared_captions
@@ -79,16 +79,19 @@ class PairSampler:
             for style in config.styles
             for lang in config.languages
         ]  # (styles * languages) lists of N strings
-        colour_words = (*COLORS, *COLORS_KO)
-        colour_free = [
-            np.array([not any(word in text for word in colour_words) for text in texts])
-            for texts in self.texts
-        ]  # fmt: skip
-        self.colour_free = colour_free if config.grey_when_colour_free else None
         # colours that the training images show with fewer kinds than there are
         kinds_of = [set(self.kind[self.color == c].tolist()) for c in range(len(COLORS))]
         self.confounded = np.array([0 < len(k) < len(KINDS) for k in kinds_of])
-        self.recolour = colour_free if config.decorrelate and self.confounded.any() else None
+        recolour = config.decorrelate and bool(self.confounded.any())
+        colour_free = None
+        if config.grey_when_colour_free or recolour:  # per text: does it name no colour?
+            colour_words = (*COLORS, *COLORS_KO)
+            colour_free = [
+                np.array([not any(word in text for word in colour_words) for text in texts])
+                for texts in self.texts
+            ]  # fmt: skip
+        self.colour_free = colour_free if config.grey_when_colour_free else None
+        self.recolour = colour_free if recolour else None
         self.batch_size = config.batch_size
         self.rng = np.random.default_rng(config.seed)
 
@@ -152,7 +155,7 @@ class PairSampler:
             template = TEMPLATES["train"]["object"][lang]
             template = template[self.rng.integers(len(template))]
             for k, c, s in members:
-                rows = self.by_combo.get(int((k * len(COLORS) + c) * len(SIZES) + s))
+                rows = self.by_combo.get(int(combo_index(k, c, s)))
                 if rows is None:
                     continue
                 index.append(int(rows[self.rng.integers(len(rows))]))
@@ -195,12 +198,8 @@ class PairSampler:
     def _colourless(self, image: int) -> str:
         """A caption of a single-object image that names its size and kind, or its kind."""
         lang = self.languages[self.rng.integers(len(self.languages))]
-        templates = TEMPLATES["train"]["object"][lang]
-        words = (SIZES_KO, KINDS_KO) if lang == "ko" else (SIZES, KINDS)
-        phrase = words[1][self.kind[image]]
-        if self.rng.random() < 0.7:
-            phrase = f"{words[0][self.size[image]]} {phrase}"
-        return fill_caption(templates[self.rng.integers(len(templates))], {"np": phrase})
+        names = ("size", "kind") if self.rng.random() < 0.7 else ("kind",)
+        return self._named(image, names, lang)
 
 
 def hue_rotate(images: np.ndarray, angles: np.ndarray) -> np.ndarray:
