@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -48,6 +49,19 @@ def test_jacobi_and_gram_schmidt_against_numpy():
     np.testing.assert_allclose(sym @ vectors, vectors * values, atol=1e-9)
     q = gram_schmidt(a[:, :3])
     np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-12)
+
+
+def test_jacobi_on_a_nearly_diagonal_matrix_warns_of_nothing():
+    # the off-diagonal norm as sum(a**2) - sum(diag**2) cancels below 0 here: sqrt of < 0
+    rng = np.random.default_rng(1)
+    diagonal = rng.uniform(0.1, 3, 5) * 10 ** rng.uniform(0, 8, 5)
+    noise = rng.standard_normal((5, 5))
+    sym = np.diag(diagonal) + 1e-9 * (noise + noise.T)
+    assert (sym**2).sum() - (np.diag(sym) ** 2).sum() < 0  # the case: cancellation below 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values, _ = jacobi_eigh(sym)
+    np.testing.assert_allclose(np.sort(values), np.linalg.eigvalsh(sym), rtol=0, atol=1e-6)
 
 
 def test_pca_refuses_bad_input():

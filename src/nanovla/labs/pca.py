@@ -63,7 +63,7 @@ def jacobi_eigh(
     vectors = np.eye(k)
     scale = max(np.abs(a).max(), 1e-300)
     for _ in range(sweeps):
-        off = np.sqrt((a**2).sum() - (np.diag(a) ** 2).sum())
+        off = np.sqrt(2.0 * (np.triu(a, 1) ** 2).sum())  # not sum - diag: that cancels to < 0
         if off <= tol * scale:
             break
         for p in range(k - 1):

@@ -72,9 +72,9 @@ class CLIPConfig:
     image_size: int = 64
     """side of the square input images in pixels"""
     vision_widths: tuple[int, ...] = (32,)
-    """vla_cnn only: channel widths (the default `nanovla train` policy's encoder is (32,))"""
+    """vla_cnn / two_stream_cnn only: channel widths (the default `nanovla train` policy's encoder is (32,))"""
     vision_extra_blocks: int = 1
-    """vla_cnn only: stride-1 conv blocks at the last width"""
+    """vla_cnn / two_stream_cnn only: stride-1 conv blocks at the last width"""
     patch_size: int = 8
     """ViT only: patch side in pixels"""
     vision_width: int = 128
@@ -140,7 +140,7 @@ class VisionTower(nn.Module):
         kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": 3}
         if "img_size" in model_arguments(config.vision):
             kwargs["img_size"] = config.image_size
-        if config.vision == "vla_cnn":
+        if {"widths", "extra_blocks"} <= model_arguments(config.vision):  # vla_cnn, two_stream_cnn
             kwargs |= dict(widths=config.vision_widths, extra_blocks=config.vision_extra_blocks)
         if self.is_vit:
             kwargs |= dict(
