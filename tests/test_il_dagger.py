@@ -254,3 +254,23 @@ def test_select_every_judges_the_last_rounds_selected_weights(tmp_path) -> None:
     assert not (out / "rounds" / "r00" / "selection").exists()  # earlier rounds: no validation
     bc = json.loads((out / "bc" / "eval.json").read_text())
     assert Path(bc["checkpoint"]).parent.parent == out / "bc" / "train" / "selection"
+
+
+def test_bc_every_round_trains_one_baseline_per_round_and_resume_adds_only_missing(tmp_path):
+    out = tmp_path / "curve"
+    first = run_cli(tmp_path, out, "--rounds", "1")
+    assert first.returncode == 0, first.stderr
+    only_last = json.loads((out / "rounds.json").read_text())
+    assert [row["round"] for row in only_last["bc"]] == [1] and not (out / "bc-r00").exists()
+    # asking for the curve on resume trains round 0's baseline only; round 1's row stays
+    curve = run_cli(tmp_path, out, "--rounds", "1", "--bc-every-round", "--resume")
+    assert curve.returncode == 0, curve.stderr
+    rounds = json.loads((out / "rounds.json").read_text())
+    assert [row["round"] for row in rounds["bc"]] == [0, 1]
+    assert rounds["bc"][1] == only_last["bc"][0]  # not retrained (its seconds too)
+    labelled = [row["labelled_frames"] for row in rounds["rounds"]]
+    bc_frames = [row["labelled_frames"] for row in rounds["bc"]]
+    assert all(b >= d for b, d in zip(bc_frames, labelled)) and bc_frames == sorted(bc_frames)
+    assert (out / "bc-r00" / "eval.json").is_file() and (out / "bc" / "eval.json").is_file()
+    assert curve.stdout.count("\nbc ") == 2
+    assert json.loads((out / "dagger_command.json").read_text())["bc_every_round"] is True

@@ -67,3 +67,20 @@ def test_two_stream_classifier_and_bad_arguments() -> None:
         create_model("two_stream_cnn", in_chans=1)
     with pytest.raises(InputError, match="colour_width"):
         create_model("two_stream_cnn", colour_width=0)
+    with pytest.raises(InputError, match="fuse_width"):
+        create_model("two_stream_fused_cnn", fuse_width=-1)
+
+
+def test_fused_channels_follow_both_streams() -> None:
+    torch.manual_seed(0)
+    model = create_model("two_stream_fused_cnn", num_classes=0, widths=(8,), colour_width=4)
+    model.eval()
+    x = _tensor(_images())
+    grid = model.forward_features(x)
+    assert grid.shape == (4, 8 + 4 + 32, 8, 8) and model.head_hidden_size == 3 * 44
+    # the fused channels are a 1x1 conv (+ BatchNorm, ReLU) of the first 12 at each place
+    fuse = model.fuse
+    torch.testing.assert_close(grid[:, 12:], fuse(grid[:, :12]))
+    turned = model.forward_features(x + 0.05)  # grey shift: shape channels stay, others move
+    torch.testing.assert_close(turned[:, :8], grid[:, :8], atol=1e-5, rtol=0)
+    assert not torch.allclose(turned[:, 12:], grid[:, 12:])

@@ -23,7 +23,8 @@ What each round writes into `OUT/`:
 - `rounds/rKK/`: that round's training run (the engine's checkpoints/, logs/, plots/);
   `checkpoints/round-KK` and `checkpoints/last` link to its final checkpoint.
 - `rounds.json`: per round the labelled frames so far, seen success and its 95% Wilson interval;
-  then the BC baselines (`"bc"`) trained on expert demonstrations of the same number of frames.
+  then the BC baselines (`"bc"`, il/dagger_bc.py) trained on expert demonstrations of the same
+  number of frames: the last round's in `bc/`, with `--bc-every-round` every round's (`bc-rKK/`).
 - `eval.json` (the `nanovla train` schema, for the last round), `plots/dagger.png`.
 
 Departures from the paper: mixing is per env and per step (with probability beta_i the
@@ -91,6 +92,7 @@ from nanovla.data.dataset import EpisodeDataset
 from nanovla.data.writer import DatasetWriter, Episode
 from nanovla.errors import ExistsError
 from nanovla.eval.evaluate import format_table
+from nanovla.il.dagger_bc import DATA_DIR, bc_baselines
 from nanovla.il.dagger_command import COMMAND_FILE, DaggerCommand
 from nanovla.il.dagger_report import format_rounds, plot_rounds
 from nanovla.il.training import (
@@ -110,7 +112,6 @@ EXECUTED_KEY = "action.executed"
 ROUND_KEY = "dagger.round"
 """extra feature: the DAgger round that recorded the frame (0 = initial demonstrations)"""
 ROUNDS_FILE = "rounds.json"
-DATA_DIR = "data"
 ROUNDS_DIR = "rounds"
 PLOT_FILE = "dagger.png"
 
@@ -332,58 +333,6 @@ def run_round(
     return to_json(entry), writer
 
 
-def _bc_demonstrations(command: DaggerCommand, path: Path, frames: int, mean_length: float) -> None:
-    """Expert demonstrations at `path` holding at least `frames` frames (seeded as round 0, so
-    its episodes extend round 0's): collect, and collect more while short."""
-    from nanovla.data.collect import CollectConfig, collect_with_report
-
-    episodes = max(1, int(np.ceil(frames / mean_length)))
-    while True:
-        config = CollectConfig(
-            task=",".join(command.tasks),
-            episodes=episodes,
-            out=path,
-            num_envs=command.num_envs,
-            image_size=command.image_size,
-            instructions=command.instructions,
-            seed=command.seed,
-            overwrite=True,
-            progress=command.progress,
-        )
-        _, report = collect_with_report(config)
-        if report.frames >= frames:
-            note(f"dagger: BC baseline: {report.summary()}")
-            return
-        episodes = int(np.ceil(episodes * frames / report.frames)) + 1
-
-
-def bc_baseline(command: DaggerCommand, frames: int, steps: int, mean_length: float) -> dict:
-    """BC from new weights on expert demonstrations of at least `frames` frames (the same
-    seeded scenes as round 0, extended), trained for `steps` steps: the equal-budget baseline."""
-    out = Path(command.out) / "bc"
-    if not (out / DATA_DIR / INFO_PATH).is_file():
-        _bc_demonstrations(command, out / DATA_DIR, frames, mean_length)
-    dataset = EpisodeDataset(out / DATA_DIR, cache="memory", progress=False)
-    policy = new_policy(command.policy, command.image_size, dataset, command.seed)
-    _, result, seconds = train_and_evaluate(
-        _spec(command, final=True), out / "train", policy, dataset, command.seed, steps
-    )
-    write_json(out / EVAL_FILE, result)
-    seen = seen_summary(result)
-    return {
-        "method": "bc",
-        "episodes": dataset.num_episodes,
-        "labelled_frames": dataset.num_frames,
-        "steps": steps,
-        "success": seen["success"],
-        "ci95": seen["ci95"],
-        "successes": seen["successes"],
-        "eval_episodes": seen["episodes"],
-        "per_task": seen["per_task"],
-        "seconds": seconds,
-    }
-
-
 # ------------------------------------------------------------------------- the command
 def _check_inputs(command: DaggerCommand) -> Any:
     """Every given checkpoint loads at this image size (before anything is written); returns
@@ -399,10 +348,9 @@ def _start(command: DaggerCommand) -> None:
     out = Path(command.out)
     if not command.resume and ((out / COMMAND_FILE).exists() or (out / ROUNDS_DIR).exists()):
         raise ExistsError(f"{out} already holds a DAgger run; pass --resume to continue it")
-    if not command.resume:
-        saved = to_json(command)
-        saved["out"], saved["resume"] = str(out), False
-        write_json(out / COMMAND_FILE, saved)
+    saved = to_json(command)  # on resume only --progress / --bc-every-round can differ
+    saved["out"], saved["resume"] = str(out), False
+    write_json(out / COMMAND_FILE, saved)
 
 
 def run(command: DaggerCommand) -> dict[str, Any]:
@@ -422,17 +370,7 @@ def run(command: DaggerCommand) -> dict[str, Any]:
             entry, writer = run_round(command, round_index, labeler, writer)
             state["rounds"].append(entry)
             write_json(path, state)
-        if command.compare_bc and command.checkpoint is None and not state["bc"]:
-            first = state["rounds"][0]
-            state["bc"].append(
-                bc_baseline(
-                    command,
-                    state["rounds"][-1]["labelled_frames"],
-                    command.total_steps,
-                    first["labelled_frames"] / first["episodes"],
-                )
-            )
-            write_json(path, state)
+        bc_baselines(command, state, path, _spec(command, final=True))
         result = read_json(_round_dir(out, command.rounds) / EVAL_FILE)
         result.setdefault("checkpoint", str(judged_checkpoint(out)))  # the round's judged weights
         result["timing_s"] = {"total": round(time.perf_counter() - started, 1)}

@@ -89,6 +89,10 @@ class DaggerCommand:
     compare_bc: bool = True
     """also train BC from scratch on expert demonstrations with as many frames as the final
     round labelled (and as many gradient steps as all rounds together)"""
+    bc_every_round: bool = False
+    """with --compare-bc, also train a BC baseline at every earlier round's labelled frames
+    (each from new weights, as many steps as the last one): a BC curve beside DAgger's on the
+    plot instead of one point. Costs one more training run per round"""
     ema_decay: float = 0.999
     """weight EMA after every step of every round and of the BC baseline (train/ema.py, as
     `nanovla train`): evaluation, the next round's rollouts and warm start use the EMA weights
@@ -160,7 +164,8 @@ class DaggerCommand:
 
 
 def parse(argv: list[str]) -> DaggerCommand:
-    """The command line; with --resume, the saved command (only --progress may change)."""
+    """The command line; with --resume, the saved command (only --progress may change, and
+    --bc-every-round may be turned on: it adds baselines, the rounds stay as they are)."""
     command = tyro.cli(DaggerCommand, args=argv, prog="nanovla dagger", description=DESCRIPTION)
     if not command.resume:
         return command
@@ -177,6 +182,7 @@ def parse(argv: list[str]) -> DaggerCommand:
         name
         for name in field_differences(saved, given)
         if name not in ("out", "resume", "progress")
+        and not (name == "bc_every_round" and given.bc_every_round)
     ]
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)

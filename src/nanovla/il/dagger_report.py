@@ -31,14 +31,15 @@ def format_rounds(state: dict[str, Any]) -> str:
 
 
 def plot_rounds(state: dict[str, Any], path: Path) -> Path:
-    """Seen success vs expert-labelled frames: DAgger's rounds as a line, BC as points."""
+    """Seen success vs expert-labelled frames: DAgger's rounds as a line, BC (one point, or
+    with --bc-every-round one per round) beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, rows, style in (("DAgger", state["rounds"], "o-"), ("BC", state["bc"], "s")):
+    for method, rows, style in (("DAgger", state["rounds"], "o-"), ("BC", state["bc"], "s--")):
         if not rows:
             continue
         x = [row["labelled_frames"] for row in rows]

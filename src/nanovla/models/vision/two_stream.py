@@ -18,6 +18,9 @@ arXiv:2103.13416, which builds hue equivariance into the filters):
       colour stream: average over each r x r cell (r = the shape stream's reduction)
                      -> 1x1 conv -> BatchNorm -> ReLU -> (B, colour_width, h, w)
       grid = concat -> (B, C + colour_width, h, w) -> keypoints + channel means (as vla_cnn)
+      fused (`fuse_width` > 0, `two_stream_fused_cnn`): a 1x1 conv over the concatenated grid
+                     adds `fuse_width` channels that bind a colour to the shape at the same
+                     place ("the red one is the box"), pooled beside the two streams
 
 The colour stream has no spatial filter, so it says which colours are where and nothing
 about shape; the shape stream says which shapes are where and nothing about hue. The pooled
@@ -60,12 +63,15 @@ class TwoStreamCNN(nn.Module):
         extra_blocks: int = 1,
         colour_width: int = 16,
         stem_stride: int = 4,
+        fuse_width: int = 0,
     ) -> None:
         super().__init__()
         if in_chans != 3:
             raise InputError(f"two_stream_cnn: in_chans must be 3 (RGB), got {in_chans}")
         if colour_width < 1:
             raise InputError(f"two_stream_cnn: colour_width must be >= 1, got {colour_width}")
+        if fuse_width < 0:
+            raise InputError(f"two_stream_cnn: fuse_width must be >= 0, got {fuse_width}")
         self.shape = VLACNN(
             num_classes=0, in_chans=1, widths=widths, extra_blocks=extra_blocks,
             global_pool="", stem_stride=stem_stride,
@@ -73,7 +79,9 @@ class TwoStreamCNN(nn.Module):
         self.reduction = self.shape.reduction
         self.colour = conv_bn_relu(3, colour_width, 1, 1, padding=0)
         self.num_classes = num_classes
-        self.num_features = self.shape.num_features + colour_width
+        streams = self.shape.num_features + colour_width
+        self.fuse = conv_bn_relu(streams, fuse_width, 1, 1, padding=0) if fuse_width else None
+        self.num_features = streams + fuse_width
         self.pool = SpatialSoftmax()
         self.head_hidden_size = 3 * self.num_features
         self.head = linear_or_identity(self.head_hidden_size, num_classes)
@@ -92,10 +100,12 @@ class TwoStreamCNN(nn.Module):
         self.shape.set_grad_checkpointing(enable)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, C + colour_width, H/r, W/r): shape channels, then colour."""
+        """(B, 3, H, W) -> (B, C + colour_width [+ fuse_width], H/r, W/r): shape channels,
+        colour channels, then the fused ones."""
         shape = self.shape.forward_features(normalized_chroma(x))
         colour = self.colour(F.avg_pool2d(x, self.reduction))
-        return torch.cat([shape, colour], dim=1)
+        grid = torch.cat([shape, colour], dim=1)
+        return grid if self.fuse is None else torch.cat([grid, self.fuse(grid)], dim=1)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits."""
@@ -118,3 +128,19 @@ def two_stream_cnn(
 ) -> TwoStreamCNN:
     """Hue-blind shape stream (vla_cnn on normalised chroma) + 1x1 colour stream, concatenated."""
     return TwoStreamCNN(num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride)
+
+
+@register_model
+def two_stream_fused_cnn(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    widths: Sequence[int] = (32,),
+    extra_blocks: int = 1,
+    colour_width: int = 16,
+    stem_stride: int = 4,
+    fuse_width: int = 32,
+) -> TwoStreamCNN:
+    """two_stream_cnn + `fuse_width` channels of a 1x1 conv over both streams at each place."""
+    return TwoStreamCNN(
+        num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride, fuse_width
+    )
