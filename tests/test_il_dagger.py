@@ -227,6 +227,20 @@ def test_command_runs_rounds_writes_its_files_and_resumes_after_a_kill(tmp_path)
     changed = run_cli(tmp_path, killed, "--rounds", "3", "--resume")
     assert changed.returncode == 2 and "--rounds" in changed.stderr
 
+    # --bc-every-round on resume trains rounds 0 and 1's baselines only; round 2's row stays
+    curve = run_cli(tmp_path, straight, "--rounds", "2", "--bc-every-round", "--resume")
+    assert curve.returncode == 0, curve.stderr
+    with_curve = json.loads((straight / "rounds.json").read_text())
+    assert [row["round"] for row in rounds["bc"]] == [2]
+    assert [row["round"] for row in with_curve["bc"]] == [0, 1, 2]
+    assert with_curve["bc"][2] == rounds["bc"][0]  # not retrained (its seconds too)
+    bc_frames = [row["labelled_frames"] for row in with_curve["bc"]]
+    assert all(b >= d for b, d in zip(bc_frames, frames)) and bc_frames == sorted(bc_frames)
+    assert all((straight / name / "eval.json").is_file() for name in ("bc-r00", "bc-r01", "bc"))
+    assert curve.stdout.count("\nbc ") == 3
+    saved = json.loads((straight / "dagger_command.json").read_text())
+    assert saved["bc_every_round"] is True
+
 
 def test_bad_checkpoints_fail_in_one_line_before_anything_is_written(tmp_path) -> None:
     missing = run_cli(tmp_path, tmp_path / "a", "--checkpoint", str(tmp_path / "nope"))
@@ -254,23 +268,3 @@ def test_select_every_judges_the_last_rounds_selected_weights(tmp_path) -> None:
     assert not (out / "rounds" / "r00" / "selection").exists()  # earlier rounds: no validation
     bc = json.loads((out / "bc" / "eval.json").read_text())
     assert Path(bc["checkpoint"]).parent.parent == out / "bc" / "train" / "selection"
-
-
-def test_bc_every_round_trains_one_baseline_per_round_and_resume_adds_only_missing(tmp_path):
-    out = tmp_path / "curve"
-    first = run_cli(tmp_path, out, "--rounds", "1")
-    assert first.returncode == 0, first.stderr
-    only_last = json.loads((out / "rounds.json").read_text())
-    assert [row["round"] for row in only_last["bc"]] == [1] and not (out / "bc-r00").exists()
-    # asking for the curve on resume trains round 0's baseline only; round 1's row stays
-    curve = run_cli(tmp_path, out, "--rounds", "1", "--bc-every-round", "--resume")
-    assert curve.returncode == 0, curve.stderr
-    rounds = json.loads((out / "rounds.json").read_text())
-    assert [row["round"] for row in rounds["bc"]] == [0, 1]
-    assert rounds["bc"][1] == only_last["bc"][0]  # not retrained (its seconds too)
-    labelled = [row["labelled_frames"] for row in rounds["rounds"]]
-    bc_frames = [row["labelled_frames"] for row in rounds["bc"]]
-    assert all(b >= d for b, d in zip(bc_frames, labelled)) and bc_frames == sorted(bc_frames)
-    assert (out / "bc-r00" / "eval.json").is_file() and (out / "bc" / "eval.json").is_file()
-    assert curve.stdout.count("\nbc ") == 2
-    assert json.loads((out / "dagger_command.json").read_text())["bc_every_round"] is True
