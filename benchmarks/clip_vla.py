@@ -7,8 +7,11 @@ For every demonstration count it runs `nanovla train` twice on the same cached d
 same seed and step budget:
 
 - scratch: the default policy (vla_cnn widths (32,) + word LSTM, from random weights);
-- clip: `--policy.vision clip:PATH --policy.text clip:PATH` (the CLIP's image tower, the same
-  vla_cnn architecture, and its text Transformer with its tokenizer, both fine-tuned; add
+- two_stream (only when asked for): the default policy with `--policy.vision two_stream_cnn`,
+  the CLIP lab's tower architecture trained from random weights (is it the architecture or the
+  pre-training?);
+- clip: `--policy.vision clip:PATH --policy.text clip:PATH` (the CLIP's image tower, two_stream_cnn
+  by the lab's default, vla_cnn for a CLIP trained with `--vision vla_cnn`, and its text Transformer with its tokenizer, both fine-tuned; add
   `--frozen` for frozen encoders),
 
 then prints one row per (episodes, arm): success with its 95% Wilson interval on seen
@@ -46,6 +49,8 @@ def command(args: argparse.Namespace, episodes: int, arm: str) -> list[str]:
         "--eval.splits", *SPLITS, "--eval.episodes", str(args.eval_episodes), "--eval.gifs", "0",
         "--no-progress", "--seed", str(args.seed),
     ]  # fmt: skip
+    if arm == "two_stream":
+        cmd += ["--policy.vision", "two_stream_cnn"]
     if arm == "clip":
         cmd += ["--policy.vision", f"clip:{args.clip}", "--policy.text", f"clip:{args.clip}"]
         if args.frozen:
@@ -119,7 +124,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, required=True, help="CLIP model directory")
     parser.add_argument("--episodes", type=int, nargs="+", default=[500, 2000, 6000])
     parser.add_argument(
-        "--arms", nargs="+", default=["scratch", "clip"], choices=["scratch", "clip"]
+        "--arms", nargs="+", default=["scratch", "clip"], choices=["scratch", "two_stream", "clip"]
     )
     parser.add_argument(
         "--steps", type=int, default=3000, help="training steps per run (both arms)"
