@@ -84,3 +84,18 @@ def test_fused_channels_follow_both_streams() -> None:
     turned = model.forward_features(x + 0.05)  # grey shift: shape channels stay, others move
     torch.testing.assert_close(turned[:, :8], grid[:, :8], atol=1e-5, rtol=0)
     assert not torch.allclose(turned[:, 12:], grid[:, 12:])
+
+
+def test_global_pool_empty_returns_the_grid_and_adds_no_parameters() -> None:
+    pooled = create_model("two_stream_cnn", num_classes=0)
+    plain = create_model("two_stream_cnn", num_classes=0, global_pool="")
+    assert (
+        sum(p.numel() for p in pooled.parameters())
+        == sum(p.numel() for p in plain.parameters()) + 1
+    )  # the spatial softmax's temperature
+    x = torch.zeros(2, 3, 64, 64)
+    assert plain(x).shape == (2, 48, 16, 16) and plain.head_hidden_size == 48
+    pooled.reset_classifier(0, global_pool="")
+    assert pooled.pool is None and pooled(x).shape == (2, 48, 16, 16)
+    with pytest.raises(InputError, match="global_pool"):
+        create_model("two_stream_cnn", global_pool="max")

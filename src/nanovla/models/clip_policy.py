@@ -44,10 +44,10 @@ class Frozen(nn.Module):
 
 def pretrained_vision_encoder(path: str, frozen: bool) -> nn.Module:
     """The image tower of the CLIP at `path` for the VLA policy: `forward_features` only (a
-    vla_cnn loses its keypoint pooling, the policy reads the grid itself)."""
+    vla_cnn or two_stream_cnn loses its keypoint pooling, the policy reads the grid itself)."""
     clip = CLIP.from_pretrained(path)
     tower = clip.vision
-    if tower.backbone.__class__.__name__ == "VLACNN":
+    if tower.backbone.__class__.__name__ in ("VLACNN", "TwoStreamCNN"):
         tower.backbone.reset_classifier(0, global_pool="")
     return Frozen(tower) if frozen else tower.train()
 

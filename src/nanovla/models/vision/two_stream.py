@@ -50,7 +50,7 @@ from torch import nn
 from nanovla.errors import InputError
 from nanovla.models.registry import register_model
 from nanovla.models.vision.layers import linear_or_identity
-from nanovla.models.vision.vla_cnn import VLACNN, SpatialSoftmax, conv_bn_relu
+from nanovla.models.vision.vla_cnn import VLACNN, SpatialSoftmax, _check_global_pool, conv_bn_relu
 
 
 def normalized_chroma(x: torch.Tensor, window: int = 9, eps: float = 0.05) -> torch.Tensor:
@@ -72,8 +72,10 @@ class TwoStreamCNN(nn.Module):
         colour_width: int = 16,
         stem_stride: int = 4,
         fuse_width: int = 0,
+        global_pool: str = "spatial_softmax",
     ) -> None:
         super().__init__()
+        _check_global_pool(global_pool)
         if in_chans != 3:
             raise InputError(f"two_stream_cnn: in_chans must be 3 (RGB), got {in_chans}")
         if colour_width < 1:
@@ -90,16 +92,24 @@ class TwoStreamCNN(nn.Module):
         streams = self.shape.num_features + colour_width
         self.fuse = conv_bn_relu(streams, fuse_width, 1, 1, padding=0) if fuse_width else None
         self.num_features = streams + fuse_width
-        self.pool = SpatialSoftmax()
-        self.head_hidden_size = 3 * self.num_features
+        self._set_pool(global_pool)
         self.head = linear_or_identity(self.head_hidden_size, num_classes)
+
+    def _set_pool(self, global_pool: str) -> None:
+        # As vla_cnn: "" adds no pooling parameters (the VLA policy reads the grid itself).
+        self.pool = SpatialSoftmax() if global_pool else None
+        self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
 
     def get_classifier(self) -> nn.Module:
         """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace `head` with a fresh `num_classes`-way layer (0: identity)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace `head` with a fresh `num_classes`-way layer (0: identity); `global_pool`
+        ("spatial_softmax" or "") also rebuilds the pooling."""
+        if global_pool is not None:
+            _check_global_pool(global_pool)
+            self._set_pool(global_pool)
         self.head = linear_or_identity(self.head_hidden_size, num_classes)
         self.num_classes = num_classes
 
@@ -116,7 +126,12 @@ class TwoStreamCNN(nn.Module):
         return grid if self.fuse is None else torch.cat([grid, self.fuse(grid)], dim=1)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits."""
+        """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits; with
+        global_pool="" the grid itself (pre_logits / no classes) or its channel means' logits."""
+        if self.pool is None:
+            if pre_logits or not self.num_classes:
+                return features
+            return self.head(features.mean(dim=(2, 3)))
         keypoints = self.pool(features).flatten(1)  # (B, 2C)
         pooled = torch.cat([keypoints, features.mean(dim=(2, 3))], dim=1)  # (B, 3C)
         return pooled if pre_logits else self.head(pooled)
@@ -133,9 +148,12 @@ def two_stream_cnn(
     extra_blocks: int = 1,
     colour_width: int = 16,
     stem_stride: int = 4,
+    global_pool: str = "spatial_softmax",
 ) -> TwoStreamCNN:
     """Hue-blind shape stream (vla_cnn on normalised chroma) + 1x1 colour stream, concatenated."""
-    return TwoStreamCNN(num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride)
+    return TwoStreamCNN(
+        num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride, 0, global_pool
+    )
 
 
 @register_model
@@ -147,8 +165,16 @@ def two_stream_fused_cnn(
     colour_width: int = 16,
     stem_stride: int = 4,
     fuse_width: int = 32,
+    global_pool: str = "spatial_softmax",
 ) -> TwoStreamCNN:
     """two_stream_cnn + `fuse_width` channels of a 1x1 conv over both streams at each place."""
     return TwoStreamCNN(
-        num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride, fuse_width
+        num_classes,
+        in_chans,
+        widths,
+        extra_blocks,
+        colour_width,
+        stem_stride,
+        fuse_width,
+        global_pool,
     )
