@@ -128,7 +128,7 @@ def test_training_lowers_the_loss_and_save_load_round_trips(arch, kind, tmp_path
         loss.backward()
         optimizer.step()
         first = first if first is not None else loss.item()
-    assert float(loss) < 0.5 * first
+    assert loss.item() < 0.5 * first
     model.eval()
     assert model.answer(images(3), QUESTIONS) == answers  # memorised
     model.save_pretrained(tmp_path / "m")
