@@ -146,7 +146,7 @@ def test_cell_tag_loss_checks_its_input_and_lab_options(tmp_path):
     model = VLM(VLMConfig(arch="blip", **TINY), build_tokenizer(["red"], kind="word"))
     features = model.net.image._tokens(model.pixels(np.zeros((2, 16, 16, 3), dtype=np.uint8)))
     tags = torch.zeros(2, features.shape[1], 4, dtype=torch.long)
-    assert float(model.tag_loss(features, tags)) > 0
+    assert model.tag_loss(features, tags).item() > 0
     with pytest.raises(InputError, match=r"tags: shape \(2, 1, 4\)"):
         model.tag_loss(features, tags[:, :1])
     plain = VLM(VLMConfig(arch="blip", cell_tags=False, **TINY), model.tokenizer)
