@@ -35,8 +35,9 @@ runs/clip-2s-2200), two_stream_fused_cnn 0.863 with held-out combos' colour down
 probe on the pooled features fitted on the training combos reads green balls at 0.000 with
 vla_cnn and 0.996 with two_stream_cnn at 2200 steps (`benchmarks/clip_probe.py`).
 
-Departure from vla_cnn: `forward_features` returns both streams' channels; the API (timm's
-face: `num_features`, `head_hidden_size`, `forward_head`, `reset_classifier`) is the same.
+Departure from vla_cnn: `forward_features` returns both streams' channels; the readout and
+timm's face (`num_features`, `head_hidden_size`, `forward_head`, `reset_classifier`) are
+vla_cnn's own (`KeypointReadout`).
 """
 
 from __future__ import annotations
@@ -45,12 +46,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nanovla.errors import InputError
 from nanovla.models.registry import register_model
 from nanovla.models.vision.layers import linear_or_identity
-from nanovla.models.vision.vla_cnn import VLACNN, SpatialSoftmax, _check_global_pool, conv_bn_relu
+from nanovla.models.vision.vla_cnn import VLACNN, KeypointReadout, conv_bn_relu
 
 
 def normalized_chroma(x: torch.Tensor, window: int = 9, eps: float = 0.05) -> torch.Tensor:
@@ -60,7 +60,7 @@ def normalized_chroma(x: torch.Tensor, window: int = 9, eps: float = 0.05) -> to
     return chroma / (local_max + eps)
 
 
-class TwoStreamCNN(nn.Module):
+class TwoStreamCNN(KeypointReadout):
     """Hue-blind shape stream + shape-blind colour stream (see the module doc)."""
 
     def __init__(
@@ -75,7 +75,6 @@ class TwoStreamCNN(nn.Module):
         global_pool: str = "spatial_softmax",
     ) -> None:
         super().__init__()
-        _check_global_pool(global_pool)
         if in_chans != 3:
             raise InputError(f"two_stream_cnn: in_chans must be 3 (RGB), got {in_chans}")
         if colour_width < 1:
@@ -95,24 +94,6 @@ class TwoStreamCNN(nn.Module):
         self._set_pool(global_pool)
         self.head = linear_or_identity(self.head_hidden_size, num_classes)
 
-    def _set_pool(self, global_pool: str) -> None:
-        # As vla_cnn: "" adds no pooling parameters (the VLA policy reads the grid itself).
-        self.pool = SpatialSoftmax() if global_pool else None
-        self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
-
-    def get_classifier(self) -> nn.Module:
-        """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace `head` with a fresh `num_classes`-way layer (0: identity); `global_pool`
-        ("spatial_softmax" or "") also rebuilds the pooling."""
-        if global_pool is not None:
-            _check_global_pool(global_pool)
-            self._set_pool(global_pool)
-        self.head = linear_or_identity(self.head_hidden_size, num_classes)
-        self.num_classes = num_classes
-
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the shape stream's conv blocks in backward."""
         self.shape.set_grad_checkpointing(enable)
@@ -124,20 +105,6 @@ class TwoStreamCNN(nn.Module):
         colour = self.colour(F.avg_pool2d(x, self.reduction))
         grid = torch.cat([shape, colour], dim=1)
         return grid if self.fuse is None else torch.cat([grid, self.fuse(grid)], dim=1)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits; with
-        global_pool="" the grid itself (pre_logits / no classes) or its channel means' logits."""
-        if self.pool is None:
-            if pre_logits or not self.num_classes:
-                return features
-            return self.head(features.mean(dim=(2, 3)))
-        keypoints = self.pool(features).flatten(1)  # (B, 2C)
-        pooled = torch.cat([keypoints, features.mean(dim=(2, 3))], dim=1)  # (B, 3C)
-        return pooled if pre_logits else self.head(pooled)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
@@ -152,8 +119,9 @@ def two_stream_cnn(
 ) -> TwoStreamCNN:
     """Hue-blind shape stream (vla_cnn on normalised chroma) + 1x1 colour stream, concatenated."""
     return TwoStreamCNN(
-        num_classes, in_chans, widths, extra_blocks, colour_width, stem_stride, 0, global_pool
-    )
+        num_classes=num_classes, in_chans=in_chans, widths=widths, extra_blocks=extra_blocks,
+        colour_width=colour_width, stem_stride=stem_stride, global_pool=global_pool,
+    )  # fmt: skip
 
 
 @register_model
@@ -169,12 +137,7 @@ def two_stream_fused_cnn(
 ) -> TwoStreamCNN:
     """two_stream_cnn + `fuse_width` channels of a 1x1 conv over both streams at each place."""
     return TwoStreamCNN(
-        num_classes,
-        in_chans,
-        widths,
-        extra_blocks,
-        colour_width,
-        stem_stride,
-        fuse_width,
-        global_pool,
-    )
+        num_classes=num_classes, in_chans=in_chans, widths=widths, extra_blocks=extra_blocks,
+        colour_width=colour_width, stem_stride=stem_stride, fuse_width=fuse_width,
+        global_pool=global_pool,
+    )  # fmt: skip

@@ -93,7 +93,53 @@ def conv_bn_relu(
     )
 
 
-class VLACNN(nn.Module):
+class KeypointReadout(nn.Module):
+    """The head shared by the grid CNNs (vla_cnn, two_stream_cnn): a grid ``(B, C, h, w)`` ->
+    keypoints + mean activation per channel ``(B, 3C)`` -> `head`, with timm's face. A subclass
+    sets `num_features` (C), `num_classes`, then calls `_set_pool` and builds `head`, and
+    defines `forward_features`."""
+
+    num_features: int
+    num_classes: int
+
+    def _set_pool(self, global_pool: str) -> None:
+        # As timm: global_pool="" with num_classes=0 leaves the grid unpooled and adds no
+        # parameters (the VLA policy reads the grid itself, after FiLM).
+        _check_global_pool(global_pool)
+        self.pool = SpatialSoftmax() if global_pool else None
+        # Head input: (x, y) keypoint + mean activation per channel.
+        self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
+
+    def get_classifier(self) -> nn.Module:
+        """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace `head` with a fresh `num_classes`-way layer (0: identity); `global_pool`
+        ("spatial_softmax" or "") also rebuilds the pooling (a new SpatialSoftmax, or none)."""
+        if global_pool is not None:
+            self._set_pool(global_pool)
+        self.head = linear_or_identity(self.head_hidden_size, num_classes)
+        self.num_classes = num_classes
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits (B, classes).
+
+        With global_pool="" the grid is only averaged when a classifier follows, and returned
+        as is for pre_logits / num_classes=0."""
+        if self.pool is None:
+            if pre_logits or not self.num_classes:
+                return features
+            return self.head(features.mean(dim=(2, 3)))
+        keypoints = self.pool(features).flatten(1)  # (B, 2C)
+        pooled = torch.cat([keypoints, features.mean(dim=(2, 3))], dim=1)  # (B, 3C)
+        return pooled if pre_logits else self.head(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class VLACNN(KeypointReadout):
     """Small conv stack: ``(B, in_chans, H, W)`` -> token grid ``(B, widths[-1], H/8, W/8)``.
 
     Stem 4x4 stride 4, then one 3x3 stride-2 conv per further width, then `extra_blocks` 3x3
@@ -134,28 +180,10 @@ class VLACNN(nn.Module):
         layers += [conv_bn_relu(widths[-1], widths[-1], 3, 1) for _ in range(extra_blocks)]
         self.stem_and_stages = nn.Sequential(*layers)
         self.reduction = stem_stride * 2 ** (len(widths) - 1)
-        # As timm: global_pool="" with num_classes=0 leaves the grid unpooled and adds no
-        # parameters (the VLA policy reads the grid itself, after FiLM).
-        self.pool = SpatialSoftmax() if global_pool else None
-        # Head input: (x, y) keypoint + mean activation per channel.
-        self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
+        self._set_pool(global_pool)
         self.head = linear_or_identity(self.head_hidden_size, num_classes)
         if channels_last:
             self.to(memory_format=torch.channels_last)
-
-    def get_classifier(self) -> nn.Module:
-        """The head: `head` (an `nn.Identity` when `num_classes == 0`)."""
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace `head` with a fresh `num_classes`-way layer (0: identity); `global_pool`
-        ("spatial_softmax" or "") also rebuilds the pooling (a new SpatialSoftmax, or none)."""
-        if global_pool is not None:
-            _check_global_pool(global_pool)
-            self.pool = SpatialSoftmax() if global_pool else None
-            self.head_hidden_size = 3 * self.num_features if global_pool else self.num_features
-        self.head = linear_or_identity(self.head_hidden_size, num_classes)
-        self.num_classes = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each conv block in backward instead of storing its activations."""
@@ -168,22 +196,6 @@ class VLACNN(nn.Module):
         if self.grad_checkpointing and torch.is_grad_enabled():
             return checkpoint_sequential(self.stem_and_stages, x)
         return self.stem_and_stages(x)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Grid (B, C, h, w) -> keypoints + mean activations (B, 3C) -> logits (B, classes).
-
-        With global_pool="" the grid is only averaged when a classifier follows, and returned
-        as is for pre_logits / num_classes=0."""
-        if self.pool is None:
-            if pre_logits or not self.num_classes:
-                return features
-            return self.head(features.mean(dim=(2, 3)))
-        keypoints = self.pool(features).flatten(1)  # (B, 2C)
-        pooled = torch.cat([keypoints, features.mean(dim=(2, 3))], dim=1)  # (B, 3C)
-        return pooled if pre_logits else self.head(pooled)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
