@@ -10,9 +10,9 @@ same seed and step budget:
 - two_stream (only when asked for): the default policy with `--policy.vision two_stream_cnn`,
   the CLIP lab's tower architecture trained from random weights (is it the architecture or the
   pre-training?);
-- clip: `--policy.vision clip:PATH --policy.text clip:PATH` (the CLIP's image tower, two_stream_cnn
-  by the lab's default, vla_cnn for a CLIP trained with `--vision vla_cnn`, and its text Transformer with its tokenizer, both fine-tuned; add
-  `--frozen` for frozen encoders),
+- clip: `--policy.vision clip:PATH --policy.text clip:PATH` (the CLIP's image tower,
+  two_stream_cnn by the lab's default, vla_cnn for a CLIP trained with `--vision vla_cnn`, and
+  its text Transformer with its tokenizer, both fine-tuned; add `--frozen` for frozen encoders),
 
 then prints one row per (episodes, arm): success with its 95% Wilson interval on seen
 instructions, held-out paraphrases, Korean and held-out attribute combinations (the `combos`

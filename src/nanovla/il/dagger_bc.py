@@ -96,9 +96,9 @@ def bc_baselines(
     wanted = range(command.rounds + 1) if command.bc_every_round else [command.rounds]
     done = {row.get("round", command.rounds) for row in state["bc"]}
     first = state["rounds"][0]
+    mean_length = first["labelled_frames"] / first["episodes"]
     for round_index in [r for r in wanted if r not in done]:
         frames = state["rounds"][round_index]["labelled_frames"]
-        mean_length = first["labelled_frames"] / first["episodes"]
         row = bc_baseline(command, spec, frames, command.total_steps, mean_length, round_index)
         state["bc"].append(row)
         state["bc"].sort(key=lambda r: r["labelled_frames"])

@@ -19,9 +19,10 @@ OUT/pca.png and OUT/loss.png. The default image tower is `two_stream_cnn`
 (32,)) on a hue-blind chroma map, beside a shape-blind 1x1 colour stream. With vla_cnn itself
 (`--vision vla_cnn`, what the policy trains from scratch) every green ball, a combination no
 training image holds, is read as a box (held-out combos' kind 0.524); with the two streams
-0.997 (README, "lab clip"). A CLIP-initialised policy then has the two-stream encoder. The tokenizer's vocabulary is that of the training captions plus the
-world's training instructions (English and Korean), so a CLIP text tower in the VLA knows the
-instruction verbs' ids (their embeddings are only trained there).
+0.997 (README, "lab clip"). A CLIP-initialised policy then has the two-stream encoder.
+The tokenizer's vocabulary is that of the training captions plus the world's training
+instructions (English and Korean), so a CLIP text tower in the VLA knows the instruction verbs'
+ids (their embeddings are only trained there).
 """
 
 from __future__ import annotations

@@ -51,9 +51,10 @@ class PairSampler:
     their images, and keeping them as negatives of each other would be wrong. Kept, every
     image of a text is a positive of it (`nn.losses.info_nce_shared`): size 0.986, colour
     1.000, kind 1.000 on held-out scenes (runs/clip-sc, vla_cnn tower). With the vla_cnn
-    tower nothing tried here moves held-out combos' kind off 0.52 (green balls are all read as boxes): not the contrast groups, the
-    decorrelated captions, shared captions, nor hue views with them (runs/clip-sch, `--grey
-    hue --grayscale 0.5`: kind on hue-rotated held-out scenes 0.69, i.e. the tower does not
+    tower nothing tried here moves held-out combos' kind off 0.52 (green balls are all read
+    as boxes): not the contrast groups, the decorrelated captions, shared captions, nor hue
+    views with them (runs/clip-sch, `--grey hue --grayscale 0.5`: kind on hue-rotated
+    held-out scenes 0.69, i.e. the tower does not
     learn a colour-free shape feature even for the views it trains on). A linear probe on the
     tower's features that is also fitted on green balls reads them at 0.960, so the features
     can tell them apart; one fitted on the training combos only reads them at 0.000

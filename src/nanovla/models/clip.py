@@ -72,7 +72,8 @@ class CLIPConfig:
     image_size: int = 64
     """side of the square input images in pixels"""
     vision_widths: tuple[int, ...] = (32,)
-    """vla_cnn / two_stream_cnn only: channel widths (the default `nanovla train` policy's encoder is (32,))"""
+    """vla_cnn / two_stream_cnn only: channel widths (the default `nanovla train` policy's
+    encoder is (32,))"""
     vision_extra_blocks: int = 1
     """vla_cnn / two_stream_cnn only: stride-1 conv blocks at the last width"""
     patch_size: int = 8
