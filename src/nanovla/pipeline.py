@@ -106,6 +106,7 @@ def _build_loaders(command: TrainCommand, dataset: Any) -> tuple[Any, list[dict[
         val_fraction=command.val_fraction,
         augment_shift=command.augment_shift,
         seed=command.seed,
+        color_swap=command.color_swap,
     )
     if command.val_fraction <= 0:
         return loader, []

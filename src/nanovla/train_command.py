@@ -195,6 +195,10 @@ class TrainCommand:
     at most the CPU cores (or GPUs) available; may change on --resume"""
     augment_shift: int = 2
     """random-shift augmentation in pixels (replicate-pad and crop back); 0 = off"""
+    color_swap: float = 0.5
+    """probability that a training frame is recoloured by a random permutation of the world's
+    five colours, its instruction renamed to match (data/color_swap.py: the demonstrations'
+    actions stay right, and every colour meets every kind, held-out combos included); 0 = off"""
     val_fraction: float = 0.05
     """fraction of episodes held out for the validation loss"""
     eval_every_episodes: int = 25
@@ -223,6 +227,8 @@ class TrainCommand:
             raise InputError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.targets not in ("train", "all"):
             raise InputError(f"--targets must be train or all, got {self.targets!r}")
+        if not 0.0 <= self.color_swap <= 1.0:
+            raise InputError(f"--color-swap must be a probability in [0, 1], got {self.color_swap}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         validation, final = seed_range(self.val_seed), seed_range(self.eval.seed)

@@ -13,6 +13,11 @@ spends computing). What a batch holds:
 | task                | str     | [B]           | the instruction                                |
 | task_index, episode_index, frame_index | int64 | (B,) | bookkeeping                         |
 
+With `color_swap` p > 0, each frame is, with probability p, recoloured by a random permutation of
+the world's colours and its instruction renamed to match (`data/color_swap.py`; `task_index`
+still names the recorded instruction). The permutations come from the augmentation generator,
+so they too are seeded and resume exactly.
+
 Values are raw: the policy normalizes with the dataset statistics it carries. Splits are by
 episode, so no validation frame shares an episode with a training frame.
 
@@ -43,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from nanovla.data.color_swap import draw_permutations, swap_images, swap_texts
 from nanovla.data.dataset import EpisodeDataset
 from nanovla.data.format import ENV_STATE_KEY
 from nanovla.data.frames import FrameFile, is_frame_file
@@ -86,7 +92,10 @@ class BatchLoader:
         augment_shift: int = 0,
         seed: int = 0,
         drop_last: bool = True,
+        color_swap: float = 0.0,
     ) -> None:
+        if not 0.0 <= color_swap <= 1.0:
+            raise InputError(f"color_swap must be a probability in [0, 1], got {color_swap}")
         if batch_size < 1 or chunk < 1 or augment_shift < 0:
             raise InputError(
                 f"batch_size and chunk must be >= 1 and augment_shift >= 0, "
@@ -96,7 +105,7 @@ class BatchLoader:
             raise InputError(f"split must be 'train', 'val' or 'all', got {split!r}")
         self.dataset, self.batch_size, self.chunk = dataset, batch_size, chunk
         self.split, self.augment_shift = split, augment_shift
-        self.seed, self.drop_last = seed, drop_last
+        self.seed, self.drop_last, self.color_swap = seed, drop_last, color_swap
         train, val = split_episodes(dataset.num_episodes, val_fraction, seed)
         self.episodes = {"train": train, "val": val, "all": np.arange(dataset.num_episodes)}[split]
         bounds = dataset.episode_bounds[self.episodes]  # (E_split, 2)
@@ -218,10 +227,14 @@ class BatchLoader:
         only this process's slice of it after `set_shard`)."""
         rows = rows.long().to(self.device)
         offsets = self._offsets(len(rows))  # drawn for the whole batch on every rank
+        perms = None  # (B, 5) colour permutations, drawn for the whole batch on every rank
+        if self.color_swap > 0:
+            perms = draw_permutations(len(rows), self.color_swap, self._augment_rng)
         rank, world_size = self.shard
         if world_size > 1:
             keep = slice(rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size)
             rows, offsets = rows[keep], None if offsets is None else offsets[keep]
+            perms = None if perms is None else perms[keep]
         steps = rows[:, None] + torch.arange(self.chunk, device=rows.device)  # (B, k)
         last = self.last_row.index_select(0, rows)[:, None]  # (B, 1)
         is_pad = steps > last  # (B, k)
@@ -230,12 +243,16 @@ class BatchLoader:
         extra = {}
         if self.env_states is not None:
             extra[ENV_STATE_KEY] = self.env_states.index_select(0, rows)  # (B, K)
+        images = self._images(rows, offsets)  # (B, 3, H, W) uint8
+        tasks = [self.dataset.tasks[i] for i in task_index.tolist()]
+        if perms is not None:
+            images, tasks = swap_images(images, perms.to(images.device)), swap_texts(tasks, perms)
         return {
-            "observation.image": self._images(rows, offsets),  # (B, 3, H, W) uint8
+            "observation.image": images,
             "observation.state": self.states.index_select(0, rows),  # (B, D)
             "action": self.actions.index_select(0, chunk_rows).view(len(rows), self.chunk, -1),
             "action_is_pad": is_pad,
-            "task": [self.dataset.tasks[i] for i in task_index.tolist()],
+            "task": tasks,
             "task_index": task_index,
             "episode_index": self.episode_index.index_select(0, rows),
             "frame_index": self.frame_index.index_select(0, rows),

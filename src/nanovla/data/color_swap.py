@@ -1,0 +1,140 @@
+"""Colour-swap augmentation: recolour a frame's objects and bowls by one permutation of the
+world's five colours, and rename the colours of its instruction by the same permutation.
+
+Why. The default demonstrations never hold a green ball or a purple box as the target
+(`--targets train`, world/scene.HELDOUT_COMBOS), so the evaluation's `combos` split asks for
+combinations the policy never acted on. Trained on the demonstrations as recorded, the policy
+reads the kind and drops the colour it never saw on that kind (README: combos 0.36-0.55). The
+swap turns "put the red ball in the blue bowl" with a red ball at (x, y) into "put the green ball
+in the yellow bowl" with a green ball at (x, y): the same actions are right, and every colour
+now meets every kind. This is semantic data augmentation in the manner of ROSIE (Yu et al.
+2023, https://arxiv.org/abs/2302.11550: new objects painted into demonstrations, instructions
+relabelled) and of GECA (Andreas 2020, https://arxiv.org/abs/1904.09545: synthetic examples that
+recombine fragments seen in the same contexts). What it assumes, and states: that the colour
+words name the palette colours below. The demonstrations still never show a green-ball target;
+the recorded episodes, their actions and subgoals are untouched.
+
+Exact, not approximate: the renderer (world/render.py) paints every object pixel with one of
+3 shades of its colour (`PALETTE`: base, dark rim, highlight) and every bowl pixel with one of 2
+(`BOWL_PALETTE`: rim, floor); the 25 RGB values are distinct from one another and from the
+table, zones and gripper (a test checks). So a swap is a lookup per pixel: the RGB value ->
+(colour, shade) -> (permuted colour, same shade) -> RGB. On a batch this is one gather from a
+table of 2**24 slots (16 MiB, built on first use) and three small gathers: ~2 ms for a batch
+of 64 frames of 64x64 on one core. Frames are stored as PNG (lossless), so the lookup meets
+exactly the values the renderer wrote.
+
+Text: each English colour word (scene.COLORS) and Korean one (instructions.COLORS_KO) is a
+whole word in every template; one regex renames them all at once, so "red ... blue" with red
+<-> blue becomes "blue ... red", never "blue ... blue".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from nanovla.errors import InputError
+from nanovla.world.instructions import COLORS_KO
+from nanovla.world.render import BOWL_PALETTE, PALETTE
+from nanovla.world.scene import COLORS
+
+NUM_COLORS = len(COLORS)
+SHADES = np.concatenate([PALETTE, BOWL_PALETTE], axis=1)  # (colour, shade 0..4, rgb) uint8
+"""per colour: object base, object rim, object highlight, bowl rim, bowl floor"""
+
+
+def rgb_keys(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """RGB values (..., 3) -> one int R * 65536 + G * 256 + B per pixel (...)."""
+    if isinstance(rgb, torch.Tensor):
+        rgb = rgb.to(torch.int32)
+    else:
+        rgb = rgb.astype(np.int32)
+    return rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+
+
+_KEYS = rgb_keys(SHADES.reshape(-1, 3))  # (25,) colour-major
+_ORDER = np.argsort(_KEYS)
+SORTED_KEYS = torch.from_numpy(_KEYS[_ORDER].astype(np.int32))  # (25,)
+KEY_COLOR = torch.from_numpy(_ORDER // SHADES.shape[1])  # colour of each sorted key
+KEY_SHADE = torch.from_numpy(_ORDER % SHADES.shape[1])  # shade of each sorted key
+SHADE_RGB = torch.from_numpy(SHADES)  # (5, 5, 3) uint8
+_WORDS = {word: i for i, word in enumerate(COLORS)} | {w: i for i, w in enumerate(COLORS_KO)}
+_PATTERN = re.compile(r"\b(" + "|".join(map(re.escape, _WORDS)) + r")\b")
+
+
+_SLOT_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _slot_table(device: torch.device) -> torch.Tensor:
+    """(2**24,) uint8: RGB key -> its palette slot in SORTED_KEYS order, 25 for any other colour
+    (16 MiB, built once per device: one gather per pixel instead of a binary search)."""
+    if device not in _SLOT_TABLES:
+        table = torch.full((1 << 24,), len(SORTED_KEYS), dtype=torch.uint8)
+        table[SORTED_KEYS.long()] = torch.arange(len(SORTED_KEYS), dtype=torch.uint8)
+        _SLOT_TABLES[device] = table.to(device)
+    return _SLOT_TABLES[device]
+
+
+def draw_permutations(
+    count: int, probability: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(count, 5) colour permutations: row i is a uniform random permutation with probability
+    `probability`, else the identity. perm[i, c] = the colour that colour c becomes."""
+    if not 0.0 <= probability <= 1.0:
+        raise InputError(f"color swap probability must be in [0, 1], got {probability}")
+    swap = torch.rand(count, generator=generator) < probability  # (count,)
+    shuffled = torch.rand(count, NUM_COLORS, generator=generator).argsort(dim=1)  # (count, 5)
+    identity = torch.arange(NUM_COLORS).expand(count, NUM_COLORS)
+    return torch.where(swap[:, None], shuffled, identity)
+
+
+def swap_images(images: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (B, 3, H, W) recoloured by perms (B, 5); other pixels unchanged. Returns a
+    new tensor (the input, which may be a view of the loader's frames, is never written)."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise InputError(f"swap_images needs uint8 (B, 3, H, W), got {images.dtype} {images.shape}")
+    if perms.shape != (images.shape[0], NUM_COLORS):
+        raise InputError(f"swap_images needs perms (B, {NUM_COLORS}), got {tuple(perms.shape)}")
+    out = images.clone()
+    moved = (perms != torch.arange(NUM_COLORS, device=perms.device)).any(dim=1)  # (B,)
+    if not bool(moved.any()):
+        return out
+    rows = moved.nonzero().squeeze(1)  # (S,)
+    frames = images.index_select(0, rows).to(torch.int32)  # (S, 3, H, W)
+    keys = (frames[:, 0] << 16) | (frames[:, 1] << 8) | frames[:, 2]  # (S, H, W)
+    slot = _slot_table(keys.device)[keys]  # (S, H, W) uint8: palette slot, or 25 = not one
+    hit = slot < len(SORTED_KEYS)  # (S, H, W): a palette pixel
+    # per swapped row, the RGB each of the 25 palette slots becomes: (S, 3, 25), tiny
+    new_color = perms.index_select(0, rows)[:, KEY_COLOR.to(perms.device)]  # (S, 25)
+    table = SHADE_RGB.to(keys.device)[new_color, KEY_SHADE.to(keys.device)].transpose(1, 2)
+    table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=2)  # slot 25: unused
+    index = slot.flatten(1).long()  # (S, H*W)
+    recoloured = torch.stack(
+        [table[:, c].gather(1, index).view_as(slot) for c in range(3)], dim=1
+    )  # (S, 3, H, W) uint8
+    out[rows] = torch.where(hit[:, None], recoloured, images.index_select(0, rows))
+    return out
+
+
+def swap_text(text: str, perm: Sequence[int]) -> str:
+    """`text` with every colour word c (English or Korean) renamed to colour perm[c], in the
+    same language."""
+
+    def rename(match: re.Match[str]) -> str:
+        word = match.group(0)
+        names = COLORS if word in COLORS else COLORS_KO
+        return names[int(perm[_WORDS[word]])]
+
+    return _PATTERN.sub(rename, text)
+
+
+def swap_texts(texts: Sequence[str], perms: torch.Tensor) -> list[str]:
+    """`swap_text` per row; identity rows are returned as they are."""
+    identity = list(range(NUM_COLORS))
+    out = []
+    for text, perm in zip(texts, perms.tolist(), strict=True):
+        out.append(text if perm == identity else swap_text(text, perm))
+    return out
