@@ -2,7 +2,7 @@
 
 Records a small expert dataset in the embedded world (or uses --dataset), then measures, in
 alternating rounds so both see the same machine load:
-  1. loader-fed training: `BatchLoader.next_batch()` (random-shift augmentation on) + forward +
+  1. loader-fed training: `BatchLoader.next_batch()` (random shift and colour swap on) + forward +
      backward + clip + fused AdamW step — exactly the engine's per-step work;
   2. pure compute: the same step on batches preloaded in memory (no loader);
 and prints samples/s of each, their ratio (target >= 0.95) and the loader's own batches/s.
@@ -46,6 +46,8 @@ class Args:
     """frames per batch (the default run's)"""
     augment_shift: int = 2
     """random-shift augmentation of the loader-fed run (the default run's)"""
+    color_swap: float = TrainCommand().color_swap
+    """colour-swap probability of the loader-fed run (data/color_swap.py; the default run's)"""
     steps: int = 20
     """training steps per timed block"""
     rounds: int = 8
@@ -121,7 +123,11 @@ def main(args: Args) -> None:
     dataset = EpisodeDataset(path, cache=args.frame_cache, progress=False)
     config = default_policy_config()  # the default `nanovla train` policy
     loader = BatchLoader(
-        dataset, args.batch_size, chunk=config.chunk, augment_shift=args.augment_shift
+        dataset,
+        args.batch_size,
+        chunk=config.chunk,
+        augment_shift=args.augment_shift,
+        color_swap=args.color_swap,
     )
     policy = Policy.from_dataset(config, dataset).train()
     optimizer = build_optimizer(policy, 1e-3, 0.01, (0.9, 0.999))
@@ -144,7 +150,7 @@ def main(args: Args) -> None:
         f"torch {torch.__version__}, {args.threads} thread(s); default policy "
         f"({n_params / 1e3:.0f}k params), batch {args.batch_size}, "
         f"{dataset.image_shape[0]}x{dataset.image_shape[1]}, chunk {config.chunk}, "
-        f"shift {args.augment_shift}, amp {args.amp}, frames {args.frame_cache}; median of {args.rounds} alternating blocks of "
+        f"shift {args.augment_shift}, colour swap {args.color_swap}, amp {args.amp}, frames {args.frame_cache}; median of {args.rounds} alternating blocks of "
         f"{args.steps} steps"
     )
     print(f"{'feed':<34}{'samples/s':>12}")
@@ -158,7 +164,11 @@ def main(args: Args) -> None:
 def _engine_rate(dataset: EpisodeDataset, config: PolicyConfig, args: Args, scratch: Path) -> float:
     """The engine's own figure: median logged samples/s over a short run."""
     loader = BatchLoader(
-        dataset, args.batch_size, chunk=config.chunk, augment_shift=args.augment_shift
+        dataset,
+        args.batch_size,
+        chunk=config.chunk,
+        augment_shift=args.augment_shift,
+        color_swap=args.color_swap,
     )
     policy = Policy.from_dataset(config, dataset)
     train = TrainConfig(
