@@ -1,14 +1,11 @@
 """Training throughput of the default VLA policy: is the data path nearly free?
 
 Records a small expert dataset in the embedded world (or uses --dataset), then measures, in
-alternating rounds so all see the same machine load:
+alternating rounds so both see the same machine load:
   1. loader-fed training: `BatchLoader.next_batch()` (random shift and colour swap on) + forward +
      backward + clip + fused AdamW step — exactly the engine's per-step work;
-  2. the same with the loader behind `data/prefetch.Prefetcher` (the next batch built on a
-     background thread while the step computes: what `nanovla train` does);
-  3. pure compute: the same step on batches preloaded in memory (no loader);
-and prints samples/s of each, their ratios to pure (target >= 0.95) and the loader's own
-batches/s.
+  2. pure compute: the same step on batches preloaded in memory (no loader);
+and prints samples/s of each, their ratio (target >= 0.95) and the loader's own batches/s.
 The engine's own logged `train/samples_per_s` over a short `Trainer.fit()` is printed too.
 
 The policy, the task families and the autocast precision are the default `nanovla train` run's
@@ -32,7 +29,6 @@ import tyro
 
 from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.collect import CollectConfig, collect
-from nanovla.data.prefetch import Prefetcher
 from nanovla.models.policy import Policy, PolicyConfig
 from nanovla.pipeline import TrainCommand, default_policy_config
 from nanovla.train import TrainConfig, Trainer, build_optimizer
@@ -126,20 +122,22 @@ def main(args: Args) -> None:
     )
     dataset = EpisodeDataset(path, cache=args.frame_cache, progress=False)
     config = default_policy_config()  # the default `nanovla train` policy
-    loader = _loader(dataset, config, args)
+    loader = BatchLoader(
+        dataset,
+        args.batch_size,
+        chunk=config.chunk,
+        augment_shift=args.augment_shift,
+        color_swap=args.color_swap,
+    )
     policy = Policy.from_dataset(config, dataset).train()
     optimizer = build_optimizer(policy, 1e-3, 0.01, (0.9, 0.999))
     fed, pure = Fed(loader), Preloaded(loader, 16)
-    prefetched = Fed(Prefetcher(_loader(dataset, config, args)))
     for _ in range(5):  # warm-up: allocator, oneDNN kernels
         _step(policy, optimizer, fed())
-        _step(policy, optimizer, prefetched())
-    fed_rates, prefetched_rates, pure_rates = [], [], []
+    fed_rates, pure_rates = [], []
     for _ in range(args.rounds):
         fed_rates.append(_block(policy, optimizer, fed, args.steps))
-        prefetched_rates.append(_block(policy, optimizer, prefetched, args.steps))
         pure_rates.append(_block(policy, optimizer, pure, args.steps))
-    prefetched.loader.close()
     start = time.perf_counter()
     for _ in range(200):
         loader.next_batch()
@@ -147,7 +145,6 @@ def main(args: Args) -> None:
     engine_rate = _engine_rate(dataset, config, args, scratch)
 
     fed_median, pure_median = statistics.median(fed_rates), statistics.median(pure_rates)
-    prefetched_median = statistics.median(prefetched_rates)
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); default policy "
@@ -159,28 +156,20 @@ def main(args: Args) -> None:
     print(f"{'feed':<34}{'samples/s':>12}")
     print(f"{'loader-fed training step':<34}{fed_median:>12.0f}")
     print(f"{'pure fwd+bwd+step (preloaded)':<34}{pure_median:>12.0f}")
-    print(f"{'loader-fed, prefetch thread':<34}{prefetched_median:>12.0f}")
     print(f"{'ratio loader-fed / pure':<34}{fed_median / pure_median:>12.3f}")
-    print(f"{'ratio prefetched / pure':<34}{prefetched_median / pure_median:>12.3f}")
     print(f"{'loader alone (batches/s)':<34}{loader_rate:>12.0f}")
     print(f"{'Trainer.fit logged train/samples_per_s':<34}{engine_rate:>6.0f}")
 
 
-def _loader(dataset: EpisodeDataset, config: PolicyConfig, args: Args) -> BatchLoader:
-    """The default run's training loader."""
-    return BatchLoader(
+def _engine_rate(dataset: EpisodeDataset, config: PolicyConfig, args: Args, scratch: Path) -> float:
+    """The engine's own figure: median logged samples/s over a short run."""
+    loader = BatchLoader(
         dataset,
         args.batch_size,
         chunk=config.chunk,
         augment_shift=args.augment_shift,
         color_swap=args.color_swap,
     )
-
-
-def _engine_rate(dataset: EpisodeDataset, config: PolicyConfig, args: Args, scratch: Path) -> float:
-    """The engine's own figure: median logged samples/s over a short run (the loader
-    prefetching as in the default run)."""
-    loader = Prefetcher(_loader(dataset, config, args))
     policy = Policy.from_dataset(config, dataset)
     train = TrainConfig(
         steps=6 * args.steps,
@@ -192,7 +181,6 @@ def _engine_rate(dataset: EpisodeDataset, config: PolicyConfig, args: Args, scra
         tensorboard=False,
     )
     Trainer(policy, loader, train, scratch / "run").fit()
-    loader.close()
     lines = (scratch / "run" / "logs" / "metrics.jsonl").read_text().splitlines()
     rates = [json.loads(line)["train/samples_per_s"] for line in lines]
     return statistics.median(rates[1:])  # the first window includes warm-up

@@ -108,10 +108,6 @@ def _build_loaders(command: TrainCommand, dataset: Any) -> tuple[Any, list[dict[
         seed=command.seed,
         color_swap=command.color_swap,
     )
-    if command.prefetch:
-        from nanovla.data.prefetch import Prefetcher
-
-        loader = Prefetcher(loader)
     if command.val_fraction <= 0:
         return loader, []
     val_loader = BatchLoader(
@@ -289,11 +285,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
             f"train: {dataset.num_episodes} episodes / {dataset.num_frames} frames, policy "
             f"{n_params / 1e6:.2f}M trainable params, {train_config.steps} steps -> {out}"
         )
-        try:
-            trainer.fit()
-        finally:
-            if hasattr(loader, "close"):  # the prefetch thread
-                loader.close()
+        trainer.fit()
         if not main_rank:
             return {}  # rank 0 evaluates and reports
         kill_point("train:evaluate")

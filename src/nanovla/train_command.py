@@ -49,7 +49,6 @@ RESUMABLE: tuple[str, ...] = (
     "train.num_threads",
     "train.tensorboard",
     "progress",
-    "prefetch",
     "frame_cache",
     "eval",
     "eval_every_episodes",
@@ -196,9 +195,6 @@ class TrainCommand:
     at most the CPU cores (or GPUs) available; may change on --resume"""
     augment_shift: int = 2
     """random-shift augmentation in pixels (replicate-pad and crop back); 0 = off"""
-    prefetch: bool = True
-    """build the next training batch on a background thread while the step computes
-    (data/prefetch.py; the same batches in the same order, resume stays exact)"""
     color_swap: float = 0.5
     """probability that a training frame is recoloured by a random permutation of the world's
     five colours, its instruction renamed to match (data/color_swap.py: the demonstrations'
