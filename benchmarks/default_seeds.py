@@ -40,6 +40,9 @@ class Args:
     """torch threads of each run (--train.num-threads)"""
     extra: tuple[str, ...] = ()
     """further `nanovla train` options, passed as given"""
+    table_only: bool = False
+    """print the table of runs already in ROOT (each seed's eval.json and bench.json), e.g.
+    seeds started as separate processes side by side, without training"""
     timeout: float = 3600.0
     """seconds before a run is killed"""
     splits: tuple[str, ...] = field(
@@ -88,6 +91,19 @@ def run_seed(args: Args, seed: int) -> dict:
         raise SystemExit(f"seed {seed}: nanovla train exited {process.returncode}\n{tail}")
     result = json.loads((workdir / "run" / "eval.json").read_text())
     result["bench"] = {"wall_s": wall, "peak_rss_gb": hwm / 2**20, "peak_anon_gb": anon / 2**20}
+    (workdir / "bench.json").write_text(json.dumps(result["bench"]) + "\n")
+    return result
+
+
+def read_seed(args: Args, seed: int) -> dict:
+    """A finished run's eval.json with the wall time and memory its run wrote (bench.json)."""
+    workdir = args.root / f"seed-{seed}"
+    paths = workdir / "run" / "eval.json", workdir / "bench.json"
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"--table-only: {path} not found (run seed {seed} first)")
+    result = json.loads(paths[0].read_text())
+    result["bench"] = json.loads(paths[1].read_text())
     return result
 
 
@@ -123,7 +139,8 @@ def print_table(args: Args, results: dict[int, dict]) -> None:
 
 
 def main(args: Args) -> None:
-    results = {seed: run_seed(args, seed) for seed in args.seeds}
+    run = read_seed if args.table_only else run_seed
+    results = {seed: run(args, seed) for seed in args.seeds}
     print_table(args, results)
 
 
