@@ -4,15 +4,18 @@ world's five colours, and rename the colours of its instruction by the same perm
 Why. The default demonstrations never hold a green ball or a purple box as the target
 (`--targets train`, world/scene.HELDOUT_COMBOS), so the evaluation's `combos` split asks for
 combinations the policy never acted on. Trained on the demonstrations as recorded, the policy
-reads the kind and drops the colour it never saw on that kind (README: combos 0.36-0.55). The
-swap turns "put the red ball in the blue bowl" with a red ball at (x, y) into "put the green ball
-in the yellow bowl" with a green ball at (x, y): the same actions are right, and every colour
-now meets every kind. This is semantic data augmentation in the manner of ROSIE (Yu et al.
-2023, https://arxiv.org/abs/2302.11550: new objects painted into demonstrations, instructions
-relabelled) and of GECA (Andreas 2020, https://arxiv.org/abs/1904.09545: synthetic examples that
-recombine fragments seen in the same contexts). What it assumes, and states: that the colour
-words name the palette colours below. The demonstrations still never show a green-ball target;
-the recorded episodes, their actions and subgoals are untouched.
+reads the kind and drops the colour it never saw on that kind (combos 0.41-0.55 over seeds
+0-2, README). The swap turns "put the red ball in the blue bowl" with a red ball at (x, y) into
+"put the green ball in the yellow bowl" with a green ball at (x, y): the same actions are
+right, and every colour now meets every kind. This is semantic data augmentation in the manner
+of ROSIE (Yu et al. 2023, https://arxiv.org/abs/2302.11550: new objects painted into
+demonstrations, instructions relabelled) and of GECA (Andreas 2020,
+https://arxiv.org/abs/1904.09545: synthetic examples that recombine fragments seen in the same
+contexts). What it assumes, and states: that the colour words name the palette colours below.
+The recorded episodes, their actions and subgoals are untouched and still never show a
+green-ball target; but the policy now trains on recoloured frames that do, so with the swap
+on, `combos` measures generalization from synthesized combinations, not composition from the
+recorded ones alone (`--color-swap 0` measures that).
 
 Exact, not approximate: the renderer (world/render.py) paints every object pixel with one of
 3 shades of its colour (`PALETTE`: base, dark rim, highlight) and every bowl pixel with one of 2
