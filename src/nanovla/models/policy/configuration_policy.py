@@ -78,7 +78,7 @@ class PolicyConfig:
     vision_extra_blocks: int = 1
     """vla_cnn stride-1 3x3 conv blocks at the last width"""
     channels_last: bool = False
-    """run the vision encoder in channels-last memory format. Off by default: on the 2-core CPU
+    """run the vision encoder in channels-last memory format. Left off: on the 2-core CPU
     this was built on, the training step of the default policy was 1.05x faster without it
     (`benchmarks/policy_latency.py`: 2054 vs 1959 samples/s at 2 threads, 1243 vs 1144 at 1;
     `benchmarks/step_variants.py`: 1873 vs 1784) and select_action the same within noise
