@@ -49,34 +49,33 @@ SHADES = np.concatenate([PALETTE, BOWL_PALETTE], axis=1)  # (colour, shade 0..4,
 """per colour: object base, object rim, object highlight, bowl rim, bowl floor"""
 
 
-def rgb_keys(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """RGB values (..., 3) -> one int R * 65536 + G * 256 + B per pixel (...)."""
+def rgb_keys(rgb: np.ndarray | torch.Tensor, axis: int = -1) -> np.ndarray | torch.Tensor:
+    """RGB values with the 3 channels on `axis` -> one int R * 65536 + G * 256 + B per pixel
+    (that axis removed)."""
     if isinstance(rgb, torch.Tensor):
-        rgb = rgb.to(torch.int32)
+        r, g, b = rgb.to(torch.int32).unbind(axis)
     else:
-        rgb = rgb.astype(np.int32)
-    return rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+        r, g, b = np.moveaxis(rgb.astype(np.int32), axis, 0)
+    return (r << 16) | (g << 8) | b
 
 
-_KEYS = rgb_keys(SHADES.reshape(-1, 3))  # (25,) colour-major
-_ORDER = np.argsort(_KEYS)
-SORTED_KEYS = torch.from_numpy(_KEYS[_ORDER].astype(np.int32))  # (25,)
-KEY_COLOR = torch.from_numpy(_ORDER // SHADES.shape[1])  # colour of each sorted key
-KEY_SHADE = torch.from_numpy(_ORDER % SHADES.shape[1])  # shade of each sorted key
+NUM_SLOTS = SHADES.shape[0] * SHADES.shape[1]
+"""palette slots, colour-major: slot = colour * 5 + shade"""
+SLOT_COLOR = torch.arange(NUM_SLOTS) // SHADES.shape[1]  # (25,) colour of each slot
+SLOT_SHADE = torch.arange(NUM_SLOTS) % SHADES.shape[1]  # (25,) shade of each slot
 SHADE_RGB = torch.from_numpy(SHADES)  # (5, 5, 3) uint8
 _WORDS = {word: i for i, word in enumerate(COLORS)} | {w: i for i, w in enumerate(COLORS_KO)}
 _PATTERN = re.compile(r"\b(" + "|".join(map(re.escape, _WORDS)) + r")\b")
-
-
 _SLOT_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
 def _slot_table(device: torch.device) -> torch.Tensor:
-    """(2**24,) uint8: RGB key -> its palette slot in SORTED_KEYS order, 25 for any other colour
-    (16 MiB, built once per device: one gather per pixel instead of a binary search)."""
+    """(2**24,) uint8: RGB key -> its palette slot, NUM_SLOTS for any other colour (16 MiB,
+    built once per device: one gather per pixel)."""
     if device not in _SLOT_TABLES:
-        table = torch.full((1 << 24,), len(SORTED_KEYS), dtype=torch.uint8)
-        table[SORTED_KEYS.long()] = torch.arange(len(SORTED_KEYS), dtype=torch.uint8)
+        table = torch.full((1 << 24,), NUM_SLOTS, dtype=torch.uint8)
+        keys = torch.from_numpy(rgb_keys(SHADES.reshape(-1, 3))).long()  # (25,) colour-major
+        table[keys] = torch.arange(NUM_SLOTS, dtype=torch.uint8)
         _SLOT_TABLES[device] = table.to(device)
     return _SLOT_TABLES[device]
 
@@ -106,19 +105,18 @@ def swap_images(images: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     if not bool(moved.any()):
         return out
     rows = moved.nonzero().squeeze(1)  # (S,)
-    frames = images.index_select(0, rows).to(torch.int32)  # (S, 3, H, W)
-    keys = (frames[:, 0] << 16) | (frames[:, 1] << 8) | frames[:, 2]  # (S, H, W)
-    slot = _slot_table(keys.device)[keys]  # (S, H, W) uint8: palette slot, or 25 = not one
-    hit = slot < len(SORTED_KEYS)  # (S, H, W): a palette pixel
-    # per swapped row, the RGB each of the 25 palette slots becomes: (S, 3, 25), tiny
-    new_color = perms.index_select(0, rows)[:, KEY_COLOR.to(perms.device)]  # (S, 25)
-    table = SHADE_RGB.to(keys.device)[new_color, KEY_SHADE.to(keys.device)].transpose(1, 2)
-    table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=2)  # slot 25: unused
+    picked = images.index_select(0, rows)  # (S, 3, H, W) uint8
+    slot = _slot_table(picked.device)[rgb_keys(picked, axis=1)]  # (S, H, W) uint8
+    hit = slot < NUM_SLOTS  # (S, H, W): a palette pixel
+    # per swapped row, the RGB each palette slot becomes, plus a spare for "not one": (S, 3, 26)
+    new_color = perms.index_select(0, rows)[:, SLOT_COLOR.to(perms.device)]  # (S, 25)
+    table = SHADE_RGB.to(picked.device)[new_color, SLOT_SHADE.to(picked.device)].transpose(1, 2)
+    table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=2)
     index = slot.flatten(1).long()  # (S, H*W)
     recoloured = torch.stack(
         [table[:, c].gather(1, index).view_as(slot) for c in range(3)], dim=1
     )  # (S, 3, H, W) uint8
-    out[rows] = torch.where(hit[:, None], recoloured, images.index_select(0, rows))
+    out[rows] = torch.where(hit[:, None], recoloured, picked)
     return out
 
 
