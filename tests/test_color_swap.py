@@ -10,7 +10,7 @@ import torch
 from nanovla.data.color_swap import (
     SHADES,
     draw_permutations,
-    rgb_keys,
+    red_green_table,
     swap_images,
     swap_text,
     swap_texts,
@@ -20,11 +20,34 @@ from nanovla.world import make_world
 from nanovla.world.render import GRIPPER_RGB, TABLE_RGB, ZONE_RGB, ZONE_RIM_RGB
 
 
+def _keys(rgb: np.ndarray) -> set[int]:
+    return set((rgb[:, 0].astype(np.int64) << 16 | rgb[:, 1] << 8 | rgb[:, 2]).tolist())
+
+
 def test_palette_keys_are_distinct_from_each_other_and_the_background() -> None:
-    keys = set(rgb_keys(SHADES.reshape(-1, 3)).tolist())
+    keys = _keys(SHADES.reshape(-1, 3))
     assert len(keys) == SHADES.shape[0] * SHADES.shape[1]
     others = np.stack([TABLE_RGB, ZONE_RGB, ZONE_RIM_RGB, GRIPPER_RGB])
-    assert not keys & set(rgb_keys(others).tolist())
+    assert not keys & _keys(others)
+
+
+def test_red_green_table_names_each_slot_and_refuses_shared_pairs() -> None:
+    slots = SHADES.reshape(-1, 3)
+    table = red_green_table(slots)
+    keys = slots[:, 0].astype(np.int64) * 256 + slots[:, 1]
+    assert table[keys].tolist() == list(range(len(slots)))
+    assert (np.delete(table, keys) == len(slots)).all()
+    with pytest.raises(ValueError, match="red, green"):
+        red_green_table(np.stack([slots[0], slots[0] + np.array([0, 0, 1], dtype=np.uint8)]))
+
+
+def test_a_colour_sharing_red_and_green_with_the_palette_is_left_alone() -> None:
+    near = SHADES[0, 0].copy()
+    near[2] ^= 1  # the blue channel alone differs from a palette colour
+    frame = torch.from_numpy(np.stack([SHADES[0, 0], near])).T.reshape(1, 3, 1, 2).contiguous()
+    swapped = swap_images(frame, torch.tensor([[1, 0, 2, 3, 4]]))
+    assert swapped[0, :, 0, 0].tolist() == SHADES[1, 0].tolist()  # the palette pixel: recoloured
+    assert swapped[0, :, 0, 1].tolist() == near.tolist()  # the near miss: untouched
 
 
 @pytest.mark.parametrize("task", ["pick_place", "push", "sort"])

@@ -21,9 +21,9 @@ Exact, not approximate: the renderer (world/render.py) paints every object pixel
 3 shades of its colour (`PALETTE`: base, dark rim, highlight) and every bowl pixel with one of 2
 (`BOWL_PALETTE`: rim, floor); the 25 RGB values are distinct from one another and from the
 table, zones and gripper (a test checks). So a swap is a lookup per pixel: the RGB value ->
-(colour, shade) -> (permuted colour, same shade) -> RGB. On a batch this is one gather from a
-table of 2**24 slots (16 MiB, built on first use) and three small gathers: ~2 ms for a batch
-of 64 frames of 64x64 on one core. Frames are stored as PNG (lossless), so the lookup meets
+(colour, shade) -> (permuted colour, same shade) -> RGB. The 25 (red, green) pairs are distinct
+too, so a 64 KiB table keyed on them finds the candidate pixels and their blue channel confirms
+them: ~0.7 ms for a batch of 64 frames of 64x64 (`swap_images`). Frames are stored as PNG (lossless), so the lookup meets
 exactly the values the renderer wrote.
 
 Text: each English colour word (scene.COLORS) and Korean one (instructions.COLORS_KO) is a
@@ -49,35 +49,27 @@ SHADES = np.concatenate([PALETTE, BOWL_PALETTE], axis=1)  # (colour, shade 0..4,
 """per colour: object base, object rim, object highlight, bowl rim, bowl floor"""
 
 
-def rgb_keys(rgb: np.ndarray | torch.Tensor, axis: int = -1) -> np.ndarray | torch.Tensor:
-    """RGB values with the 3 channels on `axis` -> one int R * 65536 + G * 256 + B per pixel
-    (that axis removed)."""
-    if isinstance(rgb, torch.Tensor):
-        r, g, b = rgb.to(torch.int32).unbind(axis)
-    else:
-        r, g, b = np.moveaxis(rgb.astype(np.int32), axis, 0)
-    return (r << 16) | (g << 8) | b
-
-
 NUM_SLOTS = SHADES.shape[0] * SHADES.shape[1]
 """palette slots, colour-major: slot = colour * 5 + shade"""
-SLOT_COLOR = torch.arange(NUM_SLOTS) // SHADES.shape[1]  # (25,) colour of each slot
-SLOT_SHADE = torch.arange(NUM_SLOTS) % SHADES.shape[1]  # (25,) shade of each slot
-SHADE_RGB = torch.from_numpy(SHADES)  # (5, 5, 3) uint8
+_SLOT_RGB = SHADES.reshape(NUM_SLOTS, 3)  # (25, 3) uint8, the RGB of each slot
+SLOT_COLOR = np.arange(NUM_SLOTS) // SHADES.shape[1]  # (25,) colour of each slot
+SLOT_SHADE = np.arange(NUM_SLOTS) % SHADES.shape[1]  # (25,) shade of each slot
+
+
+def red_green_table(slot_rgb: np.ndarray) -> np.ndarray:
+    """(65536,) uint8: R * 256 + G -> the slot with that red and green, len(slot_rgb) for none.
+    Needs the slots' (R, G) pairs distinct (the blue channel then only confirms a hit)."""
+    keys = slot_rgb[:, 0].astype(np.int64) * 256 + slot_rgb[:, 1]
+    if len(set(keys.tolist())) != len(keys):
+        raise ValueError("palette colours share a (red, green) pair; the swap cannot key on it")
+    table = np.full(1 << 16, len(slot_rgb), dtype=np.uint8)
+    table[keys] = np.arange(len(slot_rgb))
+    return table
+
+
+_RG_TABLE = red_green_table(_SLOT_RGB)  # 64 KiB: stays in cache, unlike a 2**24 RGB table
 _WORDS = {word: i for i, word in enumerate(COLORS)} | {w: i for i, w in enumerate(COLORS_KO)}
 _PATTERN = re.compile(r"\b(" + "|".join(map(re.escape, _WORDS)) + r")\b")
-_SLOT_TABLES: dict[torch.device, torch.Tensor] = {}
-
-
-def _slot_table(device: torch.device) -> torch.Tensor:
-    """(2**24,) uint8: RGB key -> its palette slot, NUM_SLOTS for any other colour (16 MiB,
-    built once per device: one gather per pixel)."""
-    if device not in _SLOT_TABLES:
-        table = torch.full((1 << 24,), NUM_SLOTS, dtype=torch.uint8)
-        keys = torch.from_numpy(rgb_keys(SHADES.reshape(-1, 3))).long()  # (25,) colour-major
-        table[keys] = torch.arange(NUM_SLOTS, dtype=torch.uint8)
-        _SLOT_TABLES[device] = table.to(device)
-    return _SLOT_TABLES[device]
 
 
 def draw_permutations(
@@ -95,29 +87,43 @@ def draw_permutations(
 
 def swap_images(images: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     """uint8 frames (B, 3, H, W) recoloured by perms (B, 5); other pixels unchanged. Returns a
-    new tensor (the input, which may be a view of the loader's frames, is never written)."""
+    new tensor (the input, which may be a view of the loader's frames, is never written).
+
+    numpy on the CPU, single-threaded: a 64 KiB table keyed on (R, G) names the candidate slot
+    of each pixel of the swapped frames, the blue channel of the few candidates (the ~8 % of
+    pixels that are objects or bowls) confirms it, and only confirmed pixels are written. 0.7 ms
+    for a batch of 64 at p = 0.5, against 2.3 ms for a torch version with a 2**24 RGB table and
+    8 ms for that one at 2 intra-op threads beside a busy core (OpenMP). Frames on another
+    device make a round trip to the CPU."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise InputError(f"swap_images needs uint8 (B, 3, H, W), got {images.dtype} {images.shape}")
     if perms.shape != (images.shape[0], NUM_COLORS):
         raise InputError(f"swap_images needs perms (B, {NUM_COLORS}), got {tuple(perms.shape)}")
-    out = images.clone()
-    moved = (perms != torch.arange(NUM_COLORS, device=perms.device)).any(dim=1)  # (B,)
-    if not bool(moved.any()):
-        return out
-    rows = moved.nonzero().squeeze(1)  # (S,)
-    picked = images.index_select(0, rows)  # (S, 3, H, W) uint8
-    slot = _slot_table(picked.device)[rgb_keys(picked, axis=1)]  # (S, H, W) uint8
-    hit = slot < NUM_SLOTS  # (S, H, W): a palette pixel
-    # per swapped row, the RGB each palette slot becomes, plus a spare for "not one": (S, 3, 26)
-    new_color = perms.index_select(0, rows)[:, SLOT_COLOR.to(perms.device)]  # (S, 25)
-    table = SHADE_RGB.to(picked.device)[new_color, SLOT_SHADE.to(picked.device)].transpose(1, 2)
-    table = torch.cat([table, torch.zeros_like(table[..., :1])], dim=2)
-    index = slot.flatten(1).long()  # (S, H*W)
-    recoloured = torch.stack(
-        [table[:, c].gather(1, index).view_as(slot) for c in range(3)], dim=1
-    )  # (S, 3, H, W) uint8
-    out[rows] = torch.where(hit[:, None], recoloured, picked)
-    return out
+    if images.device.type != "cpu":
+        return swap_images(images.cpu(), perms.cpu()).to(images.device)
+    frames, perm = images.contiguous().numpy(), perms.numpy()
+    out = frames.copy()
+    rows = np.flatnonzero((perm != np.arange(NUM_COLORS)).any(axis=1))  # (S,) frames to swap
+    if rows.size == 0:
+        return torch.from_numpy(out)
+    pixels = frames.shape[2] * frames.shape[3]
+    picked = frames[rows].reshape(rows.size, 3, pixels)  # (S, 3, HW)
+    red_green = (picked[:, 0].astype(np.uint16) << 8) | picked[:, 1]  # (S, HW)
+    candidate = np.take(_RG_TABLE, red_green).reshape(-1)  # (S*HW,) slot or NUM_SLOTS
+    where = np.flatnonzero(candidate < NUM_SLOTS)  # positions in (S, HW)
+    slot = np.take(candidate, where)
+    row = where // pixels  # index into rows
+    blue = np.take(picked.reshape(-1), where + row * (2 * pixels) + 2 * pixels)  # (P,)
+    hit = blue == np.take(_SLOT_RGB[:, 2], slot)
+    where, slot, row = where[hit], slot[hit], row[hit]
+    # per swapped frame, the RGB each slot becomes: (S * 25, 3)
+    new_rgb = SHADES[perm[rows][:, SLOT_COLOR], SLOT_SHADE].reshape(-1, 3)
+    source = row * NUM_SLOTS + slot
+    target = rows[row] * (3 * pixels) + (where - row * pixels)  # channel 0 in out.reshape(-1)
+    flat = out.reshape(-1)
+    for channel in range(3):
+        flat[target + channel * pixels] = np.take(new_rgb[:, channel], source)
+    return torch.from_numpy(out)
 
 
 def swap_text(text: str, perm: Sequence[int]) -> str:
