@@ -5,7 +5,13 @@ import json
 import pytest
 import torch
 
-from nanovla.models.text.tokenizer import PAD_ID, UNK_ID, Tokenizer, split_text
+from nanovla.models.text.tokenizer import (
+    PAD_ID,
+    UNK_ID,
+    Tokenizer,
+    split_particles,
+    split_text,
+)
 
 TEXTS = [
     "Put the red box in the blue bowl.",
@@ -38,6 +44,29 @@ def test_char_level_knows_new_particle_combinations():
     tokenizer = Tokenizer.from_texts(TEXTS, level="char")
     ids, _ = tokenizer.encode(["파란 상자에"])  # a particle never seen with this stem
     assert UNK_ID not in ids[0].tolist()
+    word = Tokenizer.from_texts(TEXTS, level="word")
+    assert UNK_ID in word.encode(["파란 상자에"])[0][0].tolist()
+
+
+def test_particle_split_peels_korean_particles_and_leaves_english_alone():
+    assert split_particles("그릇에는") == ["그릇", "에", "는"]
+    assert split_particles("안으로") == ["안", "으로"]  # the two-syllable form, not "으" + "로"
+    assert split_particles("공도") == ["공", "도"]
+    assert split_particles("공") == ["공"]  # a stem keeps at least one syllable
+    assert split_particles("가") == ["가"]
+    assert split_particles("넣어") == ["넣어"]
+    assert split_particles("box") == ["box"]
+    text = "Put the red box, then 빨간 상자를 파란 그릇에는"
+    assert split_text(text, "particle") == [
+        *split_text("Put the red box, then", "word"), "빨간", "상자", "를", "파란", "그릇", "에", "는"
+    ]  # fmt: skip
+
+
+def test_particle_level_reads_the_noun_before_an_unseen_particle_combination():
+    particle = Tokenizer.from_texts(TEXTS, level="particle")
+    ids, _ = particle.encode(["파란 상자에"])  # stem and particle seen, never together
+    assert UNK_ID not in ids[0].tolist()
+    assert particle.decode(ids[0].tolist()) == "파란 상자 에"
     word = Tokenizer.from_texts(TEXTS, level="word")
     assert UNK_ID in word.encode(["파란 상자에"])[0][0].tolist()
 

@@ -76,8 +76,8 @@ class ClipConfig(LabConfig):
     """text Transformer width"""
     text_layers: int = 2
     """text Transformer layers"""
-    tokenizer_level: Literal["word", "char"] = "word"
-    """caption tokenizer: word or char"""
+    tokenizer_level: Literal["word", "char", "particle"] = "word"
+    """caption tokenizer: word, char or particle (Korean particles split off)"""
     steps: int = 3300
     """optimizer steps (two_stream_cnn's size reading needs them: held-out scenes' size with
     --seed 1 0.946 at 2200 steps, 0.967 at 3300; README, "lab clip")"""

@@ -58,9 +58,10 @@ class PolicyConfig:
     """actions predicted per frame (action chunking); 1 = plain single-step BC"""
     n_action_steps: int = 1
     """actions of each predicted chunk executed before predicting again (1 <= n <= chunk)"""
-    tokenizer_level: Literal["word", "char"] = "word"
-    """instruction tokenizer for lstm/transformer: "word" or "char" (char copes better with
-    Korean particles and unseen paraphrases, at a longer sequence)"""
+    tokenizer_level: Literal["word", "char", "particle"] = "word"
+    """instruction tokenizer for lstm/transformer: "word", "char" (copes better with Korean
+    particles and unseen paraphrases, at a longer sequence) or "particle" (words, Korean
+    particles split off their nouns: models/text/tokenizer.py)"""
     image_size: int = 64
     """side of the square input images in pixels"""
     state_dim: int = 4

@@ -69,7 +69,7 @@ class StatePolicyConfig:
     text: Literal["lstm", "transformer", "minilm"] = "lstm"
     """language encoder (see `PolicyConfig.text`): trained LSTM, small Transformer, or the
     frozen pretrained MiniLM (needs nanovla[minilm])"""
-    tokenizer_level: Literal["word", "char"] = "word"
+    tokenizer_level: Literal["word", "char", "particle"] = "word"
     """instruction tokenizer for lstm/transformer"""
     text_dim: int = 64
     """output size of the trainable text encoders (MiniLM is always 384)"""

@@ -8,6 +8,13 @@ Two levels, chosen by `level`:
 - ``"char"``: one id per character (spaces included). Longer sequences, but every Hangul
   syllable and Latin letter seen in training is known, so new particle/stem combinations and
   new word orders still map to known ids.
+- ``"particle"``: words, with the particles a Korean word ends in split off as tokens of their
+  own ("상자를" -> "상자", "를"; "그릇에는" -> "그릇", "에", "는"), peeled from the end while
+  a stem of at least one syllable remains. A held-out template that puts a known noun before a
+  particle combination training never wrote ("그릇에는", "공도", "상자와") then reads the noun,
+  not `<unk>`. English is split exactly as at word level. A rule, not a morphological analyser:
+  a word that merely ends in such a syllable ("작은" -> "작", "은") is split the same way in
+  training and at test time, so it stays a known pair of tokens.
 
 Departure from the seed: its LanguageEncoder takes ready-made token ids ("pick up the red cup" ->
 [45, 123, ...]) and never says where they come from; this is that missing piece, saved with
@@ -28,8 +35,14 @@ import torch
 
 from nanovla.errors import InputError, MissingError
 
-TokenizerLevel = Literal["word", "char"]
-LEVELS: tuple[str, ...] = ("word", "char")
+TokenizerLevel = Literal["word", "char", "particle"]
+LEVELS: tuple[str, ...] = ("word", "char", "particle")
+PARTICLES_KO: tuple[str, ...] = (
+    "에서", "에게", "한테", "까지", "부터", "으로", "처럼",
+    "을", "를", "이", "가", "은", "는", "과", "와", "로", "에", "도", "의", "만",
+)  # fmt: skip
+"""Korean particles (case markers and the commonest auxiliaries) the "particle" level splits
+off; two-syllable ones first, so "으로" is never read as "로" after a stem ending in "으"."""
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
@@ -38,13 +51,30 @@ _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def split_text(text: str, level: str) -> list[str]:
-    """Split one instruction into token strings at `level` ("word" or "char"), lower-cased."""
+    """Split one instruction into token strings at `level` ("word", "char" or "particle"),
+    lower-cased."""
     text = " ".join(text.lower().split())  # collapse runs of whitespace
     if level == "word":
         return _WORD_RE.findall(text)
+    if level == "particle":
+        return [token for word in _WORD_RE.findall(text) for token in split_particles(word)]
     if level == "char":
         return list(text)
     raise InputError(f"tokenizer level must be one of {LEVELS}, got {level!r}")
+
+
+def split_particles(word: str) -> list[str]:
+    """A Hangul word -> its stem and the particles it ends in, in order ("그릇에는" -> ["그릇",
+    "에", "는"]); a stem keeps at least one syllable. Other words are returned whole."""
+    if not word or not "\uac00" <= word[-1] <= "\ud7a3":
+        return [word]
+    peeled: list[str] = []
+    while True:
+        found = next((p for p in PARTICLES_KO if word.endswith(p) and len(word) > len(p)), None)
+        if found is None:
+            return [word, *reversed(peeled)]
+        peeled.append(found)
+        word = word[: -len(found)]
 
 
 class Tokenizer:
@@ -116,7 +146,7 @@ class Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """Tokens of `ids` joined back (spaces between words at word level), padding dropped."""
         tokens = [self.vocab[i] for i in ids if i != PAD_ID]
-        return ("" if self.level == "char" else " ").join(tokens)
+        return ("" if self.level == "char" else " ").join(tokens)  # particle: "상자 를"
 
     def to_dict(self) -> dict:
         return {"type": "nanovla_tokenizer", "level": self.level, "max_length": self.max_length,
