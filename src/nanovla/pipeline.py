@@ -107,6 +107,7 @@ def _build_loaders(command: TrainCommand, dataset: Any) -> tuple[Any, list[dict[
         augment_shift=command.augment_shift,
         seed=command.seed,
         color_swap=command.color_swap,
+        ko_scramble=command.ko_scramble,
     )
     if command.val_fraction <= 0:
         return loader, []

@@ -202,6 +202,11 @@ class TrainCommand:
     five colours, its instruction renamed to match (data/color_swap.py: the demonstrations'
     actions stay right, and every colour meets every kind, held-out combos included); 0 = off.
     Held-out combos over seeds 0-2 (README): 0.41-0.55 without it, 0.92-0.95 with it"""
+    ko_scramble: float = 0.0
+    """probability that a Korean training instruction is put in place-first order ("파란 그릇에
+    빨간 공을 넣어", data/scramble.py: Korean marks the object with a particle, not a position);
+    0 = off. The held-out Korean template that names the place first is then no longer an
+    unseen word order"""
     val_fraction: float = 0.05
     """fraction of episodes held out for the validation loss"""
     eval_every_episodes: int = 25
@@ -232,6 +237,10 @@ class TrainCommand:
             raise InputError(f"--targets must be train or all, got {self.targets!r}")
         if not 0.0 <= self.color_swap <= 1.0:
             raise InputError(f"--color-swap must be a probability in [0, 1], got {self.color_swap}")
+        if not 0.0 <= self.ko_scramble <= 1.0:
+            raise InputError(
+                f"--ko-scramble must be a probability in [0, 1], got {self.ko_scramble}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         validation, final = seed_range(self.val_seed), seed_range(self.eval.seed)

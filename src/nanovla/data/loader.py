@@ -16,7 +16,9 @@ spends computing). What a batch holds:
 With `color_swap` p > 0, each frame is, with probability p, recoloured by a random permutation of
 the world's colours and its instruction renamed to match (`data/color_swap.py`; `task_index`
 still names the recorded instruction). The permutations come from the augmentation generator,
-so they too are seeded and resume exactly.
+so they too are seeded and resume exactly. With `ko_scramble` q > 0, each Korean instruction is,
+with probability q, put in place-first order (`data/scramble.py`: the particles, not the word
+order, say which phrase is the object), coins from the same generator.
 
 Values are raw: the policy normalizes with the dataset statistics it carries. Splits are by
 episode, so no validation frame shares an episode with a training frame.
@@ -52,6 +54,7 @@ from nanovla.data.color_swap import draw_permutations, swap_images, swap_texts
 from nanovla.data.dataset import EpisodeDataset
 from nanovla.data.format import ENV_STATE_KEY
 from nanovla.data.frames import FrameFile, is_frame_file
+from nanovla.data.scramble import draw_coins, scramble_texts
 from nanovla.errors import InputError
 
 Split = Literal["train", "val", "all"]
@@ -93,9 +96,12 @@ class BatchLoader:
         seed: int = 0,
         drop_last: bool = True,
         color_swap: float = 0.0,
+        ko_scramble: float = 0.0,
     ) -> None:
         if not 0.0 <= color_swap <= 1.0:
             raise InputError(f"color_swap must be a probability in [0, 1], got {color_swap}")
+        if not 0.0 <= ko_scramble <= 1.0:
+            raise InputError(f"ko_scramble must be a probability in [0, 1], got {ko_scramble}")
         if batch_size < 1 or chunk < 1 or augment_shift < 0:
             raise InputError(
                 f"batch_size and chunk must be >= 1 and augment_shift >= 0, "
@@ -106,6 +112,7 @@ class BatchLoader:
         self.dataset, self.batch_size, self.chunk = dataset, batch_size, chunk
         self.split, self.augment_shift = split, augment_shift
         self.seed, self.drop_last, self.color_swap = seed, drop_last, color_swap
+        self.ko_scramble = ko_scramble
         train, val = split_episodes(dataset.num_episodes, val_fraction, seed)
         self.episodes = {"train": train, "val": val, "all": np.arange(dataset.num_episodes)}[split]
         bounds = dataset.episode_bounds[self.episodes]  # (E_split, 2)
@@ -230,11 +237,15 @@ class BatchLoader:
         perms = None  # (B, 5) colour permutations, drawn for the whole batch on every rank
         if self.color_swap > 0:
             perms = draw_permutations(len(rows), self.color_swap, self._augment_rng)
+        coins = None  # (B,) which Korean instructions to scramble, drawn like perms
+        if self.ko_scramble > 0:
+            coins = draw_coins(len(rows), self.ko_scramble, self._augment_rng)
         rank, world_size = self.shard
         if world_size > 1:
             keep = slice(rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size)
             rows, offsets = rows[keep], None if offsets is None else offsets[keep]
             perms = None if perms is None else perms[keep]
+            coins = None if coins is None else coins[keep]
         steps = rows[:, None] + torch.arange(self.chunk, device=rows.device)  # (B, k)
         last = self.last_row.index_select(0, rows)[:, None]  # (B, 1)
         is_pad = steps > last  # (B, k)
@@ -247,6 +258,8 @@ class BatchLoader:
         tasks = [self.dataset.tasks[i] for i in task_index.tolist()]
         if perms is not None:
             images, tasks = swap_images(images, perms.to(images.device)), swap_texts(tasks, perms)
+        if coins is not None:
+            tasks = scramble_texts(tasks, coins)
         return {
             "observation.image": images,
             "observation.state": self.states.index_select(0, rows),  # (B, D)
