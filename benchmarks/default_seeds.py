@@ -12,13 +12,16 @@ frame cache) and the peak of `RssAnon` (anonymous memory alone: what the process
 to the page cache).
 
 Run: `.venv/bin/python benchmarks/default_seeds.py` (the default: seeds 0 1 2, 2 threads), or e.g.
-`benchmarks/default_seeds.py --seeds 0 --extra --train.steps 2000` for a shorter look.
+`benchmarks/default_seeds.py --seeds 0 "--extra=--train.steps 2000 --train.amp bf16"` for a
+shorter look (one string, split like a shell line: tyro reads a bare `--extra --x` as its own
+flag).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -39,7 +42,7 @@ class Args:
     threads: int = 2
     """torch threads of each run (--train.num-threads)"""
     extra: tuple[str, ...] = ()
-    """further `nanovla train` options, passed as given"""
+    """further `nanovla train` options, each string split like a shell line"""
     table_only: bool = False
     """print the table of runs already in ROOT (each seed's eval.json and bench.json), e.g.
     seeds started as separate processes side by side, without training"""
@@ -71,7 +74,8 @@ def run_seed(args: Args, seed: int) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "nanovla.cli", "train", "--seed", str(seed), "--out", "run",
-        "--train.num-threads", str(args.threads), "--no-progress", *args.extra,
+        "--train.num-threads", str(args.threads), "--no-progress",
+        *(word for option in args.extra for word in shlex.split(option)),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     log = (workdir / "train.log").open("w")
