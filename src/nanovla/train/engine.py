@@ -24,12 +24,8 @@ once without saving); after the save the engine prints the checkpoint's path and
 caller gave one (`resume_hint`), the command that resumes.
 Resume is exact: N steps straight and N/2 + Ctrl-C + resume end with bit-identical weights.
 
-Non-finite values: every step checks its loss (one `.item()`, ~1 us on CPU) and, when the grad
-norm is computed anyway (clipping on, or a log step), the grad norm, before the optimizer
-touches the weights. `on_nonfinite="stop"` raises `NonFiniteError` naming the step, what was
-non-finite (loss or gradients, and which batch features or parameters hold NaN/inf) and the last
-checkpoint, which stays as it was; `"skip"` drops that step's update and goes on. Finite runs are
-bit-identical to an engine without the checks.
+Non-finite values: every step checks its loss and, when the grad norm is computed anyway, the
+grad norm, before the optimizer touches the weights (`train/nonfinite.py` says what is reported).
 
 Multi-process (torchrun, see `distributed.py`): inside a process group the model is wrapped in
 `DistributedDataParallel` (gradients averaged in backward; `no_sync` for all but the last
@@ -66,7 +62,7 @@ from nanovla.constants import (
     TRAINING_STATE_DIR,
     WEIGHTS_FILE,
 )
-from nanovla.errors import InputError, MissingError, NanovlaError
+from nanovla.errors import InputError, MissingError
 from nanovla.io import write_json
 from nanovla.progress import note, progress
 from nanovla.train import distributed
@@ -80,6 +76,7 @@ from nanovla.train.checkpoint import (
     write_checkpoint,
 )
 from nanovla.train.config import TrainConfig
+from nanovla.train.device import moved, resolve_device
 from nanovla.train.guards import (  # re-exported: callers import them from here
     DeferredInterrupt,
     kill_point,
@@ -87,6 +84,12 @@ from nanovla.train.guards import (  # re-exported: callers import them from here
 )
 from nanovla.train.guards import safetensors_errors as _safetensors_errors
 from nanovla.train.logger import LOSS_PLOT, MetricsLogger, TrainWindow, plot_loss
+from nanovla.train.nonfinite import (  # NonFiniteError re-exported: callers import it here
+    NonFiniteError,
+    check_output,
+    nonfinite_batch,
+    nonfinite_grads,
+)
 from nanovla.train.optim import build_optimizer, check_optimizer_groups, load_optimizer_state
 from nanovla.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from nanovla.train.schedules import build_scheduler
@@ -94,11 +97,6 @@ from nanovla.train.state import load_training_state, save_training_state
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 """`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""
-
-
-class NonFiniteError(NanovlaError, ArithmeticError):
-    """A step's loss or gradients were NaN/inf (`TrainConfig.on_nonfinite="stop"`); the message
-    names the step, what was non-finite and the last checkpoint."""
 
 
 class Batches(Protocol):
@@ -109,17 +107,6 @@ class Batches(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def resolve_device(name: str) -> torch.device:
-    """`cpu` | `cuda` | `auto` (CUDA when available) -> a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device='cuda' but torch sees no CUDA device; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"device must be one of cpu, cuda, auto; got {name!r}")
-    return torch.device(name)
 
 
 class Trainer:
@@ -285,9 +272,9 @@ class Trainer:
             batch = self._to_device(self.loader.next_batch())
             self._mid_step = True  # from here on, an exception leaves a half-done step
             with self._autocast(), self._no_sync(micro + 1 < cfg.grad_accum):
-                loss, metrics = _check_output(self._forward(batch))
+                loss, metrics = check_output(self._forward(batch))
             if not math.isfinite(loss.item()):  # ~1 us on CPU; the step is not yet applied
-                what = f"the loss is {loss.item()}{_nonfinite_batch(batch)}"
+                what = f"the loss is {loss.item()}{nonfinite_batch(batch)}"
                 return self._nonfinite(what, window, log_now)
             scaled = loss / cfg.grad_accum if cfg.grad_accum > 1 else loss
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -299,7 +286,7 @@ class Trainer:
             # (under fp16 the loss scaler skips steps with inf gradients itself)
             what = (
                 f"the gradient norm is {grad_norm.item()} (loss finite); non-finite gradients "
-                f"in {_nonfinite_grads(self.model)}"
+                f"in {nonfinite_grads(self.model)}"
             )
             return self._nonfinite(what, window, log_now)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
@@ -363,7 +350,7 @@ class Trainer:
         memory and an asynchronous copy; tensors already there (a GPU-side loader) stay."""
         if self.device.type == "cpu":
             return batch
-        return {k: _moved(v, self.device) for k, v in batch.items()}
+        return {k: moved(v, self.device) for k, v in batch.items()}
 
     to_device = _to_device  # public: the pipeline moves its fixed validation batches
 
@@ -477,45 +464,3 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = state["step"]
         self.resumed_from = checkpoint
-
-
-def _moved(value: Any, device: torch.device) -> Any:
-    if not isinstance(value, torch.Tensor) or value.device == device:
-        return value
-    if value.device.type == "cpu" and device.type == "cuda":
-        value = value.pin_memory()
-    return value.to(device, non_blocking=True)
-
-
-def _nonfinite_batch(batch: dict[str, Any]) -> str:
-    """`; batch 'x' holds 3 NaN/inf values` for the floating tensors of `batch` that do."""
-    found = [
-        f"{key!r} holds {int((~torch.isfinite(value)).sum())} NaN/inf values"
-        for key, value in batch.items()
-        if isinstance(value, torch.Tensor) and value.is_floating_point()
-        if not bool(torch.isfinite(value).all())
-    ]
-    return f" (batch {'; '.join(found)})" if found else " (the batch is finite)"
-
-
-def _nonfinite_grads(model: nn.Module) -> str:
-    """The names of the parameters whose gradient holds NaN/inf (the first five, and a count)."""
-    names = [
-        name
-        for name, p in model.named_parameters()
-        if p.grad is not None and not bool(torch.isfinite(p.grad).all())
-    ]
-    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-    return ", ".join(names[:5]) + more if names else "no parameter (the norm overflowed)"
-
-
-def _check_output(output: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The model's `(loss, metrics)`, or one ValueError saying what came back instead."""
-    if not (isinstance(output, tuple) and len(output) == 2):
-        raise InputError(f"model(batch) must return (loss, metrics); got {type(output).__name__}")
-    loss, metrics = output
-    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-        raise InputError("model(batch) must return a scalar loss tensor as its first element")
-    if not isinstance(metrics, dict):
-        raise InputError(f"model(batch) metrics must be a dict; got {type(metrics).__name__}")
-    return loss, metrics
