@@ -211,3 +211,14 @@ def test_auto_frame_cache_memmaps_only_past_the_size_bound(tmp_path, monkeypatch
     assert not isinstance(EpisodeDataset(root, cache="auto", progress=False).images, np.memmap)
     monkeypatch.setattr(dataset_module, "AUTO_MEMMAP_BYTES", 0)
     assert isinstance(EpisodeDataset(root, cache="auto", progress=False).images, np.memmap)
+
+
+def test_cpu_crop_and_gather_crop_agree() -> None:
+    from nanovla.data.loader import crop_each, crop_gather
+
+    frames = torch.randint(0, 256, (7, 3, 12, 14), dtype=torch.uint8)
+    index = torch.tensor([6, 0, 3, 3, 1])
+    offsets = torch.tensor([[0, 0], [4, 4], [2, 1], [0, 3], [4, 0]])
+    each = crop_each(frames.numpy(), index.numpy(), offsets.numpy(), 8, 10)
+    assert torch.equal(each, crop_gather(frames, index, offsets, 8, 10))
+    assert torch.equal(each[1], frames[0, :, 4:12, 4:14])
