@@ -245,3 +245,16 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, reach_data):
         assert (tmp_path / "cut" / path).read_bytes() == (tmp_path / "straight" / path).read_bytes()
     a, b = (json.loads((tmp_path / r / "eval.json").read_text()) for r in ("straight", "cut"))
     assert a["splits"] == b["splits"]
+
+
+def test_a_run_saved_before_an_option_existed_resumes_without_it(tmp_path):
+    from nanovla.io import write_json
+    from nanovla.train_command import ABSENT_MEANS, TrainCommand, command_json, load_command
+
+    saved = command_json(TrainCommand(), tmp_path)
+    for name in ABSENT_MEANS:
+        del saved[name]  # as an older nanovla wrote train_command.json
+    write_json(tmp_path / "train_command.json", saved)
+    command = load_command(tmp_path)
+    assert (command.color_swap, command.ko_scramble) == (0.0, 0.0)  # off, as those runs were
+    assert TrainCommand().color_swap == 0.5 and TrainCommand().ko_scramble == 0.5

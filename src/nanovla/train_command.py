@@ -270,12 +270,20 @@ def command_json(command: TrainCommand, out: Path) -> dict[str, Any]:
     return saved
 
 
+ABSENT_MEANS: dict[str, Any] = {"color_swap": 0.0, "ko_scramble": 0.0}
+"""Options added after runs were saved without them: the value that reproduces those runs (the
+behaviour before the option existed), not today's default, so they resume as they started."""
+
+
 def load_command(out: Path) -> TrainCommand:
     """The command the run in `out` was started with (its train_command.json)."""
     path = out / COMMAND_FILE
     if not path.is_file():
         raise MissingError(f"--resume: {path} not found; is {out} a nanovla train run?")
-    command = from_json(TrainCommand, read_json(path), source=str(path))
+    saved = read_json(path)
+    if isinstance(saved, dict):
+        saved = {**ABSENT_MEANS, **saved}
+    command = from_json(TrainCommand, saved, source=str(path))
     command.out, command.resume = out, True
     return command
 
