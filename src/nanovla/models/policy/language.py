@@ -26,6 +26,10 @@ from nanovla.models.text.lstm import LSTMTextEncoder
 from nanovla.models.text.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 MAX_CACHED = 4096  # distinct strings kept; a pathological stream of new strings cannot grow it
+MAX_TOKENIZED = 65536
+"""token lists kept (a few hundred bytes each): the colour swap and the Korean scrambling turn
+the default dataset's ~2000 instructions into more than 4096 training strings, and a cache
+that is cleared whenever it fills re-tokenizes them over and over"""
 
 
 def _build_transformer(config: PolicyConfig, tokenizer: Tokenizer) -> nn.Module:
@@ -131,7 +135,7 @@ class InstructionEncoder(nn.Module):
 
     def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids (U, T) and lengths (U,), tokenising each string only the first time."""
-        if len(self._token_cache) + len(texts) > MAX_CACHED:
+        if len(self._token_cache) + len(texts) > MAX_TOKENIZED:
             self._token_cache.clear()
         for text in texts:
             if text not in self._token_cache:
