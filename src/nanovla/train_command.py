@@ -208,7 +208,7 @@ class TrainCommand:
     """probability that a training frame is recoloured by a random permutation of the world's
     five colours, its instruction renamed to match (data/color_swap.py: the demonstrations'
     actions stay right, and every colour meets every kind, held-out combos included); 0 = off.
-    Held-out combos over seeds 0-2 (README): 0.41-0.55 without it, 0.92-0.95 with it"""
+    Held-out combos over seeds 0-2 (README): 0.41-0.55 without it, 0.93-0.94 with it"""
     ko_scramble: float = 0.5
     """probability that a Korean training instruction is put in place-first order ("파란 그릇에
     빨간 공을 넣어", data/scramble.py: Korean marks the object with a particle, not a position);
