@@ -48,6 +48,8 @@ class Args:
     """random-shift augmentation of the loader-fed run (the default run's)"""
     color_swap: float = TrainCommand().color_swap
     """colour-swap probability of the loader-fed run (data/color_swap.py; the default run's)"""
+    ko_scramble: float = TrainCommand().ko_scramble
+    """Korean scrambling probability of the loader-fed run (data/scramble.py; the default run's)"""
     steps: int = 20
     """training steps per timed block"""
     rounds: int = 8
@@ -128,6 +130,7 @@ def main(args: Args) -> None:
         chunk=config.chunk,
         augment_shift=args.augment_shift,
         color_swap=args.color_swap,
+        ko_scramble=args.ko_scramble,
     )
     policy = Policy.from_dataset(config, dataset).train()
     optimizer = build_optimizer(policy, 1e-3, 0.01, (0.9, 0.999))

@@ -176,6 +176,24 @@ def test_bad_options_are_refused_by_name(tmp_path) -> None:
             small_command(tmp_path, **changes)
 
 
+def test_amp_reaches_every_round_and_an_old_run_resumes_in_fp32(tmp_path) -> None:
+    from nanovla.codec import to_json
+    from nanovla.il.dagger import _spec
+    from nanovla.il.dagger_command import COMMAND_FILE, parse
+    from nanovla.train_command import fast_bf16
+
+    assert DaggerCommand().amp == ("bf16" if fast_bf16() else "none")
+    command = small_command(tmp_path, amp="bf16")
+    assert _spec(command).amp == _spec(command, final=True).amp == "bf16"
+    saved = to_json(small_command(tmp_path, amp="bf16"))
+    del saved["amp"]  # a run saved before the option existed trained in fp32
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / COMMAND_FILE).write_text(json.dumps(saved))
+    assert parse(["--out", str(tmp_path / "run"), "--resume"]).amp == "none"
+    with pytest.raises(InputError, match="--amp"):
+        parse(["--out", str(tmp_path / "run"), "--resume", "--amp", "bf16"])
+
+
 def run_cli(tmp_path: Path, out: Path, *extra: str, env: dict | None = None):
     return nanovla("dagger", "--out", str(out), *TINY, *extra, cwd=tmp_path, timeout=600, env=env)
 

@@ -253,6 +253,7 @@ def _spec(command: DaggerCommand, final: bool = False) -> TrainSpec:
         batch_size=command.batch_size,
         augment_shift=command.augment_shift,
         num_threads=command.num_threads,
+        amp=command.amp,
         progress=command.progress,
         ema_decay=command.ema_decay,
         select_every=command.select_every if final else 0,

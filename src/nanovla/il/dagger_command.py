@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -19,11 +19,15 @@ from nanovla.codec import field_differences, from_json
 from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig
 from nanovla.io import read_json
-from nanovla.train_command import PolicyOptions, default_policy_config
+from nanovla.train_command import PolicyOptions, default_policy_config, fast_bf16
 from nanovla.world.tasks import TASK_FAMILIES
 
 COMMAND_FILE = "dagger_command.json"
 """the command a DAgger run was started with, in its run directory"""
+
+ABSENT_MEANS: dict[str, Any] = {"amp": "none"}
+"""Options added after runs were saved without them: the value those runs trained with, so a
+resumed old run goes on as it started (not today's default)."""
 
 DESCRIPTION = """`nanovla dagger`: DAgger (Ross, Gordon & Bagnell 2011) on the embedded world.
 
@@ -118,6 +122,13 @@ class DaggerCommand:
     """instruction templates of the rollouts: train | ko | train+ko"""
     num_threads: int = 0
     """torch intra-op CPU threads; 0 = torch's default"""
+    amp: Annotated[
+        Literal["none", "bf16", "fp16"],
+        tyro.conf.arg(help_behavior_hint="(default: bf16 where the CPU has it, else none)"),
+    ] = field(default_factory=lambda: "bf16" if fast_bf16() else "none")
+    """autocast precision of every round's training step and of the BC baselines (as `nanovla
+    train --train.amp`): bf16 where the CPU computes it natively (AMX or AVX512-BF16), none
+    (fp32) elsewhere; fp16 needs CUDA. Rollouts and evaluation run in fp32"""
     progress: bool = True
     """progress bars"""
     policy: PolicyOptions = field(default_factory=_default_policy)
@@ -174,7 +185,10 @@ def parse(argv: list[str]) -> DaggerCommand:
     path = Path(command.out) / COMMAND_FILE
     if not path.is_file():
         raise MissingError(f"--resume: {path} not found; is {command.out} a nanovla dagger run?")
-    saved = from_json(DaggerCommand, read_json(path), source=str(path))
+    saved = read_json(path)
+    if isinstance(saved, dict):
+        saved = {**ABSENT_MEANS, **saved}
+    saved = from_json(DaggerCommand, saved, source=str(path))
     given = tyro.cli(
         DaggerCommand, args=argv, default=saved, prog="nanovla dagger", description=DESCRIPTION
     )

@@ -43,6 +43,8 @@ class TrainSpec:
     batch_size: int = 64
     augment_shift: int = 2
     num_threads: int = 0
+    amp: str = "none"
+    """autocast precision of the training step (`TrainConfig.amp`): none | bf16 | fp16"""
     progress: bool = True
     ema_decay: float = 0.999
     """weight EMA decay (train/ema.py); the EMA weights are the ones evaluated; 0 = off"""
@@ -111,6 +113,7 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
         seed=seed,
         log_every=100,
         num_threads=spec.num_threads,
+        amp=spec.amp,
         progress=spec.progress,
         tensorboard=False,
     )
