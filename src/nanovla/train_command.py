@@ -180,8 +180,8 @@ class TrainCommand:
     """where decoded frames live: "memory" (the loader keeps a padded copy in RAM), "memmap" (a
     uint8 file beside the dataset, each batch read with pread: memory stays flat however large
     the dataset) or "auto" (memmap, or memory with --gpu-frames). Measured on the default run:
-    peak RSS 0.79 GB with memmap vs 3.5 GB in memory, loader-fed / pure training step 0.949 vs
-    0.944 (`benchmarks/train_throughput.py --frame-cache memmap|memory --threads 1`)"""
+    peak RSS 0.79 GB with memmap vs 3.5 GB in memory; loader-fed / pure training step (bf16)
+    0.908 vs 0.924 (`benchmarks/train_throughput.py --frame-cache memmap|memory --threads 1`)"""
     gpu_frames: bool = False
     """with --train.device cuda: keep the loader's frames on the GPU and build batches there
     (no host-to-device copy per step; needs the frames in memory, not memmap); no effect on CPU"""
