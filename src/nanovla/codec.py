@@ -5,7 +5,9 @@ dataclasses -> dicts). `from_json(cls, data, source)` is its inverse, driven by 
 lists become tuples where the field is a tuple, strings become `Path` where it is a path, nested
 dicts become the nested dataclass, `Literal` fields must hold one of their choices. Unknown keys
 are refused by name (a typo in a saved file must not be dropped silently); missing keys take the
-field's default, so configs saved before a field existed still load. Every error is one
+field's default (or the value `absent` names for it: what a file saved before the field
+existed meant, where that differs from today's default), so configs saved before a field
+existed still load. Every error is one
 `InputError` naming `source` and the dotted key.
 """
 
@@ -37,8 +39,13 @@ def to_json(value: Any) -> Any:
     raise InputError(f"cannot write a {type(value).__name__} as JSON: {value!r}")
 
 
-def from_json(cls: type[T], data: Any, source: str = "config") -> T:
-    """Rebuild dataclass `cls` from `to_json`'s output; see the module docstring for the rules."""
+def from_json(
+    cls: type[T], data: Any, source: str = "config", absent: dict[str, Any] | None = None
+) -> T:
+    """Rebuild dataclass `cls` from `to_json`'s output; see the module docstring for the rules.
+    `absent`: values for top-level keys that `data` lacks, in place of the fields' defaults."""
+    if absent and isinstance(data, dict):
+        data = {**absent, **data}
     return _dataclass(cls, data, source, "")
 
 

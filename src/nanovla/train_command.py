@@ -100,6 +100,11 @@ def fast_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
+def default_amp() -> str:
+    """The training step's default autocast precision: bf16 where `fast_bf16()`, else none."""
+    return "bf16" if fast_bf16() else "none"
+
+
 def _default_train() -> TrainLoopOptions:
     # eval_every: the validation loss (8 held-out batches) and 25 validation rollouts per family
     # every 1000 steps cost a few seconds per run, do not change the weights, and choose the
@@ -119,7 +124,7 @@ def _default_train() -> TrainLoopOptions:
         warmup_steps=200,
         log_every=100,
         eval_every=1000,
-        amp="bf16" if fast_bf16() else "none",
+        amp=default_amp(),
     )
 
 
@@ -280,10 +285,7 @@ def load_command(out: Path) -> TrainCommand:
     path = out / COMMAND_FILE
     if not path.is_file():
         raise MissingError(f"--resume: {path} not found; is {out} a nanovla train run?")
-    saved = read_json(path)
-    if isinstance(saved, dict):
-        saved = {**ABSENT_MEANS, **saved}
-    command = from_json(TrainCommand, saved, source=str(path))
+    command = from_json(TrainCommand, read_json(path), source=str(path), absent=ABSENT_MEANS)
     command.out, command.resume = out, True
     return command
 

@@ -19,7 +19,7 @@ from nanovla.codec import field_differences, from_json
 from nanovla.errors import InputError, MissingError
 from nanovla.eval.evaluate import VALIDATION_SEED, EvalConfig
 from nanovla.io import read_json
-from nanovla.train_command import PolicyOptions, default_policy_config, fast_bf16
+from nanovla.train_command import PolicyOptions, default_amp, default_policy_config
 from nanovla.world.tasks import TASK_FAMILIES
 
 COMMAND_FILE = "dagger_command.json"
@@ -125,7 +125,7 @@ class DaggerCommand:
     amp: Annotated[
         Literal["none", "bf16", "fp16"],
         tyro.conf.arg(help_behavior_hint="(default: bf16 where the CPU has it, else none)"),
-    ] = field(default_factory=lambda: "bf16" if fast_bf16() else "none")
+    ] = field(default_factory=default_amp)
     """autocast precision of every round's training step and of the BC baselines (as `nanovla
     train --train.amp`): bf16 where the CPU computes it natively (AMX or AVX512-BF16), none
     (fp32) elsewhere; fp16 needs CUDA. Rollouts and evaluation run in fp32"""
@@ -185,10 +185,7 @@ def parse(argv: list[str]) -> DaggerCommand:
     path = Path(command.out) / COMMAND_FILE
     if not path.is_file():
         raise MissingError(f"--resume: {path} not found; is {command.out} a nanovla dagger run?")
-    saved = read_json(path)
-    if isinstance(saved, dict):
-        saved = {**ABSENT_MEANS, **saved}
-    saved = from_json(DaggerCommand, saved, source=str(path))
+    saved = from_json(DaggerCommand, read_json(path), source=str(path), absent=ABSENT_MEANS)
     given = tyro.cli(
         DaggerCommand, args=argv, default=saved, prog="nanovla dagger", description=DESCRIPTION
     )
