@@ -1,12 +1,13 @@
 """`data/frames.FrameFile`: batches of the memmapped frame cache read by pread, not mapped in."""
 
+import dataclasses
 import os
 import pickle
 
 import numpy as np
 import pytest
 
-from nanovla.data.frames import FrameFile, is_frame_file
+from nanovla.data.frames import FrameFile, frame_cache_file, is_frame_file
 from nanovla.errors import InputError
 
 
@@ -118,3 +119,68 @@ def test_a_killed_builds_staging_file_is_removed_and_a_live_ones_kept(tmp_path):
     assert sorted(p.name for p in array_path.parent.iterdir()) == sorted(
         ["img.uint8.npy", "img.uint8.json", live.name]
     )
+
+
+def _collect(out, **options):
+    from nanovla.data.collect import CollectConfig, collect
+
+    config = CollectConfig(task="reach,push", episodes=12, num_envs=4, out=out, progress=False)
+    return collect(dataclasses.replace(config, **options))
+
+
+def test_a_cache_written_while_collecting_is_the_decoded_one_and_decodes_nothing(
+    tmp_path, monkeypatch
+):
+    from nanovla.data.dataset import EpisodeDataset
+
+    spooled, plain = _collect(tmp_path / "a", frame_cache=True), _collect(tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no staging left
+    assert frame_cache_file(spooled, "observation.image").is_file()
+    assert not (plain / "cache").exists()
+    decoded = EpisodeDataset(plain, cache="memmap", progress=False).images
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the spooled cache should have been reused")
+
+    monkeypatch.setattr("nanovla.data.dataset.EpisodeDataset._decode_into", refuse)
+    reused = EpisodeDataset(spooled, cache="memmap", progress=False).images
+    np.testing.assert_array_equal(reused, decoded)
+    monkeypatch.undo()
+    # a damaged spooled cache is rebuilt like any other (its CRC no longer matches)
+    path = frame_cache_file(spooled, "observation.image")
+    with open(path, "r+b") as file:
+        file.seek(-1, os.SEEK_END)
+        last = file.read(1)[0]
+        file.seek(-1, os.SEEK_END)
+        file.write(bytes([last ^ 1]))
+    np.testing.assert_array_equal(
+        EpisodeDataset(spooled, cache="memmap", progress=False).images, decoded
+    )
+
+
+def test_a_discarded_or_absorbing_writer_leaves_no_spool(tmp_path):
+    from nanovla.data.writer import DatasetWriter, Episode
+
+    def episode(value: int) -> Episode:
+        return Episode(
+            images=np.full((3, 8, 8, 3), value, np.uint8),
+            states=np.zeros((3, 2), np.float32),
+            actions=np.zeros((3, 2), np.float32),
+            task="reach the red box",
+        )
+
+    with pytest.raises(RuntimeError), DatasetWriter(tmp_path / "a", 10, frame_cache=True) as w:
+        w.add_episode(episode(1))
+        assert len(list(tmp_path.iterdir())) == 1  # the spool's staging directory
+        raise RuntimeError("collection failed")
+    assert list(tmp_path.iterdir()) == []
+    writer, shard = (
+        DatasetWriter(tmp_path / "b", 10, frame_cache=True),
+        DatasetWriter(tmp_path / "s", 10),
+    )
+    writer.add_episode(episode(1))
+    shard.add_episode(episode(2))
+    writer.absorb(shard)  # the shard's frames exist only as PNG: no cache from the spool
+    writer.add_episode(episode(3))
+    root = writer.finalize()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and not (root / "cache").exists()

@@ -81,8 +81,18 @@ def ensure_dataset(command: TrainCommand) -> Path:
             seed=command.seed,
             expert_noise=command.expert_noise,
             progress=command.progress,
+            frame_cache=frame_cache_mode(command) == "memmap",  # the PNGs need no decoding
         )
     )
+
+
+def frame_cache_mode(command: TrainCommand) -> str:
+    """Where the run keeps its decoded frames: --frame-cache, with "auto" meaning "memory"
+    for --gpu-frames (frames for the GPU must be in memory) and "memmap" otherwise (RSS stays
+    flat)."""
+    if command.frame_cache != "auto":
+        return command.frame_cache
+    return "memory" if command.gpu_frames else "memmap"
 
 
 def reconcile_dataset(command: TrainCommand, dataset: Any) -> TrainCommand:

@@ -26,6 +26,7 @@ from nanovla.demonstrations import (
     check_given_dataset,
     dataset_dir,
     ensure_dataset,
+    frame_cache_mode,
     reconcile_dataset,
 )
 from nanovla.errors import ExistsError, InputError, MissingError
@@ -239,9 +240,7 @@ def run(command: TrainCommand) -> dict[str, Any]:
         with distributed.main_first():  # rank 0 records the demonstrations, the others wait
             data_path = ensure_dataset(command)
         collected = time.perf_counter()
-        cache = command.frame_cache
-        if cache == "auto":  # frames for the GPU must be in memory; otherwise keep RSS flat
-            cache = "memory" if command.gpu_frames else "memmap"
+        cache = frame_cache_mode(command)
         dataset = EpisodeDataset(data_path, cache=cache, progress=command.progress)
         command = reconcile_dataset(command, dataset)
         policy = build_policy(command, dataset)

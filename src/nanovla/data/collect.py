@@ -96,6 +96,10 @@ class CollectConfig:
     video: bool = False
     """store the camera frames as MP4 files under videos/ (LeRobot v3.0's video feature, H.264
     4:4:4; see nanovla.data.video) instead of PNG inside the parquet"""
+    frame_cache: bool = False
+    """also write the decoded-frame cache (cache/<image key>.uint8.npy, what a memmap load
+    decodes the PNGs into) from the frames in hand, so the first memmap load decodes nothing
+    (`nanovla train` does this for its demonstrations; not with --video or --shards > 1)"""
     max_attempts_per_episode: float = 5.0
     """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
     progress: bool = True
@@ -390,6 +394,7 @@ def collect_with_report(
         overwrite=config.overwrite,
         source=source,
         video=VideoOptions() if config.video else None,
+        frame_cache=config.frame_cache and config.shards == 1,
     )
     if config.shards > 1:  # over --workers processes (nanovla.data.sharded)
         from nanovla.data.sharded import record_shards, sharded_source

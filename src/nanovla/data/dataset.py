@@ -39,7 +39,7 @@ from nanovla.data.format import (
     read_parquet,
     require_feature,
 )
-from nanovla.data.frames import FrameFileWriter, cached_frames
+from nanovla.data.frames import FrameFileWriter, cached_frames, frame_cache_file
 from nanovla.data.images import decode_image, image_cell_bytes
 from nanovla.data.meta import data_files, read_episodes, read_tasks
 from nanovla.data.stats import STAT_NAMES, Stats, image_stats, stats_from_json, vector_stats
@@ -337,7 +337,7 @@ class EpisodeDataset:
     def _memmap_images(self, full_shape: tuple[int, ...], progress: bool) -> np.ndarray:
         """The frames decoded once into `<root>/cache/<key>.uint8.npy` (`data/frames.py`)."""
         return cached_frames(
-            self.root / "cache" / f"{self.image_key}.uint8.npy",
+            frame_cache_file(self.root, self.image_key),
             full_shape,
             self._frame_sources(),
             self.root,

@@ -12,6 +12,10 @@ old dataset it had moved aside is renamed back when nothing took its place. A fa
 full disk, a read-only directory) raises an OSError naming the path, and removes the temporary
 directory. The staging and clean-up helpers live in `data.staging`.
 
+With `frame_cache=True` the writer also spools every kept frame, raw, into a file in the staging
+directory (created with the first episode) and turns it into the memmap frame cache on
+`finalize()` (`data.frames.FrameSpool`): a fresh dataset's first memmap load decodes no PNG.
+
 Departure from LeRobot: LeRobot writes each episode as it ends (and rolls files over at 100 MB);
 our datasets are small (tens of MB), so one data file written at the end is simpler and atomic.
 """
@@ -22,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from nanovla.data.format import (
     TASKS_PATH,
     make_info,
 )
+from nanovla.data.frames import FrameSpool, frame_cache_file
 from nanovla.data.images import IMAGE_STRUCT, decode_image, encode_png
 from nanovla.data.staging import (
     _ACTIVE,
@@ -87,9 +93,17 @@ class DatasetWriter:
         names: dict[str, list[str]] | None = None,
         source: dict[str, Any] | None = None,
         video: VideoOptions | None = None,
+        frame_cache: bool = False,
     ) -> None:
         self.root = Path(root)
         self.video = video
+        self.frame_cache = frame_cache and video is None
+        """also write the memmap frame cache (`data.frames.FrameSpool`) from the frames in hand,
+        so the first `EpisodeDataset(cache="memmap")` decodes nothing (PNG datasets only; a
+        writer that absorbs shards or is forked writes none)"""
+        self._spool: FrameSpool | None = None
+        self._spool_dir: Path | None = None  # the staging directory the spool lives in
+        self._spool_cleanup: weakref.finalize | None = None
         """store the frames as MP4 (LeRobot v3.0 video feature, `data.video`) instead of PNG"""
         self.source = dict(source or {})
         """how the dataset was made (task families, collection options), kept in
@@ -118,9 +132,36 @@ class DatasetWriter:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        # Nothing touches the disk before finalize(), so discarding is just not finalizing.
+        # Only the frame spool touches the disk before finalize(): discarding removes it.
         if exc_type is None and not self._finalized:
             self.finalize()
+        elif not self._finalized:
+            self._drop_spool()
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.discard()
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            _ACTIVE.discard(self._spool_dir)
+        self._spool, self._spool_dir, self.frame_cache = None, None, False
+
+    def _spool_frames(self, images: np.ndarray) -> None:
+        """Append an episode's frames to the spool, started (in the staging directory
+        `finalize` will use) with the first episode."""
+        if self._spool is None:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self._spool_dir = Path(
+                tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
+            )
+            _ACTIVE.add(self._spool_dir)
+            # a writer dropped without finalize() or an exception (a failed collection) takes
+            # its spool with it when collected; finalize() detaches this once renamed in
+            self._spool_cleanup = weakref.finalize(
+                self, shutil.rmtree, self._spool_dir, ignore_errors=True
+            )
+            self._spool = FrameSpool(self._spool_dir / "frames.spool", images.shape[1:])
+        self._spool.append(images)
 
     def fork(self, source: dict[str, Any] | None = None) -> DatasetWriter:
         """A writer for the same root (replacing it when finalized) that already holds this
@@ -143,6 +184,7 @@ class DatasetWriter:
         other processes join one dataset in a fixed order; `nanovla.data.sharded`)."""
         if other.num_episodes == 0:
             return
+        self._drop_spool()  # the shard's frames are encoded only: the dataset decodes them
         if self._pngs and (
             other._image_shape != self._image_shape
             or set(other._episode_stats[0]) != set(self._episode_stats[0])
@@ -161,6 +203,8 @@ class DatasetWriter:
         if self._finalized:
             raise InputError(f"{self.root}: writer already finalized; create a new DatasetWriter")
         vectors = self._check_episode(episode)
+        if self.frame_cache:
+            self._spool_frames(episode.images)
         self._pngs.append([encode_png(frame) for frame in episode.images])
         for key, values in vectors.items():
             self._vectors.setdefault(key, []).append(values)
@@ -216,13 +260,16 @@ class DatasetWriter:
         remove_unfinished(self.root)
         _refuse_existing(self.root, self.overwrite)
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
+        staging = self._spool_dir or Path(
             tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
         )
         _ACTIVE.add(staging)
         try:
             try:
                 self._write_all(staging)
+                if self._spool is not None:  # sources: the data file just written
+                    data = staging / DATA_PATH.format(chunk_index=0, file_index=0)
+                    self._spool.finish(frame_cache_file(staging, self.image_key), [data], staging)
             except OSError as error:  # a failed write() names no file: name the dataset
                 if error.filename is not None or error.errno is None:
                     raise
@@ -234,6 +281,11 @@ class DatasetWriter:
             raise
         finally:
             _ACTIVE.discard(staging)
+            if self._spool is not None:
+                self._spool.discard()  # (a no-op once finished: the file has moved)
+            self._spool, self._spool_dir = None, None
+        if self._spool_cleanup is not None:
+            self._spool_cleanup.detach()
         self._finalized = True
         return self.root
 
