@@ -23,6 +23,7 @@ or as a `task` column, and vector columns may be `list` or `fixed_size_list`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +297,67 @@ def make_info(
         "video_path": None,
         "features": {**features, **DEFAULT_FEATURES},
     }
+
+
+def tasks_table(tasks: list[str]) -> pa.Table:
+    """`meta/tasks.parquet` as pandas writes LeRobot's DataFrame(task_index, index=task strings):
+    the strings in `__index_level_0__`, and the `pandas` schema note that makes
+    `pd.read_parquet` restore them as the index (written by hand: pandas is not a dependency)."""
+    table = pa.table(
+        {
+            "task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
+            "__index_level_0__": pa.array(tasks, type=pa.string()),
+        }
+    )
+    pandas_meta = {
+        "index_columns": ["__index_level_0__"],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
+        "columns": [
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": None,
+                "field_name": "__index_level_0__",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+        ],
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+    }
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
+
+
+def hf_features(table: pa.Table, image_key: str) -> dict[str, Any]:
+    """HF datasets' schema note, so `datasets.load_dataset` decodes images as PIL like LeRobot's."""
+    features: dict[str, Any] = {}
+    for column in table.schema:
+        if column.name == image_key:
+            features[column.name] = {"_type": "Image"}
+        elif pa.types.is_list(column.type):
+            value = {"dtype": hf_dtype(column.type.value_type), "_type": "Value"}
+            features[column.name] = {"feature": value, "_type": "Sequence"}
+        else:
+            features[column.name] = {"dtype": hf_dtype(column.type), "_type": "Value"}
+    return {"info": {"features": features}}
+
+
+def hf_dtype(arrow_type: pa.DataType) -> str:
+    """HF `Value` dtype name of an arrow type (arrow says "float" where HF says "float32")."""
+    return {"float": "float32", "double": "float64", "halffloat": "float16"}.get(
+        str(arrow_type), str(arrow_type)
+    )

@@ -29,6 +29,7 @@ from nanovla.data.format import (
     ACTION_KEY,
     STATE_KEY,
     STATS_PATH,
+    hf_features,
     int_column,
     read_info,
     read_json,
@@ -37,7 +38,7 @@ from nanovla.data.format import (
 )
 from nanovla.data.meta import data_files, read_episodes, read_tasks
 from nanovla.data.stats import Stats, stats_from_json, vector_stats
-from nanovla.data.writer import DatasetWriter, Episode, _hf_features
+from nanovla.data.writer import DatasetWriter, Episode
 from nanovla.errors import InputError
 
 NO_FRAMES = (0, 0, 3)
@@ -84,7 +85,7 @@ class StateDatasetWriter(DatasetWriter):
     def _data_table(self, lengths: np.ndarray, task_indices: list[int]) -> pa.Table:
         table = super()._data_table(lengths, task_indices).drop_columns([self.image_key])
         return table.replace_schema_metadata(
-            {"huggingface": json.dumps(_hf_features(table, self.image_key))}
+            {"huggingface": json.dumps(hf_features(table, self.image_key))}
         )
 
 

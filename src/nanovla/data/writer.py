@@ -44,7 +44,9 @@ from nanovla.data.format import (
     STATE_KEY,
     STATS_PATH,
     TASKS_PATH,
+    hf_features,
     make_info,
+    tasks_table,
 )
 from nanovla.data.frames import FrameSpool, frame_cache_file
 from nanovla.data.images import IMAGE_STRUCT, decode_image, encode_png
@@ -372,7 +374,7 @@ class DatasetWriter:
         columns["task_index"] = pa.array(np.repeat(np.array(task_indices, np.int64), lengths))
         table = pa.table(columns)
         return table.replace_schema_metadata(
-            {"huggingface": json.dumps(_hf_features(table, self.image_key))}
+            {"huggingface": json.dumps(hf_features(table, self.image_key))}
         )
 
     def _episodes_table(self, lengths: np.ndarray, videos: dict[str, np.ndarray]) -> pa.Table:
@@ -395,70 +397,6 @@ class DatasetWriter:
                     [ep[key][name].tolist() for ep in self._episode_stats]
                 )
         return pa.table(columns)
-
-
-def tasks_table(tasks: list[str]) -> pa.Table:
-    """`meta/tasks.parquet` as pandas writes LeRobot's DataFrame(task_index, index=task strings):
-    the strings in `__index_level_0__`, and the `pandas` schema note that makes
-    `pd.read_parquet` restore them as the index (written by hand: pandas is not a dependency)."""
-    table = pa.table(
-        {
-            "task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
-            "__index_level_0__": pa.array(tasks, type=pa.string()),
-        }
-    )
-    pandas_meta = {
-        "index_columns": ["__index_level_0__"],
-        "column_indexes": [
-            {
-                "name": None,
-                "field_name": None,
-                "pandas_type": "unicode",
-                "numpy_type": "object",
-                "metadata": {"encoding": "UTF-8"},
-            }
-        ],
-        "columns": [
-            {
-                "name": "task_index",
-                "field_name": "task_index",
-                "pandas_type": "int64",
-                "numpy_type": "int64",
-                "metadata": None,
-            },
-            {
-                "name": None,
-                "field_name": "__index_level_0__",
-                "pandas_type": "unicode",
-                "numpy_type": "object",
-                "metadata": None,
-            },
-        ],
-        "attributes": {},
-        "creator": {"library": "pyarrow", "version": pa.__version__},
-    }
-    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
-
-
-def _hf_features(table: pa.Table, image_key: str) -> dict[str, Any]:
-    """HF datasets' schema note, so `datasets.load_dataset` decodes images as PIL like LeRobot's."""
-    features: dict[str, Any] = {}
-    for column in table.schema:
-        if column.name == image_key:
-            features[column.name] = {"_type": "Image"}
-        elif pa.types.is_list(column.type):
-            value = {"dtype": _hf_dtype(column.type.value_type), "_type": "Value"}
-            features[column.name] = {"feature": value, "_type": "Sequence"}
-        else:
-            features[column.name] = {"dtype": _hf_dtype(column.type), "_type": "Value"}
-    return {"info": {"features": features}}
-
-
-def _hf_dtype(arrow_type: pa.DataType) -> str:
-    """HF `Value` dtype name of an arrow type (arrow says "float" where HF says "float32")."""
-    return {"float": "float32", "double": "float64", "halffloat": "float16"}.get(
-        str(arrow_type), str(arrow_type)
-    )
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
