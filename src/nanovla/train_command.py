@@ -111,7 +111,8 @@ def _default_train() -> TrainLoopOptions:
     # checkpoint the run keeps (eval/select.py). amp: bf16 autocast where the CPU computes bf16
     # natively (`fast_bf16`: 1.61x the fp32 step at one thread on an AMX Xeon,
     # `benchmarks/step_variants.py`), fp32 elsewhere (emulated bf16 is slower); with bf16 and
-    # the Korean scrambling, seeds 0-2 gave seen 0.95-0.97 at 2 threads in 468-488 s (README). The value is fixed when the
+    # the Korean scrambling, seeds 0-2 gave seen 0.95-0.97 at 2 threads in 372-413 s (README,
+    # `benchmarks/default_seeds.py --seeds 0 1 2 --threads 2`). The value is fixed when the
     # run starts (train_command.json), so a resumed run keeps it. steps: pick_place is learned
     # late and abruptly; at 7000 steps its validation success was 0.28 at step 5000 and 0.88 at
     # 6000 with seed 0, but still 0.00 at 6000 and 0.16 at 7000 with seed 1 (seen 0.90 vs 0.68,
