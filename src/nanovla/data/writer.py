@@ -99,6 +99,7 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         self.video = video
+        """store the frames as MP4 (LeRobot v3.0 video feature, `data.video`) instead of PNG"""
         self.frame_cache = frame_cache and video is None
         """also write the memmap frame cache (`data.frames.FrameSpool`) from the frames in hand,
         so the first `EpisodeDataset(cache="memmap")` decodes nothing (PNG datasets only; a
@@ -106,7 +107,6 @@ class DatasetWriter:
         self._spool: FrameSpool | None = None
         self._spool_dir: Path | None = None  # the staging directory the spool lives in
         self._spool_cleanup: weakref.finalize | None = None
-        """store the frames as MP4 (LeRobot v3.0 video feature, `data.video`) instead of PNG"""
         self.source = dict(source or {})
         """how the dataset was made (task families, collection options), kept in
         meta/info.json under "nanovla"; LeRobot's readers ignore the key"""
@@ -146,16 +146,23 @@ class DatasetWriter:
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             _ACTIVE.discard(self._spool_dir)
+        if self._spool_cleanup is not None:
+            self._spool_cleanup.detach()
         self._spool, self._spool_dir, self.frame_cache = None, None, False
+        self._spool_cleanup = None
+
+    def _new_staging(self) -> Path:
+        """A fresh `<root>.tmp-<pid>-XXXX` directory beside `root` (see `data.staging`)."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        return Path(
+            tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
+        )
 
     def _spool_frames(self, images: np.ndarray) -> None:
         """Append an episode's frames to the spool, started (in the staging directory
         `finalize` will use) with the first episode."""
         if self._spool is None:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            self._spool_dir = Path(
-                tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
-            )
+            self._spool_dir = self._new_staging()
             _ACTIVE.add(self._spool_dir)
             # a writer dropped without finalize() or an exception (a failed collection) takes
             # its spool with it when collected; finalize() detaches this once renamed in
@@ -261,10 +268,7 @@ class DatasetWriter:
             raise InputError(f"{self.root}: no episodes to write")
         remove_unfinished(self.root)
         _refuse_existing(self.root, self.overwrite)
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._spool_dir or Path(
-            tempfile.mkdtemp(prefix=_staging_prefix(self.root, "tmp"), dir=self.root.parent)
-        )
+        staging = self._spool_dir or self._new_staging()
         _ACTIVE.add(staging)
         try:
             try:
