@@ -232,7 +232,7 @@ def test_a_full_disk_while_logging_names_the_log_file(tmp_path: Path, monkeypatc
 
 def test_safetensors_disk_errors_become_oserrors(tmp_path: Path) -> None:
     """safetensors reports a failed write as SafetensorError("... (os error 28)")."""
-    from nanovla.train.engine import _safetensors_errors
+    from nanovla.train.guards import safetensors_errors as _safetensors_errors
 
     with pytest.raises(OSError) as caught:
         with _safetensors_errors(tmp_path / "model.safetensors"):

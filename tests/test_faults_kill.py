@@ -5,7 +5,7 @@ taken for a finished one, and continuing (`--resume` once the run directory hold
 train_command.json, else the same command again) ends with weights bit-identical to an
 uninterrupted run. Kills land at seeded random instants (collection, training, checkpoint
 writes, the final evaluation) and at named points inside the checkpoint writer
-(`NANOVLA_TEST_KILL_AT`, see `nanovla.train.engine.kill_point`).
+(`NANOVLA_TEST_KILL_AT`, see `nanovla.train.guards.kill_point`).
 """
 
 from __future__ import annotations

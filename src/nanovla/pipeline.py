@@ -182,7 +182,7 @@ def _final_evaluation(
     command: TrainCommand, final: tuple[Policy, dict[str, Any]], out: Path
 ) -> dict[str, Any]:
     """The final evaluation of the chosen weights (`_final_policy`), GIFs into OUT/videos."""
-    from nanovla.train.engine import naming
+    from nanovla.train.guards import naming
 
     policy, chosen = final
     if "selected_step" in chosen:
@@ -213,7 +213,8 @@ def run(command: TrainCommand) -> dict[str, Any]:
     import shlex
 
     from nanovla.data import EpisodeDataset
-    from nanovla.train.engine import Trainer, kill_point, naming
+    from nanovla.train.engine import Trainer
+    from nanovla.train.guards import kill_point, naming
     from nanovla.train.lock import RunLock
     from nanovla.world.experts import EXPERT_VERSION
 

@@ -252,6 +252,7 @@ def _spec(command: DaggerCommand, final: bool = False) -> TrainSpec:
         lr=command.lr,
         batch_size=command.batch_size,
         augment_shift=command.augment_shift,
+        color_swap=command.color_swap,
         num_threads=command.num_threads,
         amp=command.amp,
         progress=command.progress,

@@ -25,7 +25,7 @@ from nanovla.world.tasks import TASK_FAMILIES
 COMMAND_FILE = "dagger_command.json"
 """the command a DAgger run was started with, in its run directory"""
 
-ABSENT_MEANS: dict[str, Any] = {"amp": "none"}
+ABSENT_MEANS: dict[str, Any] = {"amp": "none", "color_swap": 0.0}
 """Options added after runs were saved without them: the value those runs trained with, so a
 resumed old run goes on as it started (not today's default)."""
 
@@ -114,6 +114,10 @@ class DaggerCommand:
     """frames per training batch"""
     augment_shift: int = 2
     """random-shift augmentation in pixels; 0 = off"""
+    color_swap: float = 0.0
+    """probability that a training frame (of every round and of the BC baselines) is recoloured
+    by a random permutation of the world's five colours, its instruction renamed to match (as
+    `nanovla train --color-swap`, data/color_swap.py); 0 = off"""
     num_envs: int = 32
     """parallel worlds while recording"""
     image_size: int = 64
@@ -146,6 +150,8 @@ class DaggerCommand:
         unknown = [task for task in self.tasks if task not in TASK_FAMILIES]
         if unknown or not self.tasks:
             raise InputError(f"--tasks: unknown task {unknown}; choose from {list(TASK_FAMILIES)}")
+        if not 0.0 <= self.color_swap <= 1.0:
+            raise InputError(f"--color-swap must be a probability in [0, 1], got {self.color_swap}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.beta0 <= 1.0 or not 0.0 <= self.decay <= 1.0:

@@ -42,6 +42,8 @@ class TrainSpec:
     lr: float = 2e-3
     batch_size: int = 64
     augment_shift: int = 2
+    color_swap: float = 0.0
+    """colour-swap probability of the loader (`data/color_swap.py`); 0 = off"""
     num_threads: int = 0
     amp: str = "none"
     """autocast precision of the training step (`TrainConfig.amp`): none | bf16 | fp16"""
@@ -100,6 +102,7 @@ def _trainer(spec: TrainSpec, out_dir: Path, policy: Any, dataset: Any, seed: in
             chunk=policy.config.chunk,
             val_fraction=0.0,
             augment_shift=spec.augment_shift,
+            color_swap=spec.color_swap,
             seed=seed,
         )
     except InputError as error:

@@ -24,7 +24,7 @@ from nanovla.rl import rollout as ro
 from nanovla.rl.run import RESUME_FREE
 from nanovla.rl.vla_actor_critic import VLAActorCritic
 from nanovla.train.checkpoint import latest_checkpoint, write_checkpoint
-from nanovla.train.engine import kill_point
+from nanovla.train.guards import kill_point
 from nanovla.train.rng import capture_rng_state, restore_rng_state
 from nanovla.train.state import load_training_state, save_training_state
 

@@ -30,7 +30,7 @@ from nanovla.rl.run import (
     prepare_out,
     save_run,
 )
-from nanovla.train.engine import kill_point
+from nanovla.train.guards import kill_point
 from nanovla.train.lock import RunLock
 from nanovla.train.logger import MetricsLogger, read_metrics
 from nanovla.train.rng import restore_rng_state, seed_everything

@@ -35,7 +35,9 @@ checkpoints while the others wait; a collective that fails (a rank died or hung 
 timeout) stops this rank with `RankFailure`. On CUDA, batches go through pinned host memory
 with non-blocking copies.
 
-Tests kill the process at named points through `NANOVLA_TEST_KILL_AT` (see `kill_point`).
+Checkpoint save and resume live in `train/resume.py` (`Checkpointing`, which `Trainer` extends).
+Tests kill the process at named points through `NANOVLA_TEST_KILL_AT` (see
+`train/guards.kill_point`).
 """
 
 from __future__ import annotations
@@ -53,36 +55,18 @@ from torch import nn
 from nanovla.codec import to_json
 from nanovla.constants import (
     CHECKPOINTS_DIR,
-    CONFIG_FILE,
-    LAST_LINK,
     LOGS_DIR,
     PLOTS_DIR,
-    PRETRAINED_DIR,
-    TRAIN_CONFIG_FILE,
-    TRAINING_STATE_DIR,
-    WEIGHTS_FILE,
 )
-from nanovla.errors import InputError, MissingError
-from nanovla.io import write_json
+from nanovla.errors import InputError
 from nanovla.progress import note, progress
 from nanovla.train import distributed
 from nanovla.train.checkpoint import (
-    check_weights,
-    config_differences,
     latest_checkpoint,
-    load_checkpoint_dir,
-    model_config_dict,
-    step_dir_name,
-    write_checkpoint,
 )
 from nanovla.train.config import TrainConfig
 from nanovla.train.device import moved, resolve_device
-from nanovla.train.guards import (  # re-exported: callers import them from here
-    DeferredInterrupt,
-    kill_point,
-    naming,
-)
-from nanovla.train.guards import safetensors_errors as _safetensors_errors
+from nanovla.train.guards import DeferredInterrupt, naming
 from nanovla.train.logger import LOSS_PLOT, MetricsLogger, TrainWindow, plot_loss
 from nanovla.train.nonfinite import (  # NonFiniteError re-exported: callers import it here
     NonFiniteError,
@@ -90,10 +74,10 @@ from nanovla.train.nonfinite import (  # NonFiniteError re-exported: callers imp
     nonfinite_batch,
     nonfinite_grads,
 )
-from nanovla.train.optim import build_optimizer, check_optimizer_groups, load_optimizer_state
+from nanovla.train.optim import build_optimizer
+from nanovla.train.resume import Checkpointing
 from nanovla.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from nanovla.train.schedules import build_scheduler
-from nanovla.train.state import load_training_state, save_training_state
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 """`eval_fn(model, step) -> metrics`, logged as `eval/<name>`."""
@@ -109,7 +93,7 @@ class Batches(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class Trainer:
+class Trainer(Checkpointing):
     """Train `model` on batches from `loader` for `config.steps` optimizer steps.
 
     Checkpoints, logs and the loss plot go under `out_dir`. `eval_fn(model, step)` runs every
@@ -260,9 +244,6 @@ class Trainer:
         with naming(logger.path):
             logger.log(self.step, metrics)
 
-    def _resume_note(self) -> str:
-        return f"; resume with: {self.resume_hint}" if self.resume_hint else ""
-
     def _run_step(self, window: TrainWindow, log_now: bool) -> None:
         """One optimizer step over `grad_accum` micro-batches (see the module docstring)."""
         cfg = self.config
@@ -378,89 +359,3 @@ class Trainer:
         if metrics:
             self._log(logger, metrics)
         return metrics
-
-    # ------------------------------------------------------------ checkpoints
-
-    def save_checkpoint(self) -> Path:
-        """Atomically write `out_dir/checkpoints/<step>/` and point `last` at it."""
-        state = {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": capture_rng_state(),
-            "loader": self.loader.state_dict(),
-            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
-        }
-
-        def write(directory: Path) -> None:
-            pretrained = directory / PRETRAINED_DIR
-            pretrained.mkdir()
-            with _safetensors_errors(pretrained / WEIGHTS_FILE):
-                self.model.save_pretrained(pretrained)
-            kill_point("checkpoint:weights")
-            write_json(pretrained / TRAIN_CONFIG_FILE, self.train_config)
-            if self.on_save is not None:
-                self.on_save(pretrained)
-            with _safetensors_errors(directory / TRAINING_STATE_DIR):
-                save_training_state(directory / TRAINING_STATE_DIR, state)
-            kill_point("checkpoint:state")
-
-        path = self.out_dir / CHECKPOINTS_DIR / step_dir_name(self.step)
-        if distributed.is_main():  # rank 0 writes; every rank waits until it has
-            kill_point("checkpoint:begin")
-            with naming(path):
-                path = write_checkpoint(self.out_dir, self.step, write, self.config.keep_last)
-            kill_point("checkpoint:saved")
-        distributed.wait_for_main()
-        return path
-
-    def _save_after_interrupt(self) -> None:
-        """Checkpoint the completed steps after a KeyboardInterrupt that was not deferred.
-
-        Raised at a step boundary (e.g. by the loader before it hands out the step's first
-        batch) this is exact. Raised in the middle of a step (a later micro-batch, or inside the
-        model), the half-done step's gradients are dropped but the loader, RNG and any buffers
-        (BatchNorm statistics) have already moved on: the checkpoint resumes fine, just not
-        bit-identically. (Rewinding would need copies of all of them every step: ~0.1 ms.)
-        """
-        self.optimizer.zero_grad(set_to_none=True)
-        path = self.save_checkpoint()
-        caveat = " (mid-step: a resumed run will not be bit-identical)" if self._mid_step else ""
-        note(
-            f"interrupted at step {self.step}: checkpoint saved to {path}{caveat}"
-            + self._resume_note()
-        )
-
-    def _resume(self) -> None:
-        """Restore everything from `out_dir/checkpoints/last`; all files are read and checked
-        before any state is touched."""
-        checkpoint = latest_checkpoint(self.out_dir)
-        if checkpoint is None:
-            last = self.out_dir / CHECKPOINTS_DIR / LAST_LINK
-            raise MissingError(f"{last}: no checkpoint to resume from (drop --resume)")
-        saved_config, weights = load_checkpoint_dir(checkpoint)
-        config_file = checkpoint / PRETRAINED_DIR / CONFIG_FILE
-        diffs = config_differences(model_config_dict(self.model), saved_config)
-        if diffs:
-            raise InputError(
-                f"{config_file}: checkpoint is from a different model config; "
-                f"differing keys: {'; '.join(diffs)}"
-            )
-        check_weights(self.model, weights, checkpoint / PRETRAINED_DIR / WEIGHTS_FILE)
-        state_dir = checkpoint / TRAINING_STATE_DIR
-        state = load_training_state(state_dir)
-        optimizer_file = state_dir / "optimizer_state.json"
-        check_optimizer_groups(self.optimizer, state["optimizer"], optimizer_file)
-        try:  # first: the loader is the one most likely to refuse (another dataset or split)
-            self.loader.load_state_dict(state["loader"])
-        except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            path = state_dir / "loader_state.json"
-            raise InputError(f"{path}: the loader refused it: {err}") from err
-        self.model.load_state_dict(weights)
-        load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["grad_scaler"] is not None:
-            self.scaler.load_state_dict(state["grad_scaler"])
-        restore_rng_state(state["rng"])
-        self.step = state["step"]
-        self.resumed_from = checkpoint
