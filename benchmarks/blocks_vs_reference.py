@@ -32,7 +32,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from nanovla.models import create_model  # noqa: E402
-from nanovla.models.vision.vit import load_hf_vit_state_dict  # noqa: E402
+from nanovla.models.vision.vit_hf import load_hf_vit_state_dict  # noqa: E402
 from nanovla.nn import (  # noqa: E402
     MultiHeadAttention,
     TransformerEncoderLayer,

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nanovla.models import create_model, list_models
-from nanovla.models.vision.vit import VisionTransformer, load_hf_vit_state_dict
+from nanovla.models.vision.vit import VisionTransformer
+from nanovla.models.vision.vit_hf import load_hf_vit_state_dict
 
 
 def _count(name: str) -> int:
