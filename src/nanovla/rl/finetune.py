@@ -12,9 +12,10 @@ Read top to bottom:
 
 1. `FinetuneCommand`: the options. The BC checkpoint's `run.json` gives the families, image
    size and instruction templates unless `--tasks` / `--instructions` say otherwise.
-2. `FinetuneEnv`: the batched world with images and instructions (`make_world`), training
-   instruction templates only (held-out paraphrases are never seen), the shaped or sparse
-   reward, and the critic's privileged vector (`vla_actor_critic.CRITIC_DIM`).
+2. `FinetuneEnv` (`rl/finetune_env.py`): the batched world with images and instructions
+   (`make_world`), training instruction templates only (held-out paraphrases are never
+   seen), the shaped or sparse reward, and the critic's privileged vector
+   (`vla_actor_critic.CRITIC_DIM`).
 3. `VLAActorCritic` (`rl/vla_actor_critic.py`): the BC head's first action as a Gaussian mean,
    a learned log-std, the asymmetric critic, the frozen BC reference.
 4. `update`: PPO's epochs with the KL penalty in the loss,
@@ -52,7 +53,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 import tyro
 
@@ -64,6 +64,7 @@ from nanovla.models.policy import Policy
 from nanovla.progress import progress
 from nanovla.rl import rollout as ro
 from nanovla.rl.finetune_checkpoint import BEFORE_FILE, restore, resume_point, save
+from nanovla.rl.finetune_env import FinetuneEnv
 from nanovla.rl.finetune_report import before_after_table, plot_success
 from nanovla.rl.ppo import clipped_surrogate, collect, value_loss
 from nanovla.rl.run import check_fraction, check_positive
@@ -73,8 +74,7 @@ from nanovla.train.lock import RunLock
 from nanovla.train.logger import MetricsLogger, read_metrics
 from nanovla.train.rng import seed_everything
 from nanovla.train.run_record import RunRecord
-from nanovla.world import make_world
-from nanovla.world.tasks import TASK_FAMILIES, step_limits
+from nanovla.world.tasks import TASK_FAMILIES
 
 TRAIN_SEED = 200_000
 """the training world's seed is TRAIN_SEED + --seed: away from demonstrations, validation, eval"""
@@ -200,52 +200,6 @@ def resolve(cmd: FinetuneCommand, record: RunRecord | None) -> tuple[tuple[str, 
         )
     instructions = cmd.instructions or (record.instructions if record else "train")
     return families, instructions, record.image_size if record else 64
-
-
-# ----------------------------------------------------------------------------- 2. the env
-class FinetuneEnv:
-    """The batched world as `rl.ppo.collect` steps it (see the module docs)."""
-
-    def __init__(
-        self, families: tuple[str, ...], num_envs: int, image_size: int, instructions: str,
-        reward: str, vocabulary: Vocabulary,
-    ) -> None:  # fmt: skip
-        self.world = make_world(list(families), num_envs, image_size, 0, instructions=instructions)
-        self.num_envs, self.reward, self.vocabulary = num_envs, reward, vocabulary
-        self.successes, self.episodes = 0, 0
-
-    def _observe(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
-        scene = self.world.state
-        used = scene.episode_step / step_limits(scene)
-        family = np.eye(len(TASK_FAMILIES), dtype=np.float32)[scene.family]
-        critic = np.concatenate(
-            [raw["state"], self.world.goal_positions(), used[:, None], family], axis=1
-        )
-        return {"image": raw["image"], "state": raw["state"], "critic": critic.astype(np.float32),
-                "text": self.vocabulary.ids(list(raw["instruction"]))}  # fmt: skip
-
-    def reset(self, seed: int) -> dict[str, np.ndarray]:
-        """First observations of the world reseeded with `seed`."""
-        return self._observe(self.world.reset(seed=seed))
-
-    def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """(obs, reward, ended, no truncations, obs): the time limit ends an episode as a
-        terminal state (module docs); successes and ended episodes are counted."""
-        raw, sparse, terminated, truncated, info = self.world.step(actions)
-        reward = sparse.astype(np.float64)
-        if self.reward == "shaped":
-            reward = reward + info["shaped_reward"]
-        ended = terminated | truncated
-        self.successes += int(terminated.sum())
-        self.episodes += int(ended.sum())
-        obs = self._observe(raw)
-        return obs, reward, ended, np.zeros_like(ended), obs
-
-    def take_success_rate(self) -> float | None:
-        """Success rate of the episodes ended since the last call (None: none ended)."""
-        rate = self.successes / self.episodes if self.episodes else None
-        self.successes, self.episodes = 0, 0
-        return rate
 
 
 # ----------------------------------------------------------------------------- 4. the update
