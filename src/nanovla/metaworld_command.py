@@ -200,6 +200,7 @@ def train(command: TrainCommand) -> dict[str, Any]:
     import torch
 
     from nanovla.envs.metaworld import resolve_tasks
+    from nanovla.eval.metaworld import side_by_side
 
     torch.set_num_threads(command.threads)
     started = time.perf_counter()
@@ -316,22 +317,6 @@ def _record_tasks(tasks: tuple[str, ...]) -> Any:
         write_json(directory / "metaworld.json", {"tasks": list(tasks)})
 
     return save
-
-
-def side_by_side(policy: dict[str, Any], expert: dict[str, Any] | None) -> str:
-    """The policy's per-task table, with the experts' column when given."""
-    from nanovla.eval.metaworld import format_table
-
-    table = format_table(policy, "policy")
-    if expert is None:
-        return table
-    lines = table.split("\n")
-    lines[0] += "   expert"
-    lines[1] = "-" * len(lines[0])
-    for i, task in enumerate(policy["tasks"], start=2):
-        lines[i] += f"   {expert['per_task'][task]:6.2f}"
-    lines[2 + len(policy["tasks"])] += f"   {expert['success']:6.2f}"
-    return "\n".join(lines)
 
 
 def evaluate(command: EvalCommand) -> dict[str, Any]:

@@ -181,3 +181,17 @@ def _state_names() -> list[str]:
     now += [f"obj1_{k}" for k in ("x", "y", "z", "qw", "qx", "qy", "qz")]
     now += [f"obj2_{k}" for k in ("x", "y", "z", "qw", "qx", "qy", "qz")]
     return now + [f"prev_{name}" for name in now] + ["goal_x", "goal_y", "goal_z"]
+
+
+def side_by_side(policy: dict[str, Any], expert: dict[str, Any] | None) -> str:
+    """The policy's per-task table, with the experts' column when given."""
+    table = format_table(policy, "policy")
+    if expert is None:
+        return table
+    lines = table.split("\n")
+    lines[0] += "   expert"
+    lines[1] = "-" * len(lines[0])
+    for i, task in enumerate(policy["tasks"], start=2):
+        lines[i] += f"   {expert['per_task'][task]:6.2f}"
+    lines[2 + len(policy["tasks"])] += f"   {expert['success']:6.2f}"
+    return "\n".join(lines)
