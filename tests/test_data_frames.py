@@ -184,3 +184,16 @@ def test_a_discarded_or_absorbing_writer_leaves_no_spool(tmp_path):
     writer.add_episode(episode(3))
     root = writer.finalize()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and not (root / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"), [({"video": True}, "--video"), ({"shards": 2}, "--shards 2")]
+)
+def test_frame_cache_with_video_or_shards_is_refused_before_anything_is_written(
+    tmp_path, options, named
+):
+    from nanovla.errors import InputError
+
+    with pytest.raises(InputError, match=f"--frame-cache .*not with {named}"):
+        _collect(tmp_path / "a", frame_cache=True, **options)
+    assert list(tmp_path.iterdir()) == []

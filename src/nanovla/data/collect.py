@@ -99,7 +99,7 @@ class CollectConfig:
     frame_cache: bool = False
     """also write the decoded-frame cache (cache/<image key>.uint8.npy, what a memmap load
     decodes the PNGs into) from the frames in hand, so the first memmap load decodes nothing
-    (`nanovla train` does this for its demonstrations; not with --video or --shards > 1)"""
+    (`nanovla train` does this for its demonstrations); refused with --video or --shards > 1"""
     max_attempts_per_episode: float = 5.0
     """give up after this many finished rollouts per requested episode (a policy that never succeeds)"""
     progress: bool = True
@@ -335,6 +335,12 @@ def check_config(config: CollectConfig) -> None:
         raise InputError(
             f"--shards and --workers must be >= 1, got {config.shards}, {config.workers}"
         )
+    if config.frame_cache and (config.video or config.shards > 1):
+        given = "--video" if config.video else f"--shards {config.shards}"
+        raise InputError(
+            f"--frame-cache needs the frames in hand while recording: not with {given} (drop "
+            "one of them; a memmap load decodes the frames into the cache the first time)"
+        )
     if config.max_attempts_per_episode <= 0:
         raise InputError(
             f"--max-attempts-per-episode must be > 0, got {config.max_attempts_per_episode}"
@@ -394,7 +400,7 @@ def collect_with_report(
         overwrite=config.overwrite,
         source=source,
         video=VideoOptions() if config.video else None,
-        frame_cache=config.frame_cache and config.shards == 1,
+        frame_cache=config.frame_cache,
     )
     if config.shards > 1:  # over --workers processes (nanovla.data.sharded)
         from nanovla.data.sharded import record_shards, sharded_source
