@@ -171,6 +171,7 @@ def test_bad_options_are_refused_by_name(tmp_path) -> None:
         ({"ema_decay": 1.0}, "--ema-decay"),
         ({"select_every": -1}, "--select-every"),
         ({"final_steps": 0}, "--final-steps"),
+        ({"color_swap": 1.5}, "--color-swap"),
     ):
         with pytest.raises(InputError, match=name):
             small_command(tmp_path, **changes)
@@ -192,6 +193,34 @@ def test_amp_reaches_every_round_and_an_old_run_resumes_in_fp32(tmp_path) -> Non
     assert parse(["--out", str(tmp_path / "run"), "--resume"]).amp == "none"
     with pytest.raises(InputError, match="--amp"):
         parse(["--out", str(tmp_path / "run"), "--resume", "--amp", "bf16"])
+
+
+def test_color_swap_reaches_the_last_round_and_the_baselines_only(tmp_path, monkeypatch) -> None:
+    from nanovla.codec import to_json
+    from nanovla.il import training
+    from nanovla.il.dagger import _spec
+    from nanovla.il.dagger_command import COMMAND_FILE, parse
+
+    command = small_command(tmp_path, color_swap=0.5)
+    assert (_spec(command).color_swap, _spec(command, final=True).color_swap) == (0.0, 0.5)
+    seen = []  # the loader the training step builds gets the spec's probability
+
+    class Loader:
+        def __init__(self, *args, color_swap: float, **kwargs) -> None:
+            seen.append(color_swap)
+            raise InputError("stop here")
+
+    monkeypatch.setattr("nanovla.data.BatchLoader", Loader)
+    dataset = type("Dataset", (), {"root": tmp_path})()
+    policy = type("Policy", (), {"config": PolicyConfig()})()
+    with pytest.raises(InputError, match="stop here"):
+        training._trainer(_spec(command, final=True), tmp_path, policy, dataset, 0, 5)
+    assert seen == [0.5]
+    saved = to_json(small_command(tmp_path))
+    del saved["color_swap"]  # a run saved before the option existed trained without it
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / COMMAND_FILE).write_text(json.dumps(saved))
+    assert parse(["--out", str(tmp_path / "run"), "--resume"]).color_swap == 0.0
 
 
 def run_cli(tmp_path: Path, out: Path, *extra: str, env: dict | None = None):

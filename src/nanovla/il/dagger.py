@@ -243,7 +243,8 @@ def _round_dir(out: Path, round_index: int) -> Path:
 
 
 def _spec(command: DaggerCommand, final: bool = False) -> TrainSpec:
-    """How every round trains; `final` (the last round, the BC baseline) adds --select-every."""
+    """How every round trains; `final` (the last round, the BC baselines) adds --select-every
+    and --color-swap (the earlier, short rounds train on the frames as recorded)."""
     return TrainSpec(
         tasks=tuple(command.tasks),
         image_size=command.image_size,
@@ -252,7 +253,7 @@ def _spec(command: DaggerCommand, final: bool = False) -> TrainSpec:
         lr=command.lr,
         batch_size=command.batch_size,
         augment_shift=command.augment_shift,
-        color_swap=command.color_swap,
+        color_swap=command.color_swap if final else 0.0,
         num_threads=command.num_threads,
         amp=command.amp,
         progress=command.progress,

@@ -115,9 +115,10 @@ class DaggerCommand:
     augment_shift: int = 2
     """random-shift augmentation in pixels; 0 = off"""
     color_swap: float = 0.0
-    """probability that a training frame (of every round and of the BC baselines) is recoloured
-    by a random permutation of the world's five colours, its instruction renamed to match (as
-    `nanovla train --color-swap`, data/color_swap.py); 0 = off"""
+    """probability that a training frame of the last round and of the BC baselines is
+    recoloured by a random permutation of the world's five colours, its instruction renamed to
+    match (as `nanovla train --color-swap`, data/color_swap.py); the earlier rounds train
+    without it; 0 = off"""
     num_envs: int = 32
     """parallel worlds while recording"""
     image_size: int = 64
