@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from nanovla.data import DatasetWriter, EpisodeDataset
-from nanovla.data.collect import CollectConfig, collect, record_episodes
+from nanovla.data.collect import CollectConfig, collect
+from nanovla.data.recording import record_episodes
 from nanovla.eval.collect import CollectCommand, run
 from nanovla.world import make_world
 

@@ -14,7 +14,7 @@ from cli_run import nanovla
 from safetensors.torch import load_file
 
 from nanovla.data import EpisodeDataset
-from nanovla.data.collect import Mixing, record_episodes
+from nanovla.data.recording import Mixing, record_episodes
 from nanovla.data.writer import DatasetWriter
 from nanovla.errors import InputError
 from nanovla.eval.evaluate import EvalConfig

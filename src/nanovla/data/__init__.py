@@ -6,8 +6,9 @@ dataset = EpisodeDataset("data/suite")            # frames decoded once to uint8
 loader = BatchLoader(dataset, batch_size=64, chunk=4, augment_shift=4)
 batch = loader.next_batch()                       # dict of tensors, see nanovla.data.loader
 ```
-`nanovla collect` (recording in nanovla.data.collect, the command in nanovla.eval.collect) makes
-the datasets; `DatasetWriter` writes them.
+`nanovla collect` (the rollout loop in nanovla.data.recording, the options and the writer
+around it in nanovla.data.collect, the command in nanovla.eval.collect) makes the datasets;
+`DatasetWriter` writes them.
 
 Names are imported lazily (PEP 562): `nanovla collect` needs no torch, and importing torch
 costs seconds on a busy 2-core machine.

@@ -38,7 +38,7 @@ def shard_sizes(episodes: int, shards: int) -> list[int]:
 
 def _record_shard(config: Any, shard: int, episodes: int) -> tuple[DatasetWriter, Any]:
     """Record one shard in this process; returns its (unfinalized) writer and report."""
-    from nanovla.data.collect import DEFAULT_FPS, record_episodes
+    from nanovla.data.recording import DEFAULT_FPS, record_episodes
     from nanovla.world import make_world
 
     torch.set_num_threads(1)
@@ -65,7 +65,7 @@ def _shard_job(args: tuple[Any, int, int]) -> tuple[DatasetWriter, Any]:
 def record_shards(config: Any, writer: DatasetWriter) -> Any:
     """Record `config.shards` shards over `config.workers` processes into `writer` (in shard
     order); returns the summed `CollectReport`."""
-    from nanovla.data.collect import CollectReport
+    from nanovla.data.recording import CollectReport
 
     if config.video:
         raise InputError("--shards > 1 stores frames as PNG; drop --video or use --shards 1")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import tyro
 
-from nanovla.data.collect import Actor, CollectConfig, check_config, collect
+from nanovla.data.collect import CollectConfig, check_config, collect
+from nanovla.data.recording import Actor
 from nanovla.errors import MissingError
 
 

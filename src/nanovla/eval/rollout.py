@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nanovla.data.collect import Actor, reset_actor
+from nanovla.data.recording import Actor, reset_actor
 from nanovla.errors import InputError
 from nanovla.world import make_world
 
 ActsOnObservations = Actor
-"""What evaluation needs from a policy: `data.collect.Actor` (batched `select_action`, optional
+"""What evaluation needs from a policy: `data.recording.Actor` (batched `select_action`, optional
 `reset(env_ids)`)."""
 
 

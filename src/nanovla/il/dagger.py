@@ -87,8 +87,8 @@ from nanovla.constants import (
     LAST_LINK,
     PLOTS_DIR,
 )
-from nanovla.data.collect import DEFAULT_FPS, Mixing, record_episodes
 from nanovla.data.dataset import EpisodeDataset
+from nanovla.data.recording import DEFAULT_FPS, Mixing, record_episodes
 from nanovla.data.writer import DatasetWriter, Episode
 from nanovla.errors import ExistsError
 from nanovla.eval.evaluate import format_table

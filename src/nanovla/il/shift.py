@@ -65,7 +65,7 @@ import numpy as np
 import tyro
 
 from nanovla.constants import CHECKPOINTS_DIR, LAST_LINK
-from nanovla.data.collect import Actor, reset_actor
+from nanovla.data.recording import Actor, reset_actor
 from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import EVAL_SEED, SEED_SPAN, scene_seed
 from nanovla.eval.stats import wilson_interval
