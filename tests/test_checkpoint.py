@@ -299,3 +299,17 @@ def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_last(
         assert leftovers == [], f"crash at call {k}: {leftovers} left behind"
         assert sorted(p.name for p in root.iterdir()) == ["000004", "last"], f"crash at {k}"
         _assert_loadable(latest_checkpoint(out), step=4)
+
+
+def test_a_config_key_added_after_the_checkpoint_is_no_difference_at_its_default():
+    from nanovla.train.checkpoint import config_differences
+
+    saved = {"width": 8}
+    defaults = {"width": 4, "insertion": 0.0}
+    assert config_differences({"width": 8, "insertion": 0.0}, saved, defaults) == []
+    assert config_differences({"width": 8, "insertion": 0.3}, saved, defaults) == [
+        "insertion (missing in checkpoint, model has 0.3)"
+    ]
+    assert config_differences({"width": 8, "insertion": 0.0}, saved) == [
+        "insertion (missing in checkpoint, model has 0.0)"
+    ]

@@ -248,3 +248,45 @@ def test_word_dropout_hides_tokens_only_in_training():
     policy.eval()
     clean = language(texts)
     assert torch.equal(calls[-1], ids) and torch.equal(clean, language(texts))
+
+
+def test_insert_words_puts_one_vocabulary_word_in_each_chosen_row_and_keeps_the_rest():
+    from nanovla.models.policy.language import insert_words
+
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 10, 11], [3, 0, 0, 0], [4, 4, 0, 0]])
+    lengths = torch.tensor([3, 4, 1, 2])
+    torch.manual_seed(0)
+    for _ in range(50):
+        out, new = insert_words(ids, lengths, 1.0, 20, max_length=4)
+        # row 1 is at max_length: never grown; the others grow by exactly one word
+        assert new.tolist() == [4, 4, 2, 3] and torch.equal(out[1, :4], ids[1])
+        for row in (0, 2, 3):
+            tokens, original = out[row, : new[row]].tolist(), ids[row, : lengths[row]].tolist()
+            spots = [i for i in range(len(tokens)) if tokens[:i] + tokens[i + 1 :] == original]
+            assert spots and all(2 <= tokens[i] < 20 for i in spots[:1])  # no <pad>, no <unk>
+            assert out[row, new[row] :].eq(0).all()  # padding after the new length
+    positions = set()  # every position of a 1-word row is drawn: before and after the word
+    for _ in range(50):
+        out, _ = insert_words(ids[2:3], lengths[2:3], 1.0, 20, max_length=8)
+        positions.add(out[0].tolist().index(3))
+    assert positions == {0, 1}
+    same, length = insert_words(ids, lengths, 0.0, 20, max_length=8)
+    assert torch.equal(same, ids) and torch.equal(length, lengths)
+
+
+def test_word_insertion_reaches_the_encoder_only_in_training():
+    policy = make_policy(word_insertion=1.0)
+    language, texts = policy.language, TASKS * 2
+    ids, lengths = language._tokenize(list(dict.fromkeys(texts)))
+    calls = []
+    original = language.encoder.forward
+    language.encoder.forward = lambda i, n: calls.append(n) or original(i, n)
+    torch.manual_seed(0)
+    language(texts)
+    assert torch.equal(calls[-1], lengths + 1)  # every distinct string got one more word
+    policy.eval()
+    language.clear_cache()
+    language(texts)
+    assert torch.equal(calls[-1], lengths)
+    with pytest.raises(ValueError, match="word_insertion"):
+        PolicyConfig(word_insertion=1.5)

@@ -247,13 +247,37 @@ def model_config_dict(model: torch.nn.Module) -> dict[str, Any]:
     return to_json(raw)
 
 
-def config_differences(model_config: dict[str, Any], saved_config: dict[str, Any]) -> list[str]:
+def config_defaults(model: torch.nn.Module) -> dict[str, Any]:
+    """The defaults of `model.config`'s dataclass fields, in `model_config_dict`'s JSON form
+    (empty for a config that is not a dataclass)."""
+    config = getattr(model, "config", None)
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return {}
+    defaults = {}
+    for field in dataclasses.fields(config):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = to_json(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = to_json(field.default_factory())
+    return defaults
+
+
+def config_differences(
+    model_config: dict[str, Any],
+    saved_config: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+) -> list[str]:
     """Keys of the model's config whose value differs from (or is missing in) a saved config.
 
-    Keys only in the saved file (metadata a `save_pretrained` may add) are not differences.
+    Keys only in the saved file (metadata a `save_pretrained` may add) are not differences, nor
+    are keys missing from it whose value here is their default in `defaults` (an option added
+    after the checkpoint was written, left at the default that means "as before").
     """
     diffs = []
+    defaults = defaults or {}
     for key, value in model_config.items():
+        if key not in saved_config and key in defaults and defaults[key] == value:
+            continue
         if key not in saved_config:
             diffs.append(f"{key} (missing in checkpoint, model has {value!r})")
         elif saved_config[key] != value:

@@ -28,6 +28,7 @@ from nanovla.progress import note
 from nanovla.train import distributed
 from nanovla.train.checkpoint import (
     check_weights,
+    config_defaults,
     config_differences,
     latest_checkpoint,
     load_checkpoint_dir,
@@ -121,7 +122,8 @@ class Checkpointing:
             raise MissingError(f"{last}: no checkpoint to resume from (drop --resume)")
         saved_config, weights = load_checkpoint_dir(checkpoint)
         config_file = checkpoint / PRETRAINED_DIR / CONFIG_FILE
-        diffs = config_differences(model_config_dict(self.model), saved_config)
+        model_config, defaults = model_config_dict(self.model), config_defaults(self.model)
+        diffs = config_differences(model_config, saved_config, defaults)
         if diffs:
             raise InputError(
                 f"{config_file}: checkpoint is from a different model config; "

@@ -93,6 +93,10 @@ class PolicyConfig:
     word_dropout: float = 0.0
     """training only: probability that each instruction token is replaced by <unk> (lstm and
     transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise"""
+    word_insertion: float = 0.0
+    """training only: probability that an instruction gets one random vocabulary word inserted
+    at a random position (lstm and transformer text encoders; EDA's random insertion), so a
+    word that belongs to another task's instructions does not decide the task"""
     text_dim: int = 128
     """output size of the trainable text encoders (MiniLM is always 384)"""
     text_embed_dim: int = 64
@@ -171,6 +175,10 @@ class PolicyConfig:
         if not 0.0 <= self.word_dropout < 1.0:
             raise InputError(
                 f"PolicyConfig.word_dropout must be in [0, 1), got {self.word_dropout}"
+            )
+        if not 0.0 <= self.word_insertion <= 1.0:
+            raise InputError(
+                f"PolicyConfig.word_insertion must be in [0, 1], got {self.word_insertion}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"PolicyConfig.dropout must be in [0, 1), got {self.dropout}")

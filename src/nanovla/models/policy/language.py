@@ -11,6 +11,13 @@ Instructions repeat a lot (a few hundred templates over thousands of frames), so
 Word dropout (`PolicyConfig.word_dropout`, training only): each token of each distinct string
 in a batch becomes ``<unk>`` with that probability, so the policy learns to act from the words
 it does know when a held-out paraphrase brings words it never saw (which encode as ``<unk>``).
+
+Word insertion (`PolicyConfig.word_insertion`, training only, lstm and transformer encoders):
+each distinct string in a batch gets, with that probability, one word of the vocabulary drawn
+uniformly and put at a uniform position (EDA's random insertion: Wei & Zou 2019,
+https://arxiv.org/abs/1901.11196). Dropout teaches the policy to act without a word; insertion
+teaches it to act despite one that belongs to another task ("drive the box into the left edge
+with the gripper": "gripper" is otherwise only in reach instructions).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class InstructionEncoder(nn.Module):
         self.kind = config.text
         self.tokenizer = tokenizer
         self.word_dropout = config.word_dropout
+        self.word_insertion = config.word_insertion if self.kind in ("lstm", "transformer") else 0.0
         if self.kind == "minilm":
             from nanovla.models.text.minilm import MiniLMTextEncoder
 
@@ -127,6 +135,12 @@ class InstructionEncoder(nn.Module):
         if self.frozen:
             return self.encoder(texts).to(device)
         ids, lengths = self._tokenize(texts)
+        if self.training and self.word_insertion > 0:
+            assert self.tokenizer is not None  # lstm and transformer encoders have one
+            ids, lengths = insert_words(
+                ids, lengths, self.word_insertion, self.tokenizer.vocab_size,
+                self.tokenizer.max_length,
+            )  # fmt: skip
         if self.training and self.word_dropout > 0:
             # Word dropout: hide random tokens as <unk>, as unseen paraphrase words will be.
             hide = torch.rand(ids.shape) < self.word_dropout
@@ -141,3 +155,26 @@ class InstructionEncoder(nn.Module):
             if text not in self._token_cache:
                 self._token_cache[text] = self.tokenizer.tokenize(text)
         return Tokenizer.pad([self._token_cache[text] for text in texts])  # (U, T), (U,)
+
+
+def insert_words(
+    ids: torch.Tensor, lengths: torch.Tensor, probability: float, vocab_size: int, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ids (U, T) and lengths (U,) with, in each row with `probability` (and shorter than
+    `max_length`), one word id drawn uniformly from [2, vocab_size) (no <pad>, no <unk>) put at a
+    uniform position in [0, length]; the draws use torch's global generator (so a resumed run
+    draws the same words). Returns the new (ids, lengths); rows not chosen are unchanged."""
+    count, width = ids.shape
+    chosen = (torch.rand(count) < probability) & (lengths < max_length)  # (U,)
+    words = torch.randint(UNK_ID + 1, max(vocab_size, UNK_ID + 2), (count,))  # (U,)
+    where = (torch.rand(count) * (lengths + 1)).long().clamp(max=lengths)  # (U,) in [0, len]
+    if vocab_size <= UNK_ID + 1 or not bool(chosen.any()):
+        return ids, lengths
+    new_lengths = lengths + chosen.long()
+    column = torch.arange(int(new_lengths.max()))[None, :]  # (1, T')
+    shifted = chosen[:, None] & (column > where[:, None])  # read one column to the left
+    source = (column - shifted.long()).clamp(max=width - 1)  # (U, T')
+    out = ids.gather(1, source.expand(count, -1))
+    out = torch.where(column < new_lengths[:, None], out, PAD_ID)
+    out = torch.where(chosen[:, None] & (column == where[:, None]), words[:, None], out)
+    return out, new_lengths
