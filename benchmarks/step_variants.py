@@ -1,7 +1,7 @@
 """Training-step throughput of variants of the default policy, measured as ratios in one process.
 
 Each variant (bf16 autocast, channels-last on, an 8-pixel stem giving an 8x8 grid instead of
-16x16) gets its own policy, optimizer and loader on the same small expert dataset of the default
+16x16, word insertion off) gets its own policy, optimizer and loader on the same small expert dataset of the default
 families; timed blocks of steps alternate between the variants, so each sees the same machine
 load, and the median samples/s of each is printed with its ratio to the default. On a machine
 shared with other jobs the absolute figures are contended; the ratios are what to read. A
@@ -54,6 +54,7 @@ def variants() -> dict[str, tuple[object, str]]:
         "bf16 autocast": (base, "bf16"),
         "channels-last on": (dataclasses.replace(base, channels_last=True), "none"),
         "stem 8 (8x8 grid)": (dataclasses.replace(base, vision_stem_stride=8), "none"),
+        "word insertion off": (dataclasses.replace(base, word_insertion=0.0), "none"),
     }
 
 

@@ -254,7 +254,10 @@ def test_a_run_saved_before_an_option_existed_resumes_without_it(tmp_path):
     saved = command_json(TrainCommand(), tmp_path)
     for name in ABSENT_MEANS:
         del saved[name]  # as an older nanovla wrote train_command.json
+    del saved["policy"]["word_insertion"]
     write_json(tmp_path / "train_command.json", saved)
     command = load_command(tmp_path)
     assert (command.color_swap, command.ko_scramble) == (0.0, 0.0)  # off, as those runs were
+    assert command.policy.word_insertion == 0.0
     assert TrainCommand().color_swap == 0.5 and TrainCommand().ko_scramble == 0.5
+    assert TrainCommand().policy.word_insertion == 0.3

@@ -42,9 +42,9 @@ OUT/eval.json, OUT/plots/dagger.png and checkpoints under OUT/checkpoints/ (roun
 
 
 def _default_policy() -> PolicyOptions:
-    """`nanovla train`'s policy without its word dropout (0.1 there since it was measured for
-    held-out instructions): the DAgger figures were measured with 0.0 and judge seen ones."""
-    return dataclasses.replace(default_policy_config(), word_dropout=0.0)
+    """`nanovla train`'s policy without its word dropout and word insertion (there for held-out
+    instructions): the DAgger figures were measured without them and judge seen ones."""
+    return dataclasses.replace(default_policy_config(), word_dropout=0.0, word_insertion=0.0)
 
 
 def _default_eval() -> EvalConfig:
