@@ -79,6 +79,9 @@ class StatePolicyConfig:
     """LSTM hidden size; the Transformer's d_model"""
     word_dropout: float = 0.0
     """training only: probability that an instruction token becomes <unk>"""
+    word_insertion: float = 0.0
+    """training only: probability that an instruction gets one random vocabulary word inserted
+    (the VLA policy's `PolicyConfig.word_insertion`)"""
     state_dim: int = 39
     """state size D (set from the dataset by `from_dataset`)"""
     action_dim: int = 4
@@ -94,6 +97,8 @@ class StatePolicyConfig:
                 )
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
             raise InputError("StatePolicyConfig.dropout and word_dropout must be in [0, 1)")
+        if not 0.0 <= self.word_insertion <= 1.0:
+            raise InputError("StatePolicyConfig.word_insertion must be in [0, 1]")
         if self.loss not in ("smooth_l1", "mse") or self.loss_beta <= 0:
             raise InputError(
                 f"StatePolicyConfig.loss must be smooth_l1 or mse with loss_beta > 0, got "
