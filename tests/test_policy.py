@@ -230,16 +230,25 @@ def test_config_json_round_trip():
         PolicyConfig.from_dict({**config.to_dict(), "colour": 1})
 
 
+def record_encoder_inputs(language) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Patch `language.encoder.forward` to record every (ids, lengths) it is called with."""
+    calls = []
+    original = language.encoder.forward
+    language.encoder.forward = lambda ids, lengths: (
+        calls.append((ids, lengths)) or original(ids, lengths)
+    )
+    return calls
+
+
 def test_word_dropout_hides_tokens_only_in_training():
     policy = make_policy(word_dropout=0.5)
     language, texts = policy.language, TASKS * 4
     ids, _ = language._tokenize(list(dict.fromkeys(texts)))
-    calls = []
-    original = language.encoder.forward
-    language.encoder.forward = lambda ids, lengths: calls.append(ids) or original(ids, lengths)
+    inputs = record_encoder_inputs(language)
     torch.manual_seed(0)
     first, second = language(texts), language(texts)
     assert not torch.equal(first, second)
+    calls = [call_ids for call_ids, _ in inputs]
     hidden = torch.stack([(call == 1) & (ids != 1) for call in calls]).float()
     assert 0.35 < hidden[:, ids != 0].mean() < 0.65  # about half of the real tokens
     assert torch.equal(
@@ -247,7 +256,7 @@ def test_word_dropout_hides_tokens_only_in_training():
     )
     policy.eval()
     clean = language(texts)
-    assert torch.equal(calls[-1], ids) and torch.equal(clean, language(texts))
+    assert torch.equal(inputs[-1][0], ids) and torch.equal(clean, language(texts))
 
 
 def test_insert_words_puts_one_vocabulary_word_in_each_chosen_row_and_keeps_the_rest():
@@ -277,16 +286,14 @@ def test_insert_words_puts_one_vocabulary_word_in_each_chosen_row_and_keeps_the_
 def test_word_insertion_reaches_the_encoder_only_in_training():
     policy = make_policy(word_insertion=1.0)
     language, texts = policy.language, TASKS * 2
-    ids, lengths = language._tokenize(list(dict.fromkeys(texts)))
-    calls = []
-    original = language.encoder.forward
-    language.encoder.forward = lambda i, n: calls.append(n) or original(i, n)
+    _, lengths = language._tokenize(list(dict.fromkeys(texts)))
+    calls = record_encoder_inputs(language)
     torch.manual_seed(0)
     language(texts)
-    assert torch.equal(calls[-1], lengths + 1)  # every distinct string got one more word
+    assert torch.equal(calls[-1][1], lengths + 1)  # every distinct string got one more word
     policy.eval()
     language.clear_cache()
     language(texts)
-    assert torch.equal(calls[-1], lengths)
+    assert torch.equal(calls[-1][1], lengths)
     with pytest.raises(ValueError, match="word_insertion"):
         PolicyConfig(word_insertion=1.5)

@@ -98,7 +98,9 @@ class StatePolicyConfig:
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
             raise InputError("StatePolicyConfig.dropout and word_dropout must be in [0, 1)")
         if not 0.0 <= self.word_insertion <= 1.0:
-            raise InputError("StatePolicyConfig.word_insertion must be in [0, 1]")
+            raise InputError(
+                f"StatePolicyConfig.word_insertion must be in [0, 1], got {self.word_insertion}"
+            )
         if self.loss not in ("smooth_l1", "mse") or self.loss_beta <= 0:
             raise InputError(
                 f"StatePolicyConfig.loss must be smooth_l1 or mse with loss_beta > 0, got "
