@@ -9,6 +9,10 @@ seed, training instructions) in a world that does not reset ended episodes, and 
   nothing, the first target (taken back out of its bowl), the second target or another object,
   and how many episodes grasp the second target at all, re-grasp the first, or end with the
   first pair out of its bowl again.
+With `--dataset` (the run's demonstrations), also whether the policy's auxiliary goal head
+knows which pair is next on the expert's own states: over the sort episodes of the run's
+validation split (the episodes whose subgoal place changes), its goal error in each half and
+how often its predicted place lies nearer the first bowl than the second in the second half.
 
 Run: `.venv/bin/python benchmarks/sort_failures.py --checkpoint RUN/selection/best/pretrained_model`
 """
@@ -22,6 +26,8 @@ import numpy as np
 import torch
 import tyro
 
+from nanovla.data import EpisodeDataset
+from nanovla.data.loader import split_episodes
 from nanovla.data.recording import reset_actor
 from nanovla.eval.evaluate import EVAL_SEED, scene_seed
 from nanovla.il.shift import image_size_of
@@ -42,6 +48,13 @@ class Args:
     """seeded sort episodes (the evaluation's scenes)"""
     threads: int = 2
     """torch intra-op threads"""
+    dataset: Path | None = None
+    """the run's demonstrations (with `observation.environment_state`): adds the goal-head
+    check on the expert's states of its validation sort episodes"""
+    val_fraction: float = 0.05
+    """the run's validation fraction (`nanovla train --val-fraction`)"""
+    seed: int = 0
+    """the run's seed (its validation split)"""
 
 
 @dataclass
@@ -77,6 +90,43 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
     return SortTrace(first_in, second_in, holding)
 
 
+def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -> None:
+    """Print the goal head's error per half of the sort episodes among `episodes`."""
+    if policy.goal_head is None or dataset.env_states is None:
+        print("goal check: the policy has no goal head or the dataset no subgoals")
+        return
+    errors: dict[int, list[float]] = {0: [], 1: []}
+    nearer_first: list[float] = []
+    for episode in episodes.tolist():
+        lo, hi = dataset.episode_bounds[episode]
+        goal = dataset.env_states[lo:hi]  # (T, 4) object x, y, place x, y
+        second = np.abs(goal[:, 2:] - goal[0, 2:]).sum(axis=1) > 1e-6  # (T,) the place moved
+        if not second.any():
+            continue  # not a sort episode (or one whose second half never began)
+        images = np.ascontiguousarray(dataset.images[lo:hi].transpose(0, 3, 1, 2))
+        texts = [dataset.tasks[i] for i in dataset.task_index[lo:hi].tolist()]
+        with torch.no_grad():
+            fused = policy.encode(
+                torch.from_numpy(images), torch.from_numpy(dataset.states[lo:hi]), texts
+            )
+            predicted = ((policy.goal_head(fused) + 1.0) / 2.0).numpy()  # table units
+        for half, mask in ((0, ~second), (1, second)):
+            if mask.any():
+                errors[half].append(float(np.abs(predicted[mask] - goal[mask]).mean()))
+        place = predicted[second, 2:]
+        to_first = np.linalg.norm(place - goal[0, 2:], axis=1)
+        to_second = np.linalg.norm(place - goal[second, 2:], axis=1)
+        nearer_first.append(float(np.mean(to_first < to_second)))
+    if not nearer_first:
+        print("goal check: no sort episode in the validation split")
+        return
+    print(f"goal head on {len(nearer_first)} validation sort episodes (expert states):")
+    print(
+        f"  goal L1, first half / second half   {np.mean(errors[0]):.3f} / {np.mean(errors[1]):.3f}"
+    )
+    print(f"  second half, place nearer the first bowl {np.mean(nearer_first):.2f}")
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     policy = Policy.from_pretrained(args.checkpoint).eval()
@@ -105,6 +155,10 @@ def main(args: Args) -> None:
     print(f"episodes that grasp the second target  {grasp_second:.2f}")
     print(f"episodes that re-grasp the first       {regrasp_first:.2f}")
     print(f"episodes ending with the first out     {lost:.2f}")
+    if args.dataset is not None:
+        dataset = EpisodeDataset(args.dataset, cache="memmap", progress=False)
+        _, val = split_episodes(dataset.num_episodes, args.val_fraction, args.seed)
+        goal_phases(policy, dataset, val)
 
 
 if __name__ == "__main__":
