@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import tyro
 
-from nanovla.data import EpisodeDataset
+from nanovla.data import BatchLoader, EpisodeDataset
 from nanovla.data.loader import split_episodes
 from nanovla.data.recording import reset_actor
 from nanovla.eval.evaluate import EVAL_SEED, scene_seed
 from nanovla.il.shift import image_size_of
 from nanovla.models.policy import Policy
+from nanovla.models.policy.normalize import IMAGE, STATE
 from nanovla.world.core import World
 from nanovla.world.tasks import MAX_STEPS, in_bowl
 
@@ -95,6 +96,8 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
     if policy.goal_head is None or dataset.env_states is None:
         print("goal check: the policy has no goal head or the dataset no subgoals")
         return
+    # the loader's own batches of whole episodes (no augmentation): frames, states, texts, goals
+    loader = BatchLoader(dataset, batch_size=1, split="all")
     errors: dict[int, list[float]] = {0: [], 1: []}
     nearer_first: list[float] = []
     for episode in episodes.tolist():
@@ -103,12 +106,10 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
         second = np.abs(goal[:, 2:] - goal[0, 2:]).sum(axis=1) > 1e-6  # (T,) the place moved
         if not second.any():
             continue  # not a sort episode (or one whose second half never began)
-        images = np.ascontiguousarray(dataset.images[lo:hi].transpose(0, 3, 1, 2))
-        texts = [dataset.tasks[i] for i in dataset.task_index[lo:hi].tolist()]
+        batch = loader.batch(torch.arange(lo, hi))
         with torch.no_grad():
-            fused = policy.encode(
-                torch.from_numpy(images), torch.from_numpy(dataset.states[lo:hi]), texts
-            )
+            fused = policy.encode(batch[IMAGE], batch[STATE], batch["task"])
+            # the inverse of the goal loss's table [0, 1] -> [-1, 1] (Policy.forward)
             predicted = ((policy.goal_head(fused) + 1.0) / 2.0).numpy()  # table units
         for half, mask in ((0, ~second), (1, second)):
             if mask.any():
