@@ -65,6 +65,8 @@ class SortTrace:
     first_in: np.ndarray
     second_in: np.ndarray
     holding: np.ndarray
+    first_near_second_bowl: np.ndarray
+    """(T, E) the first target's centre is nearer the second bowl than its own"""
 
 
 def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
@@ -75,6 +77,8 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
     steps = MAX_STEPS["sort"]
     first_in, second_in = np.zeros((2, steps, episodes), dtype=bool)
     holding = np.zeros((steps, episodes), dtype=np.int64)
+    near_second = np.zeros((steps, episodes), dtype=bool)
+    rows = np.arange(episodes)
     for t in range(steps):
         obs, _, terminated, truncated, _ = world.step(policy.select_action(obs))
         state = world.state
@@ -85,10 +89,15 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
             [0, 1, 2],
             default=3,
         )
+        pos = state.obj_pos[rows, state.target_obj[:, 0]]
+        bowls = state.bowl_pos[rows[:, None], state.target_place[:, :2]]  # (E, 2, 2)
+        dist = np.linalg.norm(bowls - pos[:, None], axis=-1)
+        near_second[t] = dist[:, 1] < dist[:, 0]
         if (terminated | truncated).all():
-            first_in, second_in, holding = first_in[: t + 1], second_in[: t + 1], holding[: t + 1]
+            first_in, second_in = first_in[: t + 1], second_in[: t + 1]
+            holding, near_second = holding[: t + 1], near_second[: t + 1]
             break
-    return SortTrace(first_in, second_in, holding)
+    return SortTrace(first_in, second_in, holding, near_second)
 
 
 def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -> None:
@@ -128,6 +137,31 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
     print(f"  second half, place nearer the first bowl {np.mean(nearer_first):.2f}")
 
 
+def first_half(trace: SortTrace, first_step: np.ndarray) -> None:
+    """Print what the gripper grasps before the first pair is in (the whole episode if never)."""
+    before = [
+        trace.holding[: (s if s >= 0 else len(trace.holding)), e] for e, s in enumerate(first_step)
+    ]
+    grasps = [h[h > 0] for h in before]
+    first_grasp = np.array([g[0] if g.size else 0 for g in grasps])  # 0 = grasped nothing
+    print("before the first pair is in, the first object grasped:")
+    for index, name in enumerate(HOLDING):
+        label = "none" if index == 0 else name
+        print(f"  {label:<16}{np.mean(first_grasp == index):>6.2f}")
+    never = first_step < 0
+    if never.any():
+        wrong = np.mean([(g != 1).any() for g, n in zip(grasps, never) if n])
+        print(f"episodes whose first pair never gets in: {never.sum()}, of which grasp a")
+        print(f"  non-first object at some step {wrong:.2f}")
+    released = (trace.holding[:-1] == 1) & (trace.holding[1:] != 1)  # (T-1, E)
+    wrong_bowl = released & trace.first_near_second_bowl[1:]
+    print(
+        f"releases of the first target: {released.sum()}, nearer the second bowl "
+        f"{wrong_bowl.sum() / max(released.sum(), 1):.2f}; episodes with such a release "
+        f"{wrong_bowl.any(axis=0).mean():.2f}"
+    )
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     policy = Policy.from_pretrained(args.checkpoint).eval()
@@ -140,6 +174,7 @@ def main(args: Args) -> None:
     if got_first.any():
         print(f"  (median step {int(np.median(first_step[got_first])) + 1})", end="")
     print(f"\nboth pairs in their bowls at once       {both.mean():.2f}")
+    first_half(trace, first_step)
     done = np.flatnonzero(got_first)
     if done.size == 0:
         return

@@ -76,14 +76,35 @@ def test_forward_gives_finite_loss_and_metrics(fusion, readout):
         ("concat", "lstm", "char", "attention"),
     ],
 )
-def test_backward_reaches_every_trainable_parameter(fusion, text, level, readout):
-    policy = make_policy(fusion=fusion, text=text, tokenizer_level=level, readout=readout)
+@pytest.mark.parametrize("film_state", [False, True])
+def test_backward_reaches_every_trainable_parameter(fusion, text, level, readout, film_state):
+    policy = make_policy(
+        fusion=fusion, text=text, tokenizer_level=level, readout=readout, film_state=film_state
+    )
     loss, _ = policy(make_batch())
     loss.backward()
     for name, parameter in policy.named_parameters():
         assert parameter.grad is not None, name
         assert torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("film_state", [False, True])
+def test_film_state_lets_the_state_modulate_the_grid(film_state):
+    from nanovla.models.policy.fusion import build_fusion
+
+    torch.manual_seed(0)
+    config = PolicyConfig(film_state=film_state, film_blocks=1)
+    fusion = build_fusion(config, (8, 4, 4), text_dim=6, state_dim=STATE_DIM).eval()
+    torch.nn.init.normal_(fusion.film.weight)  # far from the near-identity start, so states differ
+    grid, text = torch.randn(2, 8, 4, 4), torch.randn(1, 6).expand(2, 6)
+    state = torch.tensor([[0.1, 0.2, 0.0, 0.0], [0.1, 0.2, 1.0, 1.0]])  # not holding / holding
+    with torch.no_grad():
+        readout = fusion(grid[:1].expand(2, -1, -1, -1), text, state)[:, :-STATE_DIM]
+    assert fusion.film.in_features == 6 + (STATE_DIM if film_state else 0)
+    assert torch.allclose(readout[0], readout[1]) != film_state
+    # without a state (use_state=False) there is nothing to condition on
+    assert build_fusion(config, (8, 4, 4), text_dim=6, state_dim=0).film.in_features == 6
 
 
 def test_masked_loss_ignores_padded_steps():

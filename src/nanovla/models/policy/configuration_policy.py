@@ -90,6 +90,10 @@ class PolicyConfig:
     """text-query heads when readout is "attention" (each can point at a different thing)"""
     film_blocks: int = 2
     """residual conv blocks modulated by the instruction (fusion="film" only)"""
+    film_state: bool = False
+    """fusion="film" with use_state: the FiLM scales and shifts come from the instruction and
+    the proprioceptive state (gripper position, closed, holding), so which object the conv
+    blocks light up can depend on whether something is already held"""
     word_dropout: float = 0.0
     """training only: probability that each instruction token is replaced by <unk> (lstm and
     transformer text encoders), so unseen paraphrase words (always <unk>) are no surprise"""

@@ -14,6 +14,8 @@ head knows *where* things are.
   is before the spatial softmax reads its position. gamma = 1 + delta with delta, beta from a
   near-zero-initialised Linear: training starts close to plain (unconditioned) conv blocks, but
   not exactly at zero, which would block the text encoder's gradient on the first step.
+  With ``film_state`` the proprioceptive state (holding or not) joins the text in producing
+  gamma and beta.
 """
 
 from __future__ import annotations
@@ -116,13 +118,21 @@ class FiLMFusion(nn.Module):
     """Instruction-conditioned conv blocks on the grid, then readout ++ state -> (B, R + D)."""
 
     def __init__(
-        self, readout: GridReadout, channels: int, text_dim: int, state_dim: int, num_blocks: int
+        self,
+        readout: GridReadout,
+        channels: int,
+        text_dim: int,
+        state_dim: int,
+        num_blocks: int,
+        film_state: bool = False,
     ) -> None:
         super().__init__()
         if num_blocks < 1:
             raise InputError(f"fusion='film' needs film_blocks >= 1, got {num_blocks}")
         self.blocks = nn.ModuleList(FiLMBlock(channels) for _ in range(num_blocks))
-        self.film = nn.Linear(text_dim, 2 * channels * num_blocks)  # text -> all (delta, beta)
+        self.film_state = film_state and state_dim > 0
+        film_in = text_dim + (state_dim if self.film_state else 0)
+        self.film = nn.Linear(film_in, 2 * channels * num_blocks)  # text (++ state) -> all params
         nn.init.normal_(self.film.weight, std=1e-2)
         nn.init.zeros_(self.film.bias)
         self.readout = readout
@@ -130,7 +140,8 @@ class FiLMFusion(nn.Module):
 
     def forward(self, grid: torch.Tensor, text: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """grid (B, C, h, w), text (B, Dt), state (B, D) -> (B, R + D)."""
-        params = self.film(text).view(text.shape[0], len(self.blocks), 2, -1)  # (B, n, 2, C)
+        condition = torch.cat([text, state.to(text.dtype)], dim=1) if self.film_state else text
+        params = self.film(condition).view(text.shape[0], len(self.blocks), 2, -1)  # (B,n,2,C)
         for i, block in enumerate(self.blocks):
             grid = block(grid, 1.0 + params[:, i, 0], params[:, i, 1])
         return torch.cat([self.readout(grid, text), state], dim=1)
@@ -144,7 +155,9 @@ def build_fusion(
         grid_shape, config.readout, config.readout_channels, text_dim, config.attention_heads
     )
     if config.fusion == "film":
-        return FiLMFusion(readout, grid_shape[0], text_dim, state_dim, config.film_blocks)
+        return FiLMFusion(
+            readout, grid_shape[0], text_dim, state_dim, config.film_blocks, config.film_state
+        )
     if config.fusion == "concat":
         return ConcatFusion(readout, text_dim, state_dim)
     raise InputError(f"fusion must be one of ('film', 'concat'), got {config.fusion!r}")
