@@ -43,10 +43,11 @@ The colour swap (`--color-swap`, data/color_swap.py) trains the last round and t
 baselines only: on every round it stalled seed 1's short warm-started rounds (0.00-0.02) and
 the run ended at 0.33. Measured (README, "DAgger on push + pick_place"; seen success, 100
 episodes per family, seeds 0 / 1 / 2, `--no-compare-bc --num-threads 1`): without the swap
-0.895 / 0.85 / 0.845 (push 0.77-0.89), with it in the last round of 9000 steps (the defaults)
-0.945 / 0.965 / 0.965 (push 0.93-0.95). BC gains as much from the swap at this label budget
-(0.74 -> 0.93 at 68846 frames and 12000 steps, seed 0), so there DAgger's lead over BC falls
-inside the intervals; without the swap it is 0.90 against 0.74, intervals apart.
+0.895 / 0.85 / 0.845 (push 0.77-0.89), with it in the last round of 6000 steps (the defaults)
+0.95 / 0.935 / 0.95 (push 0.90-0.96; 9000 steps: 0.945 / 0.965 / 0.965, intervals
+overlapping). BC gains as much from the swap at this label budget (0.74 -> 0.93 at 68846
+frames and 12000 steps, seed 0), so there DAgger's lead over BC falls inside the intervals;
+without the swap it is 0.90 against 0.74, intervals apart.
 
 Resume: the state of a run is its files. A round whose rollouts are in `data/` but not in
 `rounds.json` is trained (the engine resumes its checkpoint) and evaluated again; nothing that
