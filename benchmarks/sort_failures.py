@@ -8,7 +8,13 @@ seed, training instructions) in a world that does not reset ended episodes, and 
 - of the episodes whose first pair got in: the share of the following steps spent holding
   nothing, the first target (taken back out of its bowl), the second target or another object,
   and how many episodes grasp the second target at all, re-grasp the first, or end with the
-  first pair out of its bowl again.
+  first pair out of its bowl again;
+- before the first pair is in: the first object grasped, and releases of the first target
+  nearer the second bowl;
+- of the episodes that never get the first pair in but hold it at the end: the held object's
+  distance from its bowl over the last 20 steps, and the cosine of the policy's moves with the
+  clean expert's from the same states (a limit cycle beside the bowl: a narrow band of
+  distances and moves that reverse where the expert says "toward").
 With `--dataset` (the run's demonstrations), also whether the policy's auxiliary goal head
 knows which pair is next on the expert's own states: over the sort episodes of the run's
 validation split (the episodes whose subgoal place changes), its goal error in each half and
@@ -67,6 +73,11 @@ class SortTrace:
     holding: np.ndarray
     first_near_second_bowl: np.ndarray
     """(T, E) the first target's centre is nearer the second bowl than its own"""
+    first_distance: np.ndarray
+    """(T, E) distance of the first target's centre from its own bowl's centre (table units)"""
+    agreement: np.ndarray
+    """(T, E) cosine between the policy's and the clean expert's moves (x, y) at the state the
+    step started from (0 where either is still)"""
 
 
 def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
@@ -78,9 +89,13 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
     first_in, second_in = np.zeros((2, steps, episodes), dtype=bool)
     holding = np.zeros((steps, episodes), dtype=np.int64)
     near_second = np.zeros((steps, episodes), dtype=bool)
+    distance, agreement = np.zeros((2, steps, episodes))
     rows = np.arange(episodes)
     for t in range(steps):
-        obs, _, terminated, truncated, _ = world.step(policy.select_action(obs))
+        expert = world.expert_action(noise=0.0)[:, :2]
+        action = policy.select_action(obs)
+        agreement[t] = cosine(np.asarray(action)[:, :2], expert)
+        obs, _, terminated, truncated, _ = world.step(action)
         state = world.state
         first_in[t], second_in[t] = in_bowl(state, 0), in_bowl(state, 1)
         held = state.held
@@ -92,12 +107,19 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
         pos = state.obj_pos[rows, state.target_obj[:, 0]]
         bowls = state.bowl_pos[rows[:, None], state.target_place[:, :2]]  # (E, 2, 2)
         dist = np.linalg.norm(bowls - pos[:, None], axis=-1)
-        near_second[t] = dist[:, 1] < dist[:, 0]
+        near_second[t], distance[t] = dist[:, 1] < dist[:, 0], dist[:, 0]
         if (terminated | truncated).all():
             first_in, second_in = first_in[: t + 1], second_in[: t + 1]
             holding, near_second = holding[: t + 1], near_second[: t + 1]
+            distance, agreement = distance[: t + 1], agreement[: t + 1]
             break
-    return SortTrace(first_in, second_in, holding, near_second)
+    return SortTrace(first_in, second_in, holding, near_second, distance, agreement)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of (E, 2) moves; 0 where either is (nearly) still."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 1e-8, (a * b).sum(axis=1) / np.maximum(norms, 1e-8), 0.0)
 
 
 def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -> None:
@@ -162,6 +184,35 @@ def first_half(trace: SortTrace, first_step: np.ndarray) -> None:
     )
 
 
+def held_to_the_end(trace: SortTrace, first_step: np.ndarray, window: int = 20) -> None:
+    """Print how the episodes that never get the first pair in and still hold it at the end
+    move over their last `window` steps: the held object's distance from its bowl's centre
+    (a limit cycle beside the bowl shows as a narrow band that never closes) and how the
+    policy's moves agree with the expert's from the same states."""
+    never = first_step < 0
+    stuck = np.flatnonzero(never & (trace.holding[-1] == 1))
+    print(f"never in, holding the first target at the end: {stuck.size} of {never.sum()}")
+    if stuck.size == 0:
+        return
+    last = slice(max(len(trace.holding) - window, 0), None)
+    distance = trace.first_distance[last, stuck]  # (window, S)
+    agreement = trace.agreement[last, stuck]
+    print(
+        f"  last {distance.shape[0]} steps: distance from the bowl centre, mean min / max "
+        f"{distance.min(axis=0).mean():.3f} / {distance.max(axis=0).mean():.3f} (radius 0.09)"
+    )
+    print(
+        f"  cosine of the policy's move with the expert's: mean {agreement.mean():.2f}, "
+        f"steps below -0.5 {np.mean(agreement < -0.5):.2f}"
+    )
+    closest = np.where(trace.holding[:, never] == 1, trace.first_distance[:, never], np.inf)
+    closest = closest.min(axis=0)
+    print(
+        f"  never-in episodes that came within 0.03 / 0.06 of the centre while holding it: "
+        f"{(closest < 0.03).sum()} / {(closest < 0.06).sum()}"
+    )
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     policy = Policy.from_pretrained(args.checkpoint).eval()
@@ -175,6 +226,7 @@ def main(args: Args) -> None:
         print(f"  (median step {int(np.median(first_step[got_first])) + 1})", end="")
     print(f"\nboth pairs in their bowls at once       {both.mean():.2f}")
     first_half(trace, first_step)
+    held_to_the_end(trace, first_step)
     done = np.flatnonzero(got_first)
     if done.size == 0:
         return

@@ -88,6 +88,17 @@ def test_eval_warns_about_families_the_checkpoint_never_trained_on(reach_run):
     assert "warning" in result.stderr and "push" in result.stderr and "reach" in result.stderr
 
 
+def test_eval_executes_as_much_of_each_chunk_as_asked(reach_run):
+    args = ("eval", "--checkpoint", "run/checkpoints/last", "--eval.episodes", "2",
+            "--eval.gifs", "0", "--eval.splits", "seen", "--no-progress")  # fmt: skip
+    result = nanovla(*args, "--n-action-steps", "3", "--out", "e3.json", cwd=reach_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((reach_run / "e3.json").read_text())["n_action_steps"] == 3
+    refused = nanovla(*args, "--n-action-steps", "99", "--out", "e99.json", cwd=reach_run)
+    assert refused.returncode == 2 and "--n-action-steps" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (reach_run / "e99.json").exists()
+
+
 def test_resume_applies_what_may_change_and_refuses_the_rest(reach_run):
     refused = nanovla("train", "--out", "run", "--resume", "--seed", "3", cwd=reach_run)
     assert refused.returncode == 2 and "--seed" in refused.stderr

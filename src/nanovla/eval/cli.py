@@ -10,15 +10,18 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
 from nanovla.constants import CHECKPOINTS_DIR, CONFIG_FILE, EVAL_FILE, PRETRAINED_DIR
-from nanovla.errors import ExistsError, MissingError
+from nanovla.errors import ExistsError, InputError, MissingError
 from nanovla.eval.evaluate import EvalConfig, evaluate, format_table
 from nanovla.io import write_json
 from nanovla.train.run_record import RunRecord
+
+if TYPE_CHECKING:
+    from nanovla.models.policy.configuration_policy import PolicyConfig
 
 
 @dataclass
@@ -47,6 +50,12 @@ class EvalCommand:
     """folder for rollout GIFs"""
     progress: bool = True
     """show a progress bar (--no-progress: none)"""
+    n_action_steps: Annotated[
+        int | None, tyro.conf.arg(help_behavior_hint="(default: the checkpoint's own)")
+    ] = None
+    """actions of each predicted chunk executed before the policy predicts again, 1 to the
+    checkpoint's chunk (an evaluation-time choice: the weights are the same); recorded in the
+    result JSON as `n_action_steps`"""
 
 
 def resolve_pretrained(checkpoint: Path) -> Path:
@@ -82,6 +91,16 @@ def default_out(pretrained: Path) -> Path:
     return candidate
 
 
+def with_action_steps(config: PolicyConfig, steps: int) -> PolicyConfig:
+    """`config` executing `steps` actions of each chunk; an InputError naming --n-action-steps
+    when the checkpoint's chunk is shorter."""
+    if not 1 <= steps <= config.chunk:
+        raise InputError(
+            f"--n-action-steps must be in [1, {config.chunk}] (the checkpoint's chunk), got {steps}"
+        )
+    return replace(config, n_action_steps=steps)
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `nanovla eval`."""
     command = tyro.cli(EvalCommand, args=argv, prog="nanovla eval", description=__doc__)
@@ -92,6 +111,8 @@ def main(argv: list[str]) -> int:
     if command.out is not None and command.out.exists() and not command.overwrite:
         raise ExistsError(f"{command.out} already exists; pass --overwrite to replace it")
     policy = Policy.from_pretrained(pretrained)
+    if command.n_action_steps is not None:
+        policy.config = with_action_steps(policy.config, command.n_action_steps)
     record = RunRecord.load(pretrained)  # what the checkpoint was trained on, when it says
     trained = () if record is None else tuple(record.families)
     families = command.tasks or trained or tuple(TASK_FAMILIES)
@@ -116,6 +137,7 @@ def main(argv: list[str]) -> int:
         progress=command.progress,
     )
     result["checkpoint"] = str(pretrained)
+    result["n_action_steps"] = policy.config.n_action_steps
     write_json(out, result)
     print(format_table(result))
     print(f"wrote {out}")
