@@ -8,9 +8,11 @@ seed, training instructions) in a world that does not reset ended episodes, and 
 - of the episodes whose first pair got in: the share of the following steps spent holding
   nothing, the first target (taken back out of its bowl), the second target or another object,
   and how many episodes grasp the second target at all, re-grasp the first, or end with the
-  first pair out of its bowl again;
-- before the first pair is in: the first object grasped, and releases of the first target
-  nearer the second bowl;
+  first pair out of its bowl again; on the steps holding nothing before both pairs are in,
+  how the policy's moves agree with the clean expert's and whether they head for the first or
+  the second target;
+- before the first pair is in: the first object grasped; where the first target is let go
+  (its distance from its bowl's centre) and how often nearer the second bowl;
 - of the episodes that never get the first pair in but hold it at the end: the held object's
   distance from its bowl over the last 20 steps, and the cosine of the policy's moves with the
   clean expert's from the same states (a limit cycle beside the bowl: a narrow band of
@@ -78,6 +80,9 @@ class SortTrace:
     agreement: np.ndarray
     """(T, E) cosine between the policy's and the clean expert's moves (x, y) at the state the
     step started from (0 where either is still)"""
+    toward: np.ndarray
+    """(2, T, E) cosine between the policy's move and the direction from the gripper to the
+    first / second target"""
 
 
 def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
@@ -90,11 +95,17 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
     holding = np.zeros((steps, episodes), dtype=np.int64)
     near_second = np.zeros((steps, episodes), dtype=bool)
     distance, agreement = np.zeros((2, steps, episodes))
+    toward = np.zeros((2, steps, episodes))
     rows = np.arange(episodes)
     for t in range(steps):
         expert = world.expert_action(noise=0.0)[:, :2]
         action = policy.select_action(obs)
-        agreement[t] = cosine(np.asarray(action)[:, :2], expert)
+        move = np.asarray(action)[:, :2]
+        agreement[t] = cosine(move, expert)
+        state = world.state
+        for k in (0, 1):
+            target = state.obj_pos[rows, state.target_obj[:, k]] - state.gripper
+            toward[k, t] = cosine(move, target)
         obs, _, terminated, truncated, _ = world.step(action)
         state = world.state
         first_in[t], second_in[t] = in_bowl(state, 0), in_bowl(state, 1)
@@ -112,8 +123,9 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
             first_in, second_in = first_in[: t + 1], second_in[: t + 1]
             holding, near_second = holding[: t + 1], near_second[: t + 1]
             distance, agreement = distance[: t + 1], agreement[: t + 1]
+            toward = toward[:, : t + 1]
             break
-    return SortTrace(first_in, second_in, holding, near_second, distance, agreement)
+    return SortTrace(first_in, second_in, holding, near_second, distance, agreement, toward)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -177,6 +189,13 @@ def first_half(trace: SortTrace, first_step: np.ndarray) -> None:
         print(f"  non-first object at some step {wrong:.2f}")
     released = (trace.holding[:-1] == 1) & (trace.holding[1:] != 1)  # (T-1, E)
     wrong_bowl = released & trace.first_near_second_bowl[1:]
+    if released.any():
+        where = trace.first_distance[1:][released]
+        print(
+            f"the first target's distance from its bowl's centre at its releases: median "
+            f"{np.median(where):.3f}, within 0.03 (where the expert lets go) "
+            f"{np.mean(where <= 0.03):.2f}, within the bowl (0.09) {np.mean(where <= 0.09):.2f}"
+        )
     print(
         f"releases of the first target: {released.sum()}, nearer the second bowl "
         f"{wrong_bowl.sum() / max(released.sum(), 1):.2f}; episodes with such a release "
@@ -237,6 +256,23 @@ def main(args: Args) -> None:
     )
     for index, name in enumerate(HOLDING):
         print(f"  {name:<16}{np.mean(steps == index):>6.2f}")
+    moves = np.concatenate([trace.agreement[first_step[e] :, e] for e in done])
+    both_in = trace.first_in & trace.second_in
+    unsolved = np.concatenate([~both_in[first_step[e] :, e] for e in done])
+    idle = (steps == 0) & unsolved  # (the expert re-grasps a solved scene's object)
+    empty = moves[idle]
+    heading = [
+        np.concatenate([trace.toward[k, first_step[e] :, e] for e in done])[idle] for k in (0, 1)
+    ]
+    print(
+        f"  holding nothing, not yet solved: cosine of the policy's move with the expert's mean "
+        f"{empty.mean():.2f}, above 0.5 {np.mean(empty > 0.5):.2f}, below -0.5 "
+        f"{np.mean(empty < -0.5):.2f}"
+    )
+    print(
+        f"  holding nothing, not yet solved: moving toward (cosine > 0.5) the first target "
+        f"{np.mean(heading[0] > 0.5):.2f}, the second {np.mean(heading[1] > 0.5):.2f}"
+    )
     grasp_second = np.mean([(h == 2).any() for h in after])
     regrasp_first = np.mean([(h == 1).any() for h in after])
     lost = np.mean(~trace.first_in[-1, done])

@@ -38,6 +38,9 @@ EXPERT_VERSION = 4
 executes: version 4 draws it from `World.perturb`): cached demonstrations key on it"""
 RELEASE_DISTANCE = 0.03
 """open the gripper once the carried object's centre is this close to the bowl's centre"""
+SORT_FIRST_RELEASE = RELEASE_DISTANCE
+"""the same for sort's first object: how far off its bowl's centre the first pair may be left
+when the second half begins"""
 PUSH_STANDOFF = 0.015
 """extra clearance kept behind an object before a push"""
 PUSH_PASS_CLEARANCE = 0.04
@@ -150,7 +153,12 @@ def _approach(
 
 
 def _carry(
-    state: SceneState, slot: np.ndarray, pos: np.ndarray, radius: np.ndarray, bowl: np.ndarray
+    state: SceneState,
+    slot: np.ndarray,
+    pos: np.ndarray,
+    radius: np.ndarray,
+    bowl: np.ndarray,
+    release: float | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) moves and (N,) grips: the held object's centre, steered (with its holder) around
     other objects such as one already sorted into its bowl, to the bowl's centre (N, 2); then
@@ -159,13 +167,16 @@ def _carry(
     slack = obj_r.max(1) + radius
     via = _detour(pos, bowl, radius, obj, obj_r, goal_slack=slack) - state.held_offset
     via = _detour(state.gripper, via, GRIPPER_RADIUS, obj, obj_r, goal_slack=slack)
-    arrived = np.linalg.norm(pos - bowl, axis=-1) <= RELEASE_DISTANCE
+    arrived = np.linalg.norm(pos - bowl, axis=-1) <= release
     return _toward(state.gripper, via), np.where(arrived, -1.0, 1.0)
 
 
-def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
-    """(N, 3) actions moving target k (a scalar or (N,) per env) into its bowl. Holding a wrong
-    object -> open first. (Each branch is computed only if some env is in it.)"""
+def pick_place_expert(
+    state: SceneState, k: int | np.ndarray = 0, release: float | np.ndarray = RELEASE_DISTANCE
+) -> np.ndarray:
+    """(N, 3) actions moving target k (a scalar or (N,) per env) into its bowl, let go within
+    `release` of its centre. Holding a wrong object -> open first. (Each branch is computed
+    only if some env is in it.)"""
     rows = np.arange(state.gripper.shape[0])
     k = np.broadcast_to(np.asarray(k), rows.shape)
     slot = np.maximum(state.target_obj[rows, k], 0)
@@ -179,7 +190,7 @@ def pick_place_expert(state: SceneState, k: int | np.ndarray = 0) -> np.ndarray:
         move, grip = _approach(state, slot, pos, radius)
         actions[empty] = np.column_stack([move, grip])[empty]
     if holding_target.any():
-        move, grip = _carry(state, slot, pos, radius, bowl)
+        move, grip = _carry(state, slot, pos, radius, bowl, release)
         actions[holding_target] = np.column_stack([move, grip])[holding_target]
     return actions
 
@@ -219,8 +230,9 @@ def push_expert(state: SceneState) -> np.ndarray:
 
 def sort_expert(state: SceneState) -> np.ndarray:
     """(N, 3) actions: pick_place on the first target not yet in its bowl."""
-    k = np.where(in_bowl(state, 0), 1, 0)
-    return pick_place_expert(state, k)
+    first_done = in_bowl(state, 0)
+    release = np.where(first_done, RELEASE_DISTANCE, SORT_FIRST_RELEASE)
+    return pick_place_expert(state, np.where(first_done, 1, 0), release)
 
 
 EXPERTS = (reach_expert, push_expert, pick_place_expert, sort_expert)
