@@ -64,6 +64,9 @@ class Args:
     """the run's validation fraction (`nanovla train --val-fraction`)"""
     seed: int = 0
     """the run's seed (its validation split)"""
+    hand_over: bool = True
+    """also let the clean expert do the first pair on the same scenes and the policy take over
+    once it is in its bowl (centred): is the second half lost to the policy's own placements?"""
 
 
 @dataclass
@@ -126,6 +129,34 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
             toward = toward[:, : t + 1]
             break
     return SortTrace(first_in, second_in, holding, near_second, distance, agreement, toward)
+
+
+def hand_over(policy: Policy, episodes: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The clean expert does the first pair and the policy takes over once it is in (on the
+    same seeded scenes): (E,) both pairs in at some step, (E,) the expert finished the first
+    pair before the step limit, and over the policy's steps holding nothing before both are
+    in, (S,) cosines of its moves with the directions to the first and the second target."""
+    world = World("sort", episodes, image_size_of(policy), seed, "train", autoreset=False)
+    obs = world.reset(seed=seed)
+    reset_actor(policy, None)
+    handed = np.zeros(episodes, dtype=bool)
+    solved = np.zeros(episodes, dtype=bool)
+    rows = np.arange(episodes)
+    heading: list[list[np.ndarray]] = [[], []]
+    for _ in range(MAX_STEPS["sort"]):
+        handed |= in_bowl(world.state, 0)
+        expert = world.expert_action(noise=0.0)
+        action = np.asarray(policy.select_action(obs))  # every step: chunk queues stay in step
+        state = world.state
+        idle = handed & ~solved & (state.held < 0)
+        for k in (0, 1):
+            target = state.obj_pos[rows, state.target_obj[:, k]] - state.gripper
+            heading[k].append(cosine(action[:, :2], target)[idle])
+        obs, _, terminated, truncated, _ = world.step(np.where(handed[:, None], action, expert))
+        solved |= handed & in_bowl(world.state, 0) & in_bowl(world.state, 1)
+        if (terminated | truncated).all():
+            break
+    return solved, handed, np.concatenate(heading[0]), np.concatenate(heading[1])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -279,6 +310,20 @@ def main(args: Args) -> None:
     print(f"episodes that grasp the second target  {grasp_second:.2f}")
     print(f"episodes that re-grasp the first       {regrasp_first:.2f}")
     print(f"episodes ending with the first out     {lost:.2f}")
+    if args.hand_over:
+        solved, handed, first, second = hand_over(
+            policy, args.episodes, scene_seed(EVAL_SEED, "sort")
+        )
+        print(
+            f"the expert does the first pair (dead centre) in {handed.mean():.2f}; the policy "
+            f"then finishes {solved[handed].mean() if handed.any() else 0.0:.2f} of those "
+            f"(from its own first pair: {both[done].mean():.2f})"
+        )
+        if first.size:
+            print(
+                f"  holding nothing, not yet solved: moving toward (cosine > 0.5) the first "
+                f"target {np.mean(first > 0.5):.2f}, the second {np.mean(second > 0.5):.2f}"
+            )
     if args.dataset is not None:
         dataset = EpisodeDataset(args.dataset, cache="memmap", progress=False)
         _, val = split_episodes(dataset.num_episodes, args.val_fraction, args.seed)
