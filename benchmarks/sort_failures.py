@@ -45,6 +45,8 @@ from nanovla.world.core import World
 from nanovla.world.tasks import MAX_STEPS, in_bowl
 
 HOLDING = ("nothing", "first target", "second target", "another object")
+EARLY_FRAMES = 5
+"""frames after the first release in which the goal head's object choice is checked"""
 
 
 @dataclass
@@ -174,6 +176,8 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
     loader = BatchLoader(dataset, batch_size=1, split="all")
     errors: dict[int, list[float]] = {0: [], 1: []}
     nearer_first: list[float] = []
+    wrong_object: list[float] = []
+    early_error: list[float] = []
     for episode in episodes.tolist():
         lo, hi = dataset.episode_bounds[episode]
         goal = dataset.env_states[lo:hi]  # (T, 4) object x, y, place x, y
@@ -192,6 +196,19 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
         to_first = np.linalg.norm(place - goal[0, 2:], axis=1)
         to_second = np.linalg.norm(place - goal[second, 2:], axis=1)
         nearer_first.append(float(np.mean(to_first < to_second)))
+        # the first frames of the second half, where the next object is chosen: is the
+        # predicted object the second target, or still the first (now lying in the first bowl)?
+        early = np.flatnonzero(second)[:EARLY_FRAMES]
+        obj = predicted[early, :2]
+        wrong_object.append(
+            float(
+                np.mean(
+                    np.linalg.norm(obj - goal[0, 2:], axis=1)
+                    < np.linalg.norm(obj - goal[early, :2], axis=1)
+                )
+            )
+        )
+        early_error.append(float(np.abs(obj - goal[early, :2]).mean()))
     if not nearer_first:
         print("goal check: no sort episode in the validation split")
         return
@@ -200,6 +217,10 @@ def goal_phases(policy: Policy, dataset: EpisodeDataset, episodes: np.ndarray) -
         f"  goal L1, first half / second half   {np.mean(errors[0]):.3f} / {np.mean(errors[1]):.3f}"
     )
     print(f"  second half, place nearer the first bowl {np.mean(nearer_first):.2f}")
+    print(
+        f"  second half's first {EARLY_FRAMES} frames: object L1 {np.mean(early_error):.3f}, "
+        f"object nearer the first target than the second {np.mean(wrong_object):.2f}"
+    )
 
 
 def first_half(trace: SortTrace, first_step: np.ndarray) -> None:
