@@ -42,6 +42,8 @@ from nanovla.il.shift import image_size_of
 from nanovla.models.policy import Policy
 from nanovla.models.policy.normalize import IMAGE, STATE
 from nanovla.world.core import World
+from nanovla.world.experts import RELEASE_DISTANCE
+from nanovla.world.scene import BOWL_RADIUS, SceneState
 from nanovla.world.tasks import MAX_STEPS, in_bowl
 
 HOLDING = ("nothing", "first target", "second target", "another object")
@@ -107,10 +109,7 @@ def trace_sort(policy: Policy, episodes: int, seed: int) -> SortTrace:
         action = policy.select_action(obs)
         move = np.asarray(action)[:, :2]
         agreement[t] = cosine(move, expert)
-        state = world.state
-        for k in (0, 1):
-            target = state.obj_pos[rows, state.target_obj[:, k]] - state.gripper
-            toward[k, t] = cosine(move, target)
+        toward[:, t] = heading(world.state, move)
         obs, _, terminated, truncated, _ = world.step(action)
         state = world.state
         first_in[t], second_in[t] = in_bowl(state, 0), in_bowl(state, 1)
@@ -143,22 +142,36 @@ def hand_over(policy: Policy, episodes: int, seed: int) -> tuple[np.ndarray, ...
     reset_actor(policy, None)
     handed = np.zeros(episodes, dtype=bool)
     solved = np.zeros(episodes, dtype=bool)
-    rows = np.arange(episodes)
-    heading: list[list[np.ndarray]] = [[], []]
+    headings: list[np.ndarray] = []  # (2, idle envs) per step
     for _ in range(MAX_STEPS["sort"]):
         handed |= in_bowl(world.state, 0)
         expert = world.expert_action(noise=0.0)
         action = np.asarray(policy.select_action(obs))  # every step: chunk queues stay in step
-        state = world.state
-        idle = handed & ~solved & (state.held < 0)
-        for k in (0, 1):
-            target = state.obj_pos[rows, state.target_obj[:, k]] - state.gripper
-            heading[k].append(cosine(action[:, :2], target)[idle])
+        idle = handed & ~solved & (world.state.held < 0)
+        headings.append(heading(world.state, action[:, :2])[:, idle])
         obs, _, terminated, truncated, _ = world.step(np.where(handed[:, None], action, expert))
         solved |= handed & in_bowl(world.state, 0) & in_bowl(world.state, 1)
         if (terminated | truncated).all():
             break
-    return solved, handed, np.concatenate(heading[0]), np.concatenate(heading[1])
+    first, second = np.concatenate(headings, axis=1)
+    return solved, handed, first, second
+
+
+def heading(state: SceneState, move: np.ndarray) -> np.ndarray:
+    """(2, E) cosines of the (E, 2) moves with the directions from the gripper to the first and
+    the second target."""
+    rows = np.arange(len(move))
+    return np.stack(
+        [cosine(move, state.obj_pos[rows, state.target_obj[:, k]] - state.gripper) for k in (0, 1)]
+    )
+
+
+def print_heading(first: np.ndarray, second: np.ndarray) -> None:
+    """One line: the share of moves heading for (cosine > 0.5) the first / second target."""
+    print(
+        f"  holding nothing, not yet solved: moving toward (cosine > 0.5) the first target "
+        f"{np.mean(first > 0.5):.2f}, the second {np.mean(second > 0.5):.2f}"
+    )
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -245,8 +258,9 @@ def first_half(trace: SortTrace, first_step: np.ndarray) -> None:
         where = trace.first_distance[1:][released]
         print(
             f"the first target's distance from its bowl's centre at its releases: median "
-            f"{np.median(where):.3f}, within 0.03 (where the expert lets go) "
-            f"{np.mean(where <= 0.03):.2f}, within the bowl (0.09) {np.mean(where <= 0.09):.2f}"
+            f"{np.median(where):.3f}, within {RELEASE_DISTANCE} (where the expert lets go) "
+            f"{np.mean(where <= RELEASE_DISTANCE):.2f}, within the bowl ({BOWL_RADIUS}) "
+            f"{np.mean(where <= BOWL_RADIUS):.2f}"
         )
     print(
         f"releases of the first target: {released.sum()}, nearer the second bowl "
@@ -270,7 +284,7 @@ def held_to_the_end(trace: SortTrace, first_step: np.ndarray, window: int = 20) 
     agreement = trace.agreement[last, stuck]
     print(
         f"  last {distance.shape[0]} steps: distance from the bowl centre, mean min / max "
-        f"{distance.min(axis=0).mean():.3f} / {distance.max(axis=0).mean():.3f} (radius 0.09)"
+        f"{distance.min(axis=0).mean():.3f} / {distance.max(axis=0).mean():.3f} (radius {BOWL_RADIUS})"
     )
     print(
         f"  cosine of the policy's move with the expert's: mean {agreement.mean():.2f}, "
@@ -301,6 +315,11 @@ def main(args: Args) -> None:
     done = np.flatnonzero(got_first)
     if done.size == 0:
         return
+
+    def after_first(values: np.ndarray) -> np.ndarray:
+        """(T, E) per-step values -> the steps from each done episode's first pair on, joined."""
+        return np.concatenate([values[first_step[e] :, e] for e in done])
+
     after = [trace.holding[first_step[e] :, e] for e in done]  # the steps after, per episode
     steps = np.concatenate(after)
     print(
@@ -308,23 +327,15 @@ def main(args: Args) -> None:
     )
     for index, name in enumerate(HOLDING):
         print(f"  {name:<16}{np.mean(steps == index):>6.2f}")
-    moves = np.concatenate([trace.agreement[first_step[e] :, e] for e in done])
-    both_in = trace.first_in & trace.second_in
-    unsolved = np.concatenate([~both_in[first_step[e] :, e] for e in done])
+    unsolved = after_first(~(trace.first_in & trace.second_in))
     idle = (steps == 0) & unsolved  # (the expert re-grasps a solved scene's object)
-    empty = moves[idle]
-    heading = [
-        np.concatenate([trace.toward[k, first_step[e] :, e] for e in done])[idle] for k in (0, 1)
-    ]
+    empty = after_first(trace.agreement)[idle]
     print(
         f"  holding nothing, not yet solved: cosine of the policy's move with the expert's mean "
         f"{empty.mean():.2f}, above 0.5 {np.mean(empty > 0.5):.2f}, below -0.5 "
         f"{np.mean(empty < -0.5):.2f}"
     )
-    print(
-        f"  holding nothing, not yet solved: moving toward (cosine > 0.5) the first target "
-        f"{np.mean(heading[0] > 0.5):.2f}, the second {np.mean(heading[1] > 0.5):.2f}"
-    )
+    print_heading(after_first(trace.toward[0])[idle], after_first(trace.toward[1])[idle])
     grasp_second = np.mean([(h == 2).any() for h in after])
     regrasp_first = np.mean([(h == 1).any() for h in after])
     lost = np.mean(~trace.first_in[-1, done])
@@ -341,10 +352,7 @@ def main(args: Args) -> None:
             f"(from its own first pair: {both[done].mean():.2f})"
         )
         if first.size:
-            print(
-                f"  holding nothing, not yet solved: moving toward (cosine > 0.5) the first "
-                f"target {np.mean(first > 0.5):.2f}, the second {np.mean(second > 0.5):.2f}"
-            )
+            print_heading(first, second)
     if args.dataset is not None:
         dataset = EpisodeDataset(args.dataset, cache="memmap", progress=False)
         _, val = split_episodes(dataset.num_episodes, args.val_fraction, args.seed)
