@@ -92,13 +92,12 @@ def default_out(pretrained: Path) -> Path:
 
 
 def with_action_steps(config: PolicyConfig, steps: int) -> PolicyConfig:
-    """`config` executing `steps` actions of each chunk; an InputError naming --n-action-steps
-    when the checkpoint's chunk is shorter."""
-    if not 1 <= steps <= config.chunk:
-        raise InputError(
-            f"--n-action-steps must be in [1, {config.chunk}] (the checkpoint's chunk), got {steps}"
-        )
-    return replace(config, n_action_steps=steps)
+    """`config` executing `steps` actions of each chunk; PolicyConfig's own check (1 to the
+    chunk), reported as an InputError naming --n-action-steps."""
+    try:
+        return replace(config, n_action_steps=steps)
+    except InputError as error:
+        raise InputError(f"--n-action-steps {steps}: {error} (the checkpoint's chunk)") from None
 
 
 def main(argv: list[str]) -> int:
