@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nanovla.world import TASK_FAMILIES, make_world
+from nanovla.world.scene import BOWL_RADIUS
 
 EPISODES = 200
 
@@ -164,7 +165,8 @@ def release_distances(k: int) -> np.ndarray:
         let_go = (held == slot) & (state.held != slot)
         bowl = state.bowl_pos[rows, state.target_place[:, k]]
         distance = np.linalg.norm(state.obj_pos[rows, slot] - bowl, axis=1)
-        found.append(distance[let_go & (distance <= 0.09)])  # placed (not a wrong grasp let go)
+        placed = let_go & (distance <= BOWL_RADIUS)  # (not a wrongly grasped object let go)
+        found.append(distance[placed])
         if (terminated | truncated).all():
             break
     return np.concatenate(found)
